@@ -1,0 +1,88 @@
+package mongosim
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// conn serves one client connection. Commands on a connection run one at a
+// time, in order, as on a real server.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	id     int64
+	ctx    context.Context // done when the connection or the server closes
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	appName string // from the handshake's client.application.name
+}
+
+func newConn(s *Server, nc net.Conn, id int64) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{s: s, nc: nc, id: id, ctx: ctx, cancel: cancel}
+}
+
+// close closes the socket and wakes any command waiting on this connection.
+func (c *conn) close() {
+	c.cancel()
+	_ = c.nc.Close()
+}
+
+func (c *conn) setAppName(name string) {
+	c.mu.Lock()
+	c.appName = name
+	c.mu.Unlock()
+}
+
+func (c *conn) getAppName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.appName
+}
+
+// serve reads and answers messages until the client goes away, the server
+// closes, or a message is malformed (then the connection is closed, as a
+// real server closes on a protocol error).
+func (c *conn) serve() {
+	defer c.close()
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	var in, out []byte
+	for {
+		msg, err := readMessage(r, in)
+		if err != nil {
+			return
+		}
+		in = msg[:0]
+		req, err := parseRequest(msg)
+		if err != nil {
+			return
+		}
+		reply, err := c.s.handle(c, req)
+		if errors.Is(err, errCloseConnection) {
+			return
+		}
+		if req.moreToCome {
+			continue
+		}
+		if req.opCode == wiremessage.OpQuery {
+			out = appendOpReply(out[:0], req.requestID, reply)
+		} else {
+			out = appendOpMsgReply(out[:0], req.requestID, reply)
+		}
+		if _, err := c.nc.Write(out); err != nil {
+			return
+		}
+		if cap(out) > 1<<20 {
+			out = nil // do not pin a huge buffer for the connection's lifetime
+		}
+		if cap(in) > 1<<20 {
+			in = nil
+		}
+	}
+}

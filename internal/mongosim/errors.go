@@ -1,0 +1,103 @@
+package mongosim
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Server error codes the simulator returns, with the names a real server
+// gives them in codeName.
+const (
+	CodeInternalError              int32 = 1
+	CodeBadValue                   int32 = 2
+	CodeFailedToParse              int32 = 9
+	CodeTypeMismatch               int32 = 14
+	CodeInvalidNamespace           int32 = 73
+	CodeIllegalOperation           int32 = 20
+	CodeNamespaceNotFound          int32 = 26
+	CodeCursorNotFound             int32 = 43
+	CodeNamespaceExists            int32 = 48
+	CodeMaxTimeMSExpired           int32 = 50
+	CodeDollarPrefixedFieldName    int32 = 52
+	CodeCommandNotFound            int32 = 59
+	CodeImmutableField             int32 = 66
+	CodeInvalidOptions             int32 = 72
+	CodeOperationFailed            int32 = 96
+	CodeConflictingUpdateOperators int32 = 40
+	CodeCursorKilled               int32 = 237
+	CodeInvalidResumeToken         int32 = 260
+	CodeChangeStreamFatalError     int32 = 280
+	CodeChangeStreamHistoryLost    int32 = 286
+	CodeUnsupportedOpQueryCommand  int32 = 352
+	CodeDuplicateKey               int32 = 11000
+	CodeUnrecognizedPipelineStage  int32 = 40324
+	CodeCursorInUseByOtherSession  int32 = 50738
+)
+
+// codeNames maps codes to the codeName a real server sends. Codes that the
+// fail point may inject are included so injected errors look real.
+var codeNames = map[int32]string{
+	1: "InternalError", 2: "BadValue", 6: "HostUnreachable", 7: "HostNotFound",
+	9: "FailedToParse", 11: "UserNotFound", 13: "Unauthorized", 14: "TypeMismatch",
+	20: "IllegalOperation", 26: "NamespaceNotFound", 40: "ConflictingUpdateOperators",
+	43: "CursorNotFound", 48: "NamespaceExists", 50: "MaxTimeMSExpired",
+	52: "DollarPrefixedFieldName", 59: "CommandNotFound", 63: "StaleShardVersion",
+	66: "ImmutableField", 72: "InvalidOptions", 73: "InvalidNamespace", 89: "NetworkTimeout",
+	91: "ShutdownInProgress", 96: "OperationFailed", 133: "FailedToSatisfyReadPreference",
+	134: "ReadConcernMajorityNotAvailableYet", 150: "StaleEpoch", 175: "QueryPlanKilled",
+	189: "PrimarySteppedDown", 234: "RetryChangeStream", 237: "CursorKilled",
+	260: "InvalidResumeToken", 262: "ExceededTimeLimit", 280: "ChangeStreamFatalError",
+	286: "ChangeStreamHistoryLost", 352: "UnsupportedOpQueryCommand",
+	9001: "SocketException", 10107: "NotWritablePrimary", 11000: "DuplicateKey",
+	11600: "InterruptedAtShutdown", 11601: "Interrupted", 11602: "InterruptedDueToReplStateChange",
+	13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
+	40324: "Location40324", 50738: "Location50738",
+}
+
+// resumableChangeStreamCodes are the codes for which a real server adds the
+// ResumableChangeStreamError label to a failed change-stream getMore.
+var resumableChangeStreamCodes = []int32{
+	6, 7, 63, 89, 91, 133, 150, 189, 234, 262, 9001, 10107, 11600, 11602, 13388, 13435, 13436,
+}
+
+// isResumableChangeStreamCode reports whether code is in resumableChangeStreamCodes.
+func isResumableChangeStreamCode(code int32) bool {
+	return slices.Contains(resumableChangeStreamCodes, code)
+}
+
+// Error labels used by the server.
+const (
+	LabelResumableChangeStreamError    = "ResumableChangeStreamError"
+	LabelNonResumableChangeStreamError = "NonResumableChangeStreamError"
+)
+
+// CommandError is a failed command as the server reports it:
+// {ok: 0, errmsg, code, codeName, errorLabels}.
+type CommandError struct {
+	Code    int32
+	Message string
+	Labels  []string
+}
+
+// Error returns the message with its code name, like the server's log line.
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("(%s) %s", codeName(e.Code), e.Message)
+}
+
+// codeName returns the codeName for code, or "" when the server sends none.
+func codeName(code int32) string {
+	if n, ok := codeNames[code]; ok {
+		return n
+	}
+	return fmt.Sprintf("Location%d", code)
+}
+
+// cmdErr builds a CommandError with a formatted message.
+func cmdErr(code int32, format string, args ...any) *CommandError {
+	return &CommandError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// errCloseConnection asks the connection loop to close the socket without
+// replying, as a real server does for failCommand's closeConnection.
+var errCloseConnection = errors.New("mongosim: close connection")

@@ -1,0 +1,125 @@
+package mongosim
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Oplog operation types. The CRUD and drop/rename/dropDatabase ones are the
+// change events every stream sees; the others appear only with
+// showExpandedEvents.
+const (
+	opInsert        = "insert"
+	opUpdate        = "update"
+	opReplace       = "replace"
+	opDelete        = "delete"
+	opDrop          = "drop"
+	opRename        = "rename"
+	opDropDatabase  = "dropDatabase"
+	opCreate        = "create"
+	opCreateIndexes = "createIndexes"
+	opDropIndexes   = "dropIndexes"
+	opModify        = "modify"
+)
+
+// oplogEntry is one change, written by a command under store.mu. Every entry
+// has its own cluster time, so ts alone orders and identifies entries.
+type oplogEntry struct {
+	ts       bson.Timestamp
+	wall     time.Time
+	op       string
+	db, coll string
+	collUUID [16]byte
+
+	// CRUD changes.
+	docKey     bson.D         // {_id: ...}
+	fullDoc    bson.D         // insert and replace: the document written
+	preImage   bson.D         // update, replace, delete: set only when the collection records pre-images
+	postImage  bson.D         // update: set only when the collection records post-images
+	updateDesc *updateDescription // update only
+
+	// DDL changes.
+	toDB, toColl string // rename target
+	opDesc       bson.D // operationDescription for expanded events
+
+	// encoded caches the default rendering of the event, built once by the
+	// first change stream that needs it.
+	encodeOnce sync.Once
+	encoded    bsoncore.Document
+}
+
+// updateDescription is the updateDescription field of an update event.
+type updateDescription struct {
+	updatedFields      bson.D
+	removedFields      []string
+	truncatedArrays    []truncatedArray
+	disambiguatedPaths bson.D // nil unless a path is ambiguous
+}
+
+type truncatedArray struct {
+	field   string
+	newSize int32
+}
+
+// oplog is the retained history, oldest first.
+type oplog struct {
+	entries []*oplogEntry
+	max     int // 0: unbounded
+	// lostBefore is the earliest cluster time still covered: changes before
+	// it have been dropped. Zero while nothing has been dropped.
+	lostBefore bson.Timestamp
+}
+
+func (o *oplog) append(e *oplogEntry) {
+	o.entries = append(o.entries, e)
+	if o.max > 0 && len(o.entries) > o.max {
+		o.dropOldest(len(o.entries) - o.max)
+	}
+}
+
+func (o *oplog) dropOldest(n int) {
+	o.lostBefore = o.entries[n].ts
+	clear(o.entries[:n])
+	o.entries = o.entries[n:]
+	if cap(o.entries) > 4*len(o.entries)+1024 {
+		o.entries = append([]*oplogEntry(nil), o.entries...)
+	}
+}
+
+// truncate drops every entry but the newest.
+func (o *oplog) truncate() {
+	if len(o.entries) > 1 {
+		o.dropOldest(len(o.entries) - 1)
+	}
+}
+
+// historyLost reports whether changes at or after ts may have been dropped,
+// so that a stream cannot start or resume from ts.
+func (o *oplog) historyLost(ts bson.Timestamp) bool {
+	return o.lostBefore.T != 0 && tsLess(ts, o.lostBefore)
+}
+
+// after returns the retained entries with a cluster time later than ts.
+// The slice aliases the oplog; entries are never modified once appended.
+func (o *oplog) after(ts bson.Timestamp) []*oplogEntry {
+	i := sort.Search(len(o.entries), func(i int) bool { return tsLess(ts, o.entries[i].ts) })
+	return o.entries[i:len(o.entries):len(o.entries)]
+}
+
+// find returns the entry with cluster time ts, or nil.
+func (o *oplog) find(ts bson.Timestamp) *oplogEntry {
+	i := sort.Search(len(o.entries), func(i int) bool { return !tsLess(o.entries[i].ts, ts) })
+	if i < len(o.entries) && o.entries[i].ts == ts {
+		return o.entries[i]
+	}
+	return nil
+}
+
+// tsLess orders cluster times.
+func tsLess(a, b bson.Timestamp) bool {
+	return a.T < b.T || (a.T == b.T && a.I < b.I)
+}

@@ -1,0 +1,210 @@
+package mongosim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Version facts the simulator claims. Change streams behave as on 8.0.
+const (
+	// ServerVersion is reported by buildInfo.
+	ServerVersion = "8.0.4"
+	// MaxWireVersion is reported by hello; 25 is MongoDB 8.0.
+	MaxWireVersion = 25
+)
+
+// Option configures a Server.
+type Option func(*config)
+
+type config struct {
+	addr        string
+	replSetName string
+	oplogMax    int
+	logMax      int
+}
+
+func defaultConfig() config {
+	return config{addr: "127.0.0.1:0", replSetName: "rs0", logMax: 10_000}
+}
+
+// WithAddr sets the listen address (default "127.0.0.1:0", a free loopback port).
+func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
+
+// WithReplSetName sets the replica set name reported by hello (default "rs0").
+func WithReplSetName(name string) Option { return func(c *config) { c.replSetName = name } }
+
+// WithOplogMax bounds the oplog to the newest n entries (default 0, unbounded).
+// A change stream that resumes from a token older than the oldest retained
+// entry fails with ChangeStreamHistoryLost (286), as on a real server whose
+// oplog has rolled over.
+func WithOplogMax(n int) Option { return func(c *config) { c.oplogMax = n } }
+
+// WithCommandLogMax bounds the command log to the newest n commands
+// (default 10,000; 0 disables the log).
+func WithCommandLogMax(n int) Option { return func(c *config) { c.logMax = n } }
+
+// Server is a running simulated replica-set primary.
+type Server struct {
+	cfg  config
+	ln   net.Listener
+	addr string // host:port exactly as listened on
+
+	ctx    context.Context // done when Close starts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	connMu     sync.Mutex
+	conns      map[*conn]struct{}
+	closed     bool
+	nextConnID atomic.Int64
+
+	store      *store
+	cursors    *cursorRegistry
+	failPoints *failPoints
+	log        *commandLog
+}
+
+// NewServer starts a server listening as configured by opts. The caller must
+// call Close.
+func NewServer(opts ...Option) (*Server, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.oplogMax < 0 {
+		return nil, fmt.Errorf("mongosim: negative oplog bound %d", cfg.oplogMax)
+	}
+	if cfg.replSetName == "" {
+		return nil, errors.New("mongosim: empty replica set name")
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("mongosim: listen: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:        cfg,
+		ln:         ln,
+		addr:       ln.Addr().String(),
+		ctx:        ctx,
+		cancel:     cancel,
+		conns:      make(map[*conn]struct{}),
+		store:      newStore(cfg.oplogMax),
+		cursors:    newCursorRegistry(),
+		failPoints: newFailPoints(),
+		log:        newCommandLog(cfg.logMax),
+	}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+// Addr returns the host:port the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// URI returns a connection string for the driver:
+// mongodb://HOST:PORT/?replicaSet=NAME.
+func (s *Server) URI() string {
+	return "mongodb://" + s.addr + "/?replicaSet=" + s.cfg.replSetName
+}
+
+// Close stops accepting connections, closes every connection, wakes every
+// waiting getMore and returns once all goroutines of the server have ended.
+// It is safe to call more than once.
+func (s *Server) Close() error {
+	s.connMu.Lock()
+	already := s.closed
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connMu.Unlock()
+	if !already {
+		s.cancel()
+		_ = s.ln.Close()
+		for _, c := range conns {
+			c.close()
+		}
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// CloseClientConnections closes every open client connection at once, as a
+// network failure would. The server keeps listening; cursors stay open.
+func (s *Server) CloseClientConnections() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	for c := range s.conns {
+		c.close()
+	}
+}
+
+// KillAllCursors kills every open cursor, as a failover or a cursor timeout
+// would; a later getMore on one fails with CursorNotFound (43) and a getMore
+// waiting now returns CursorKilled (237).
+func (s *Server) KillAllCursors() { s.cursors.killAll() }
+
+// TruncateOplog drops every oplog entry older than the newest one, so a
+// change stream resuming from an earlier token fails with
+// ChangeStreamHistoryLost (286).
+func (s *Server) TruncateOplog() { s.store.truncateOplog() }
+
+// Commands returns a copy of the logged commands, oldest first.
+func (s *Server) Commands() []Command { return s.log.snapshot() }
+
+// ResetCommands empties the command log.
+func (s *Server) ResetCommands() { s.log.reset() }
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			// Temporary failures (EMFILE and the like): back off, do not spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		c := newConn(s, nc, s.nextConnID.Add(1))
+		s.connMu.Lock()
+		if s.closed {
+			s.connMu.Unlock()
+			_ = nc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.connMu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.connMu.Lock()
+			delete(s.conns, c)
+			s.connMu.Unlock()
+		}()
+	}
+}
+
+// hostPort returns the listen address split for hello.
+func (s *Server) port() int {
+	_, p, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}

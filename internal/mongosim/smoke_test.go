@@ -1,0 +1,28 @@
+package mongosim_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+func TestSmokePing(t *testing.T) {
+	s := mongosim.StartTB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	require.NoError(t, err)
+	defer c.Disconnect(ctx)
+	require.NoError(t, c.Ping(ctx, nil))
+	var res bson.M
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&res))
+	t.Log(res["version"])
+	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "nope", Value: 1}}).Err()
+	t.Log(err)
+}

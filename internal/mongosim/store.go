@@ -1,0 +1,283 @@
+package mongosim
+
+import (
+	"crypto/rand"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// store holds every database and the oplog under one lock, so that a write
+// and its oplog entry are one atomic step, as a real server's storage
+// transaction makes them.
+//
+// Documents are bson.D values and are immutable once stored: a write builds
+// a new document and swaps it in, so oplog entries and cursors may keep
+// references without copying.
+type store struct {
+	mu      sync.Mutex
+	dbs     map[string]*database
+	clock   bson.Timestamp // the newest cluster time handed out
+	oplog   oplog
+	changed chan struct{} // closed and replaced on every oplog append
+}
+
+type database struct {
+	name  string
+	colls map[string]*collection
+}
+
+type collection struct {
+	db, name string
+	uuid     [16]byte
+	options  bson.D // as given to create (without the command name)
+	// preAndPostImages is changeStreamPreAndPostImages.enabled.
+	preAndPostImages bool
+	docs             docSet
+}
+
+func newStore(oplogMax int) *store {
+	return &store{
+		dbs:     make(map[string]*database),
+		oplog:   oplog{max: oplogMax},
+		changed: make(chan struct{}),
+	}
+}
+
+// clusterTime returns the newest cluster time, the operationTime of a reply.
+func (st *store) clusterTime() bson.Timestamp {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.clock.T == 0 {
+		st.clock = st.nextTimeLocked()
+	}
+	return st.clock
+}
+
+// nextTimeLocked returns a cluster time later than every one handed out:
+// wall-clock seconds, with an increment that orders writes within a second.
+func (st *store) nextTimeLocked() bson.Timestamp {
+	now := uint32(time.Now().Unix())
+	if now > st.clock.T {
+		return bson.Timestamp{T: now, I: 1}
+	}
+	if st.clock.I == math.MaxUint32 {
+		return bson.Timestamp{T: st.clock.T + 1, I: 1}
+	}
+	return bson.Timestamp{T: st.clock.T, I: st.clock.I + 1}
+}
+
+// appendLocked stamps e with the next cluster time and the wall time,
+// appends it to the oplog and wakes every waiting change stream. st.mu must
+// be held.
+func (st *store) appendLocked(e *oplogEntry) {
+	st.clock = st.nextTimeLocked()
+	e.ts = st.clock
+	e.wall = time.Now()
+	st.oplog.append(e)
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// changedCh returns a channel closed by the next oplog append.
+func (st *store) changedCh() <-chan struct{} {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.changed
+}
+
+func (st *store) truncateOplog() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.oplog.truncate()
+}
+
+// dbLocked returns the named database, creating it when create is set.
+func (st *store) dbLocked(name string, create bool) *database {
+	d := st.dbs[name]
+	if d == nil && create {
+		d = &database{name: name, colls: make(map[string]*collection)}
+		st.dbs[name] = d
+	}
+	return d
+}
+
+// collLocked returns the named collection or nil.
+func (st *store) collLocked(db, coll string) *collection {
+	d := st.dbs[db]
+	if d == nil {
+		return nil
+	}
+	return d.colls[coll]
+}
+
+// createCollLocked creates a collection and logs a create entry, which only
+// streams with showExpandedEvents report. It does not check for an existing
+// collection.
+func (st *store) createCollLocked(db, name string, options bson.D) *collection {
+	c := &collection{db: db, name: name, options: options}
+	_, _ = rand.Read(c.uuid[:])
+	c.uuid[6] = c.uuid[6]&0x0f | 0x40 // UUID version 4
+	c.uuid[8] = c.uuid[8]&0x3f | 0x80
+	c.preAndPostImages = preAndPostImagesEnabled(options)
+	st.dbLocked(db, true).colls[name] = c
+	st.appendLocked(&oplogEntry{op: opCreate, db: db, coll: name, collUUID: c.uuid, opDesc: createDescription(options)})
+	return c
+}
+
+// implicitCollLocked returns the collection, creating it as an insert or an
+// upsert does when it is missing.
+func (st *store) implicitCollLocked(db, name string) *collection {
+	if c := st.collLocked(db, name); c != nil {
+		return c
+	}
+	return st.createCollLocked(db, name, nil)
+}
+
+func preAndPostImagesEnabled(options bson.D) bool {
+	for _, e := range options {
+		if e.Key != "changeStreamPreAndPostImages" {
+			continue
+		}
+		if d, ok := e.Value.(bson.D); ok {
+			for _, f := range d {
+				if f.Key == "enabled" {
+					b, _ := f.Value.(bool)
+					return b
+				}
+			}
+		}
+	}
+	return false
+}
+
+func createDescription(options bson.D) bson.D {
+	if len(options) == 0 {
+		return bson.D{{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}}}
+	}
+	return options
+}
+
+// sortedCollNames returns the collection names of d in order.
+func (d *database) sortedCollNames() []string {
+	names := make([]string, 0, len(d.colls))
+	for n := range d.colls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// docSet keeps a collection's documents in insertion order (natural order)
+// with an index on _id.
+type docSet struct {
+	byID  map[string]*storedDoc
+	order []*storedDoc
+	dead  int // deleted entries still in order
+}
+
+type storedDoc struct {
+	key     string
+	doc     bson.D
+	deleted bool
+}
+
+func (s *docSet) len() int { return len(s.byID) }
+
+// get returns the document whose _id has key, or nil.
+func (s *docSet) get(key string) bson.D {
+	if sd := s.byID[key]; sd != nil {
+		return sd.doc
+	}
+	return nil
+}
+
+// insert adds doc; it reports false when its _id is taken.
+func (s *docSet) insert(key string, doc bson.D) bool {
+	if s.byID == nil {
+		s.byID = make(map[string]*storedDoc)
+	}
+	if _, dup := s.byID[key]; dup {
+		return false
+	}
+	sd := &storedDoc{key: key, doc: doc}
+	s.byID[key] = sd
+	s.order = append(s.order, sd)
+	return true
+}
+
+// replace swaps the document with key for doc, keeping its position.
+func (s *docSet) replace(key string, doc bson.D) {
+	if sd := s.byID[key]; sd != nil {
+		sd.doc = doc
+	}
+}
+
+// remove deletes the document with key.
+func (s *docSet) remove(key string) {
+	sd := s.byID[key]
+	if sd == nil {
+		return
+	}
+	sd.deleted = true
+	delete(s.byID, key)
+	s.dead++
+	if s.dead > 64 && s.dead > len(s.order)/2 {
+		live := s.order[:0]
+		for _, d := range s.order {
+			if !d.deleted {
+				live = append(live, d)
+			}
+		}
+		clear(s.order[len(live):])
+		s.order = live
+		s.dead = 0
+	}
+}
+
+// all returns the live documents in natural order. The slice is new; the
+// documents are shared and must not be modified.
+func (s *docSet) all() []bson.D {
+	out := make([]bson.D, 0, len(s.byID))
+	for _, d := range s.order {
+		if !d.deleted {
+			out = append(out, d.doc)
+		}
+	}
+	return out
+}
+
+// idKey returns a map key for an _id value. Numbers that compare equal
+// (1, 1.0, int64(1)) share a key, as they do in a real _id index.
+func idKey(v any) string {
+	switch n := v.(type) {
+	case int32:
+		return "n" + strconv.FormatFloat(float64(n), 'g', -1, 64)
+	case int64:
+		if n >= -1<<53 && n <= 1<<53 {
+			return "n" + strconv.FormatFloat(float64(n), 'g', -1, 64)
+		}
+		return "l" + strconv.FormatInt(n, 10)
+	case float64:
+		return "n" + strconv.FormatFloat(n, 'g', -1, 64)
+	}
+	t, data, err := bson.MarshalValue(v)
+	if err != nil {
+		return "?" + err.Error()
+	}
+	return string(rune(t)) + string(data)
+}
+
+// lookup returns the value of a top-level field of d.
+func lookup(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}

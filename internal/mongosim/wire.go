@@ -1,0 +1,254 @@
+package mongosim
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
+)
+
+// Wire limits advertised in hello and enforced on every message read.
+const (
+	maxBSONObjectSize   = 16 * 1024 * 1024
+	maxMessageSizeBytes = 48_000_000
+	maxWriteBatchSize   = 100_000
+	headerLen           = 16
+)
+
+// OP_MSG flag bits (MongoDB wire protocol).
+const (
+	msgChecksumPresent uint32 = 1 << 0
+	msgMoreToCome      uint32 = 1 << 1
+	msgExhaustAllowed  uint32 = 1 << 16
+	msgKnownFlags             = msgChecksumPresent | msgMoreToCome | msgExhaustAllowed
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errBadMessage marks a message the server cannot parse at all. The
+// connection that sent it is closed, as a real server does.
+var errBadMessage = errors.New("mongosim: malformed wire message")
+
+// request is one parsed client message: a command addressed to a database.
+type request struct {
+	requestID  int32
+	opCode     wiremessage.OpCode
+	db         string
+	body       bsoncore.Document
+	sequences  map[string][]bsoncore.Document // OP_MSG kind-1 sections
+	moreToCome bool                           // no reply is expected
+}
+
+// readMessage reads one whole wire message, header included. It rejects
+// lengths a real server would refuse before reading the body.
+func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	length := int32(binary.LittleEndian.Uint32(hdr[:]))
+	if length < headerLen || length > maxMessageSizeBytes {
+		return nil, fmt.Errorf("%w: message length %d out of range", errBadMessage, length)
+	}
+	if cap(buf) < int(length) {
+		buf = make([]byte, length)
+	}
+	buf = buf[:length]
+	copy(buf, hdr[:])
+	if _, err := io.ReadFull(r, buf[4:]); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// parseRequest decodes a whole wire message into a request. It touches only
+// the bytes it is given, so it can be tested and fuzzed without a socket.
+// Document slices in the result alias msg.
+func parseRequest(msg []byte) (*request, error) {
+	length, reqID, _, op, rem, ok := wiremessage.ReadHeader(msg)
+	if !ok || int(length) != len(msg) {
+		return nil, fmt.Errorf("%w: bad header", errBadMessage)
+	}
+	switch op {
+	case wiremessage.OpMsg:
+		return parseOpMsg(reqID, rem, msg)
+	case wiremessage.OpQuery:
+		return parseOpQuery(reqID, rem)
+	default:
+		return nil, fmt.Errorf("%w: unsupported opcode %d", errBadMessage, int32(op))
+	}
+}
+
+func parseOpMsg(reqID int32, rem, whole []byte) (*request, error) {
+	flags, rem, ok := wiremessage.ReadMsgFlags(rem)
+	if !ok {
+		return nil, fmt.Errorf("%w: OP_MSG without flags", errBadMessage)
+	}
+	f := uint32(flags)
+	if f&^msgKnownFlags&0xffff != 0 {
+		// Unknown required bits (0-15) must make the server fail the message.
+		return nil, fmt.Errorf("%w: OP_MSG has unknown required flag bits %#x", errBadMessage, f)
+	}
+	if f&msgChecksumPresent != 0 {
+		if len(rem) < 4 {
+			return nil, fmt.Errorf("%w: OP_MSG checksum missing", errBadMessage)
+		}
+		sum := binary.LittleEndian.Uint32(rem[len(rem)-4:])
+		if crc32.Checksum(whole[:len(whole)-4], castagnoli) != sum {
+			return nil, fmt.Errorf("%w: OP_MSG checksum mismatch", errBadMessage)
+		}
+		rem = rem[:len(rem)-4]
+	}
+	req := &request{requestID: reqID, opCode: wiremessage.OpMsg, moreToCome: f&msgMoreToCome != 0}
+	for len(rem) > 0 {
+		var st wiremessage.SectionType
+		st, rem, ok = wiremessage.ReadMsgSectionType(rem)
+		if !ok {
+			return nil, fmt.Errorf("%w: truncated OP_MSG section", errBadMessage)
+		}
+		switch st {
+		case wiremessage.SingleDocument:
+			if req.body != nil {
+				return nil, fmt.Errorf("%w: OP_MSG has two body sections", errBadMessage)
+			}
+			var doc bsoncore.Document
+			doc, rem, ok = wiremessage.ReadMsgSectionSingleDocument(rem)
+			if !ok {
+				return nil, fmt.Errorf("%w: truncated OP_MSG body", errBadMessage)
+			}
+			req.body = doc
+		case wiremessage.DocumentSequence:
+			id, docs, next, ok := readDocumentSequence(rem)
+			if !ok {
+				return nil, fmt.Errorf("%w: bad OP_MSG document sequence", errBadMessage)
+			}
+			rem = next
+			if req.sequences == nil {
+				req.sequences = make(map[string][]bsoncore.Document)
+			}
+			if _, dup := req.sequences[id]; dup {
+				return nil, fmt.Errorf("%w: duplicate document sequence %q", errBadMessage, id)
+			}
+			req.sequences[id] = docs
+		default:
+			return nil, fmt.Errorf("%w: unknown OP_MSG section kind %d", errBadMessage, st)
+		}
+	}
+	if req.body == nil {
+		return nil, fmt.Errorf("%w: OP_MSG without a body section", errBadMessage)
+	}
+	if err := req.body.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: invalid BSON body: %v", errBadMessage, err)
+	}
+	for id, docs := range req.sequences {
+		for _, d := range docs {
+			if err := d.Validate(); err != nil {
+				return nil, fmt.Errorf("%w: invalid BSON in sequence %q: %v", errBadMessage, id, err)
+			}
+		}
+	}
+	dbVal, err := req.body.LookupErr("$db")
+	if err != nil {
+		return nil, fmt.Errorf("%w: OP_MSG body has no $db", errBadMessage)
+	}
+	db, ok := dbVal.StringValueOK()
+	if !ok || db == "" {
+		return nil, fmt.Errorf("%w: $db is not a non-empty string", errBadMessage)
+	}
+	req.db = db
+	return req, nil
+}
+
+// readDocumentSequence reads a kind-1 section strictly: the declared size
+// must cover exactly the identifier and whole documents.
+func readDocumentSequence(src []byte) (id string, docs []bsoncore.Document, rem []byte, ok bool) {
+	if len(src) < 4 {
+		return "", nil, src, false
+	}
+	size := int(int32(binary.LittleEndian.Uint32(src)))
+	if size < 5 || size > len(src) {
+		return "", nil, src, false
+	}
+	body, rem := src[4:size], src[size:]
+	nul := -1
+	for i, b := range body {
+		if b == 0 {
+			nul = i
+			break
+		}
+	}
+	if nul < 0 {
+		return "", nil, src, false
+	}
+	id, body = string(body[:nul]), body[nul+1:]
+	for len(body) > 0 {
+		doc, next, ok := bsoncore.ReadDocument(body)
+		if !ok {
+			return "", nil, src, false
+		}
+		docs = append(docs, doc)
+		body = next
+	}
+	return id, docs, rem, true
+}
+
+func parseOpQuery(reqID int32, rem []byte) (*request, error) {
+	_, rem, ok := wiremessage.ReadQueryFlags(rem)
+	if !ok {
+		return nil, fmt.Errorf("%w: OP_QUERY without flags", errBadMessage)
+	}
+	ns, rem, ok := wiremessage.ReadQueryFullCollectionName(rem)
+	if !ok {
+		return nil, fmt.Errorf("%w: OP_QUERY without a namespace", errBadMessage)
+	}
+	if _, rem, ok = wiremessage.ReadQueryNumberToSkip(rem); !ok {
+		return nil, fmt.Errorf("%w: truncated OP_QUERY", errBadMessage)
+	}
+	if _, rem, ok = wiremessage.ReadQueryNumberToReturn(rem); !ok {
+		return nil, fmt.Errorf("%w: truncated OP_QUERY", errBadMessage)
+	}
+	query, _, ok := wiremessage.ReadQueryQuery(rem)
+	if !ok {
+		return nil, fmt.Errorf("%w: OP_QUERY without a query document", errBadMessage)
+	}
+	if err := query.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: invalid BSON query: %v", errBadMessage, err)
+	}
+	db, coll, found := strings.Cut(ns, ".")
+	if !found || coll != "$cmd" || db == "" {
+		return nil, fmt.Errorf("%w: OP_QUERY on %q; only <db>.$cmd commands are accepted", errBadMessage, ns)
+	}
+	// Legacy commands may be wrapped as {$query: {...}, $readPreference: ...}.
+	if v, err := query.LookupErr("$query"); err == nil {
+		if inner, ok := v.DocumentOK(); ok {
+			query = inner
+		}
+	}
+	return &request{requestID: reqID, opCode: wiremessage.OpQuery, db: db, body: query}, nil
+}
+
+// appendOpMsgReply frames body as an OP_MSG reply to requestID.
+func appendOpMsgReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
+	idx, dst := wiremessage.AppendHeaderStart(dst, wiremessage.NextRequestID(), responseTo, wiremessage.OpMsg)
+	dst = wiremessage.AppendMsgFlags(dst, 0)
+	dst = wiremessage.AppendMsgSectionType(dst, wiremessage.SingleDocument)
+	dst = append(dst, body...)
+	return bsoncore.UpdateLength(dst, idx, int32(len(dst)-int(idx)))
+}
+
+// appendOpReply frames body as a legacy OP_REPLY, the only answer a client
+// accepts to its OP_QUERY handshake.
+func appendOpReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
+	idx, dst := wiremessage.AppendHeaderStart(dst, wiremessage.NextRequestID(), responseTo, wiremessage.OpReply)
+	dst = wiremessage.AppendReplyFlags(dst, wiremessage.AwaitCapable)
+	dst = wiremessage.AppendReplyCursorID(dst, 0)
+	dst = wiremessage.AppendReplyStartingFrom(dst, 0)
+	dst = wiremessage.AppendReplyNumberReturned(dst, 1)
+	dst = append(dst, body...)
+	return bsoncore.UpdateLength(dst, idx, int32(len(dst)-int(idx)))
+}

@@ -29,12 +29,12 @@ type batch struct {
 
 // serverCursor is an open cursor, owned by the session that created it.
 type serverCursor struct {
-	id      int64
-	db      string
-	coll    string // getMore's collection field must name this
-	ns      string // as reported in cursor.ns
-	lsid    []byte // raw lsid of the creating command, nil when none
-	src     cursorSource
+	id   int64
+	db   string
+	coll string // getMore's collection field must name this
+	ns   string // as reported in cursor.ns
+	lsid []byte // raw lsid of the creating command, nil when none
+	src  cursorSource
 	// changeStream marks a $changeStream cursor: the server labels its
 	// resumable getMore errors.
 	changeStream bool

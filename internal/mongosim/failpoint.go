@@ -12,19 +12,19 @@ import (
 // configureFailPoint command on admin, as on a real server started with
 // enableTestCommands.
 const (
-	failPointFailCommand            = "failCommand"
+	failPointFailCommand              = "failCommand"
 	failPointFailGetMoreAfterCheckout = "failGetMoreAfterCursorCheckout"
 )
 
 // failPoint is one configured fail point.
 type failPoint struct {
-	mode     string // "alwaysOn", "times", "skip"
-	n        int64  // remaining times, or remaining skips
-	commands []string
-	code     int32
-	hasCode  bool
-	labels   []string
-	hasLabel bool // errorLabels given (possibly empty): it replaces the server's own labels
+	mode      string // "alwaysOn", "times", "skip"
+	n         int64  // remaining times, or remaining skips
+	commands  []string
+	code      int32
+	hasCode   bool
+	labels    []string
+	hasLabel  bool // errorLabels given (possibly empty): it replaces the server's own labels
 	closeConn bool
 	block     time.Duration
 	appName   string

@@ -36,10 +36,10 @@ type oplogEntry struct {
 	collUUID [16]byte
 
 	// CRUD changes.
-	docKey     bson.D         // {_id: ...}
-	fullDoc    bson.D         // insert and replace: the document written
-	preImage   bson.D         // update, replace, delete: set only when the collection records pre-images
-	postImage  bson.D         // update: set only when the collection records post-images
+	docKey     bson.D             // {_id: ...}
+	fullDoc    bson.D             // insert and replace: the document written
+	preImage   bson.D             // update, replace, delete: set only when the collection records pre-images
+	postImage  bson.D             // update: set only when the collection records post-images
 	updateDesc *updateDescription // update only
 
 	// DDL changes.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,11 +199,4 @@ func (s *Server) acceptLoop() {
 			s.connMu.Unlock()
 		}()
 	}
-}
-
-// hostPort returns the listen address split for hello.
-func (s *Server) port() int {
-	_, p, _ := net.SplitHostPort(s.addr)
-	n, _ := strconv.Atoi(p)
-	return n
 }

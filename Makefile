@@ -1,0 +1,44 @@
+# Targets for humans and for CI (.ci/run calls `make ci`).
+GO          ?= go
+STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
+PKGS        := ./...
+
+.PHONY: demo test fmt-check vet lint race sim bench soak spec ci deps
+
+## demo: run the quickstart on an embedded simulator (or MONGODB_URI)
+demo:
+	$(GO) run ./examples/quickstart
+
+## test: formatting, vet, staticcheck, then every test under the race detector
+test: fmt-check vet lint race
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint:
+	$(STATICCHECK) $(PKGS)
+
+race:
+	$(GO) test -race -count=1 $(PKGS)
+
+## sim: run the simulator on 127.0.0.1:27017 until interrupted
+sim:
+	$(GO) run ./cmd/mongosim -addr 127.0.0.1:27017
+
+## bench: every benchmark with allocation counts
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## soak: the long fault soak (events, faults, lost and duplicated counts)
+soak:
+	CHANGESTREAM_SOAK=long $(GO) test -run 'TestFaultSoak' -count=1 -v .
+
+deps:
+	$(GO) mod download
+	$(GO) mod download -modfile=tools/go.mod
+
+ci: deps test

@@ -1,0 +1,590 @@
+// Package changestream opens MongoDB change streams that follow the Change
+// Streams specification exactly and survive what production throws at them:
+// dropped connections, killed cursors, failovers, and, above all, the
+// caller's own context deadlines and cancellations.
+//
+// A [ChangeStream] starts before its first event. Call [ChangeStream.Next]
+// in a loop; it returns false at the end of the stream, on an error, or when
+// its context ends, and [ChangeStream.Err] tells these apart. Each true
+// return makes one event available in [ChangeStream.Current] (or through
+// [ChangeStream.Decode] and the typed [Event]) until the next call:
+//
+//	cs, err := changestream.WatchCollection(ctx, coll, nil)
+//	if err != nil { ... }
+//	defer cs.Close(context.Background())
+//	for cs.Next(ctx) {
+//		var ev changestream.Event[Order]
+//		if err := cs.Decode(&ev); err != nil { ... }
+//		...
+//	}
+//	if err := cs.Err(); err != nil { ... }
+//
+// # Resuming
+//
+// The stream caches a resume token: the _id of the event last returned, or
+// the server's postBatchResumeToken when it has moved further. When a getMore
+// fails with an error the specification calls resumable (a network error,
+// CursorNotFound, or a server error labelled ResumableChangeStreamError),
+// the stream kills the old cursor, selects a server again and reopens itself
+// from that token, once per error, without losing or repeating an event.
+// [ChangeStream.ResumeToken] returns the token, to save and later pass to
+// [WithResumeAfter] or [WithStartAfter].
+//
+// # Contexts
+//
+// A context that ends while Next or TryNext waits makes the call return false
+// with Err wrapping ctx.Err(); the stream stays [ChangeStream.Alive], and the
+// next call with a live context carries on from the cached token. So
+// per-call deadlines are a normal way to wait for events, and never cost the
+// stream or an event.
+//
+// # Errors
+//
+// The stream ends for good after [ChangeStream.Close] ([ErrClosed]), after an
+// invalidate event (Err is nil), or after an error that is not resumable:
+// the server's error, [ErrMissingResumeToken], or a [*HistoryLostError]
+// matching [ErrHistoryLost]. Server errors stay reachable with errors.As.
+package changestream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// streamKind is what a stream watches.
+type streamKind int
+
+const (
+	kindCollection streamKind = iota
+	kindDatabase
+	kindCluster
+)
+
+// ChangeStream is an open change stream. It starts before the first event:
+// call Next or TryNext before reading Current.
+//
+// Next, TryNext, Decode, Err, ID and RemainingBatchLength belong to the
+// goroutine that iterates. Close, ResumeToken and Alive may be called from
+// any goroutine at any time; Close interrupts a Next that is waiting.
+type ChangeStream struct {
+	// Current is the event the last successful Next or TryNext returned. It
+	// is valid until the next call of Next, TryNext or Close; copy it to
+	// keep it.
+	Current bson.Raw
+
+	kind       streamKind
+	db         *mongo.Database // the database the aggregate runs on
+	collName   string          // for a collection stream
+	pipeline   []bson.Raw      // the caller's stages, after $changeStream
+	cfg        *config
+	sess       *mongo.Session
+	ownSession bool // the stream started sess and ends it on Close
+
+	// mu serializes iteration and Close's cleanup, and guards cur.
+	mu  sync.Mutex
+	cur *cursor // nil once closed or after a failed resume
+
+	// stateMu guards what other goroutines may read while one iterates.
+	stateMu     sync.Mutex
+	token       bson.Raw        // the cached resume token
+	opTime      *bson.Timestamp // the aggregate's operationTime, when no token is known
+	returnedAny bool            // an event has been returned
+	err         error
+
+	alive    atomic.Bool
+	closed   atomic.Bool
+	closeCtx context.Context // done when Close starts, to interrupt a waiting Next
+	closeFn  context.CancelFunc
+}
+
+// WatchCollection opens a change stream on coll. pipeline holds the stages
+// that follow $changeStream and takes what the driver's Watch takes
+// (mongo.Pipeline, []bson.D, bson.A, nil, ...). The aggregate is retried
+// once after a network error or a retryable server error; any other error,
+// including the server's rejection of an option, is returned as the server
+// sent it.
+//
+// If ctx carries a session (mongo.NewSessionContext), the stream runs in it
+// and leaves it open on Close; otherwise the stream starts its own session.
+func WatchCollection(ctx context.Context, coll *mongo.Collection, pipeline any, opts ...Option) (*ChangeStream, error) {
+	if coll == nil {
+		return nil, errors.New("changestream: WatchCollection: nil collection")
+	}
+	cs, err := newStream(kindCollection, coll.Database(), pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	cs.collName = coll.Name()
+	return cs.open(ctx)
+}
+
+// WatchDatabase opens a change stream on every collection of db, except
+// system collections. See [WatchCollection] for pipeline, errors and
+// sessions.
+func WatchDatabase(ctx context.Context, db *mongo.Database, pipeline any, opts ...Option) (*ChangeStream, error) {
+	if db == nil {
+		return nil, errors.New("changestream: WatchDatabase: nil database")
+	}
+	cs, err := newStream(kindDatabase, db, pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	return cs.open(ctx)
+}
+
+// WatchCluster opens a change stream on every database of the deployment
+// except admin, config and local. See [WatchCollection] for pipeline, errors
+// and sessions.
+func WatchCluster(ctx context.Context, client *mongo.Client, pipeline any, opts ...Option) (*ChangeStream, error) {
+	if client == nil {
+		return nil, errors.New("changestream: WatchCluster: nil client")
+	}
+	admin := client.Database("admin")
+	cs, err := newStream(kindCluster, admin, pipeline, opts)
+	if err != nil {
+		return nil, err
+	}
+	return cs.open(ctx)
+}
+
+func newStream(kind streamKind, db *mongo.Database, pipeline any, opts []Option) (*ChangeStream, error) {
+	stages, err := marshalPipeline(pipeline)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	cs := &ChangeStream{kind: kind, db: db, pipeline: stages, cfg: cfg}
+	cs.token = cfg.initialStart().token
+	cs.opTime = cfg.startAtOperationTime
+	cs.closeCtx, cs.closeFn = context.WithCancel(context.Background())
+	return cs, nil
+}
+
+// open starts the session and runs the first aggregate.
+func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if sess := mongo.SessionFromContext(ctx); sess != nil {
+		cs.sess = sess
+	} else {
+		sess, err := cs.db.Client().StartSession()
+		if err != nil {
+			return nil, fmt.Errorf("changestream: starting a session: %w", err)
+		}
+		cs.sess, cs.ownSession = sess, true
+	}
+	sp := cs.cfg.initialStart()
+	err := cs.openCursor(ctx, sp)
+	if err != nil && isTransient(err) && ctx.Err() == nil {
+		err = cs.openCursor(ctx, sp)
+	}
+	if err != nil {
+		cs.endSession()
+		cs.closeFn()
+		return nil, cs.wrapOpenError(err, sp)
+	}
+	cs.alive.Store(true)
+	return cs, nil
+}
+
+// openCursor runs the aggregate for sp and installs its cursor, caching the
+// first batch's resume point.
+func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
+	cur, err := openCursor(mongo.NewSessionContext(ctx, cs.sess), cs.db, cs.command(sp), cs.cfg, cs.cfg.readPreference)
+	if err != nil {
+		return err
+	}
+	cs.cur = cur
+	if cur.cur.RemainingBatchLength() == 0 {
+		cs.cacheEmptyBatch(cur, sp)
+	}
+	return nil
+}
+
+// cacheEmptyBatch applies the token rules to a batch with no events.
+func (cs *ChangeStream) cacheEmptyBatch(cur *cursor, sp startPoint) {
+	pbrt := cur.postBatchResumeToken()
+	cs.stateMu.Lock()
+	defer cs.stateMu.Unlock()
+	switch {
+	case pbrt != nil:
+		cs.token = cloneRaw(pbrt)
+	case sp.key == "" && cs.token == nil && cs.opTime == nil:
+		// A server too old for postBatchResumeToken: remember where this
+		// stream started, so a resume before the first event misses nothing.
+		if t := cs.sess.OperationTime(); t != nil {
+			ot := *t
+			cs.opTime = &ot
+		}
+	}
+}
+
+// wrapOpenError turns ChangeStreamHistoryLost into a *HistoryLostError.
+func (cs *ChangeStream) wrapOpenError(err error, sp startPoint) error {
+	if isHistoryLost(err) {
+		return &HistoryLostError{ResumeToken: cloneRaw(sp.token), OperationTime: sp.time, Err: err}
+	}
+	return fmt.Errorf("changestream: opening the stream: %w", err)
+}
+
+func (cs *ChangeStream) aggregateTarget() any {
+	if cs.kind == kindCollection {
+		return cs.collName
+	}
+	return int32(1)
+}
+
+
+// Next waits for the next event and reports whether there is one in
+// Current. It returns false when ctx ends (Err wraps ctx.Err(); the stream
+// stays alive and a later call resumes where this one stopped), when the
+// stream is invalidated (Err is nil, Alive is false), when it is closed
+// (ErrClosed), or on an error that is not resumable. Resumable errors are
+// handled inside Next: it resumes once per error, as the specification
+// says. If the resume itself fails for a reason that may pass (a network
+// error, no server), Next reports it and the stream stays alive.
+//
+// The server waits up to the max await time for events before answering a
+// getMore; Next then asks again, so it blocks until an event or an error.
+func (cs *ChangeStream) Next(ctx context.Context) bool { return cs.next(ctx, true) }
+
+// TryNext is Next without the wait: it returns an event already received,
+// or asks the server once (one getMore, plus one resume if it fails
+// resumably) and returns false with a nil Err when no event has arrived.
+// Check Err and Alive after a false return to tell "nothing yet" from the
+// end of the stream.
+func (cs *ChangeStream) TryNext(ctx context.Context) bool { return cs.next(ctx, false) }
+
+func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.Current = nil
+	if cs.closed.Load() {
+		cs.setErr(ErrClosed)
+		return false
+	}
+	if !cs.alive.Load() {
+		return false // the terminal error, if any, stays in Err
+	}
+	cs.setErr(nil)
+	resumed := false // a resume in this call, with no progress since
+	for {
+		if err := ctx.Err(); err != nil {
+			cs.setErr(fmt.Errorf("changestream: %w", err))
+			return false
+		}
+		if cs.cur == nil || cs.cur.stale {
+			if !cs.resume(ctx) {
+				return false
+			}
+			resumed = true
+		}
+		c := cs.cur
+		if c.cur.RemainingBatchLength() > 0 {
+			if !c.cur.TryNext(ctx) { // cannot do I/O: the batch has a document
+				return cs.handleError(ctx, c.cur.Err(), &resumed)
+			}
+			return cs.accept(c)
+		}
+		if c.cur.ID() == 0 {
+			cs.finish(ctx, nil) // the server closed the cursor: invalidated
+			return false
+		}
+		got, err := cs.getMore(ctx, c)
+		if got {
+			return cs.accept(c)
+		}
+		if err != nil {
+			if cs.handleError(ctx, err, &resumed) {
+				continue
+			}
+			return false
+		}
+		resumed = false
+		if c.cur.ID() == 0 {
+			cs.finish(ctx, nil)
+			return false
+		}
+		cs.cacheEmptyBatch(c, startPoint{key: "getMore"})
+		if !block {
+			return false
+		}
+	}
+}
+
+// getMore asks the server for the next batch with a context that Close also
+// cancels, and returns whether a document is now current.
+func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		remaining := time.Until(dl)
+		if remaining < minGetMoreRemaining*time.Millisecond {
+			// Too little time to ask: asking would only break the connection.
+			return false, context.DeadlineExceeded
+		}
+		if cs.cfg.maxAwaitTime == nil && remaining < defaultServerAwait*time.Millisecond {
+			// Let the driver shorten the server's wait to fit the deadline,
+			// so a short per-call deadline ends with an empty batch instead
+			// of a broken connection and a resume.
+			c.cur.SetMaxAwaitTime(defaultServerAwait * time.Millisecond)
+		}
+	}
+	opCtx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(cs.closeCtx, cancel)
+	got := c.cur.TryNext(opCtx)
+	stop()
+	cancel()
+	if got {
+		return true, nil
+	}
+	return false, c.cur.Err()
+}
+
+// handleError decides what a failed call means for the stream. It returns
+// true when the stream resumed and the caller should go on iterating.
+func (cs *ChangeStream) handleError(ctx context.Context, err error, resumed *bool) bool {
+	if cs.cur != nil {
+		cs.cur.stale = true
+	}
+	switch {
+	case cs.closed.Load():
+		cs.setErr(ErrClosed)
+		return false
+	case ctx.Err() != nil:
+		// The caller's context ended mid-call: the cursor is abandoned, to be
+		// killed and replaced by the next call, which resumes from the token.
+		cs.setErr(fmt.Errorf("changestream: %w", ctx.Err()))
+		return false
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		cs.setErr(fmt.Errorf("changestream: %w", err))
+		return false
+	case !isResumable(ctx, err):
+		cs.finish(ctx, cs.wrapIterError(err))
+		return false
+	case *resumed:
+		// The stream resumed in this call and failed again before any
+		// progress: report it rather than loop against a failing server.
+		// The stream stays alive and the next call resumes again.
+		cs.setErr(fmt.Errorf("changestream: failed again right after resuming: %w", err))
+		return false
+	}
+	*resumed = true
+	return cs.resume(ctx)
+}
+
+// resume kills the old cursor and reopens the stream from the cached resume
+// point. On failure it sets Err; a failure that may pass leaves the stream
+// alive for the next call, any other ends it.
+func (cs *ChangeStream) resume(ctx context.Context) bool {
+	if cs.cur != nil {
+		cs.cur.kill(ctx)
+		cs.cur = nil
+	}
+	sp := cs.resumeStart()
+	opCtx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(cs.closeCtx, cancel)
+	err := cs.openCursor(opCtx, sp)
+	stop()
+	cancel()
+	if err == nil {
+		return true
+	}
+	switch {
+	case cs.closed.Load():
+		cs.setErr(ErrClosed)
+	case ctx.Err() != nil:
+		cs.setErr(fmt.Errorf("changestream: resuming: %w", ctx.Err()))
+	case isTransient(err):
+		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
+	case isHistoryLost(err):
+		cs.finish(ctx, &HistoryLostError{ResumeToken: cloneRaw(sp.token), OperationTime: sp.time, Err: err})
+	default:
+		cs.finish(ctx, fmt.Errorf("changestream: resuming: %w", err))
+	}
+	return false
+}
+
+func (cs *ChangeStream) wrapIterError(err error) error {
+	if isHistoryLost(err) {
+		return &HistoryLostError{ResumeToken: cs.ResumeToken(), Err: err}
+	}
+	return fmt.Errorf("changestream: %w", err)
+}
+
+// accept makes the cursor's current document the stream's current event and
+// caches its resume token: the batch's postBatchResumeToken when the event is
+// the last of its batch and the server sent one, the event's _id otherwise.
+func (cs *ChangeStream) accept(c *cursor) bool {
+	doc := c.cur.Current
+	id, err := doc.LookupErr("_id")
+	if err != nil || id.Type != bson.TypeEmbeddedDocument {
+		cs.finish(context.Background(), ErrMissingResumeToken)
+		return false
+	}
+	token := bson.Raw(id.Value)
+	if c.cur.RemainingBatchLength() == 0 {
+		if pbrt := c.postBatchResumeToken(); pbrt != nil {
+			token = pbrt
+		}
+	}
+	cs.stateMu.Lock()
+	cs.token = token // aliases the batch, which the driver never reuses; ResumeToken copies
+	cs.returnedAny = true
+	cs.stateMu.Unlock()
+	cs.Current = doc
+	return true
+}
+
+// finish ends the stream for good with err (nil after an invalidate) and
+// releases the server cursor.
+func (cs *ChangeStream) finish(ctx context.Context, err error) {
+	cs.alive.Store(false)
+	cs.setErr(err)
+	if cs.cur != nil {
+		if cs.cur.cur.ID() != 0 {
+			cs.cur.kill(ctx)
+		}
+		cs.cur = nil
+	}
+}
+
+func (cs *ChangeStream) setErr(err error) {
+	cs.stateMu.Lock()
+	cs.err = err
+	cs.stateMu.Unlock()
+}
+
+// Decode unmarshals Current into v with the client's BSON registry, for
+// example into an [Event]. It fails when there is no current event.
+func (cs *ChangeStream) Decode(v any) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed.Load() {
+		return ErrClosed
+	}
+	if cs.Current == nil || cs.cur == nil {
+		return errNoCurrent
+	}
+	return cs.cur.cur.Decode(v)
+}
+
+// Err returns the error that made the last Next or TryNext return false, or
+// nil when it returned false because the stream was invalidated or, for
+// TryNext, because no event had arrived.
+func (cs *ChangeStream) Err() error {
+	cs.stateMu.Lock()
+	defer cs.stateMu.Unlock()
+	return cs.err
+}
+
+// Close kills the server cursor, ends the stream's own session, and
+// interrupts a Next or TryNext waiting in another goroutine, which then
+// returns false with ErrClosed. Close is idempotent and safe from any
+// goroutine; ctx bounds the killCursors command. ResumeToken keeps working
+// after Close, to save the final position.
+func (cs *ChangeStream) Close(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if !cs.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	cs.alive.Store(false)
+	cs.closeFn()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.Current = nil
+	if cs.cur != nil {
+		if cs.cur.cur.ID() != 0 {
+			cs.cur.kill(ctx)
+		}
+		cs.cur = nil
+	}
+	cs.endSession()
+	return nil
+}
+
+func (cs *ChangeStream) endSession() {
+	if cs.ownSession && cs.sess != nil {
+		cs.sess.EndSession(context.Background())
+	}
+}
+
+// ResumeToken returns a copy of the cached resume token: where the stream
+// would resume from now. It can move forward without an event, when the
+// server reports progress through an empty batch. It is nil until the
+// server has sent a token, unless the stream started from one. Safe from
+// any goroutine.
+func (cs *ChangeStream) ResumeToken() bson.Raw {
+	cs.stateMu.Lock()
+	defer cs.stateMu.Unlock()
+	return cloneRaw(cs.token)
+}
+
+// ID returns the server cursor's id, 0 when the stream has no open cursor.
+func (cs *ChangeStream) ID() int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.cur == nil {
+		return 0
+	}
+	return cs.cur.cur.ID()
+}
+
+// RemainingBatchLength returns how many events of the current batch are
+// still to be returned without asking the server.
+func (cs *ChangeStream) RemainingBatchLength() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.cur == nil || cs.cur.stale {
+		return 0
+	}
+	return cs.cur.cur.RemainingBatchLength()
+}
+
+// Alive reports whether the stream can still return events: false once it
+// is closed, invalidated, or failed with an error that is not resumable.
+// After a context error or a failed resume the stream is still alive. Safe
+// from any goroutine.
+func (cs *ChangeStream) Alive() bool { return cs.alive.Load() }
+
+// marshalPipeline accepts what the driver's Watch accepts: nil, or any value
+// that marshals to a BSON array of documents.
+func marshalPipeline(pipeline any) ([]bson.Raw, error) {
+	if pipeline == nil {
+		return nil, nil
+	}
+	t, data, err := bson.MarshalValue(pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("changestream: pipeline: %w", err)
+	}
+	if t != bson.TypeArray {
+		return nil, fmt.Errorf("changestream: pipeline must be an array of stage documents, got BSON %s (%T)", t, pipeline)
+	}
+	vals, err := bson.RawArray(data).Values()
+	if err != nil {
+		return nil, fmt.Errorf("changestream: pipeline: %w", err)
+	}
+	stages := make([]bson.Raw, 0, len(vals))
+	for i, v := range vals {
+		doc, ok := v.DocumentOK()
+		if !ok {
+			return nil, fmt.Errorf("changestream: pipeline stage %d is a BSON %s, not a document", i, v.Type)
+		}
+		stages = append(stages, doc)
+	}
+	return stages, nil
+}

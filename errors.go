@@ -1,0 +1,66 @@
+package changestream
+
+import (
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// ErrClosed is reported by [ChangeStream.Next], [ChangeStream.TryNext] (through
+// [ChangeStream.Err]) and [ChangeStream.Decode] once [ChangeStream.Close] has
+// been called, including by a Next that Close interrupted.
+var ErrClosed = errors.New("changestream: stream is closed")
+
+// ErrMissingResumeToken is reported through [ChangeStream.Err] when the
+// server returns an event without an _id (the resume token), which happens
+// when a pipeline stage removes it. The stream is closed: without the token
+// it could never resume correctly.
+var ErrMissingResumeToken = errors.New("changestream: event has no _id resume token; do not project out _id")
+
+// ErrHistoryLost matches, with [errors.Is], every error that reports the
+// server's ChangeStreamHistoryLost (code 286): the point the stream was to
+// start or resume from is older than the oldest entry of the server's oplog.
+// The events in between are gone; the caller must re-read the state it
+// derives from the collection and start a new stream. The error is a
+// [*HistoryLostError].
+var ErrHistoryLost = errors.New("changestream: change stream history lost")
+
+// codeHistoryLost is ChangeStreamHistoryLost.
+const codeHistoryLost = 286
+
+// HistoryLostError reports that the stream's resume point fell off the
+// server's oplog. errors.Is(err, ErrHistoryLost) holds, and the server's
+// error stays reachable through errors.As (for example as a
+// mongo.CommandError).
+type HistoryLostError struct {
+	// ResumeToken is the token the stream tried to start or resume from; nil
+	// when it started from an operation time.
+	ResumeToken bson.Raw
+	// OperationTime is the operation time the stream tried to start from,
+	// when it had no token.
+	OperationTime *bson.Timestamp
+	// Err is the server's error.
+	Err error
+}
+
+// Error describes the lost history and the server's error.
+func (e *HistoryLostError) Error() string {
+	switch {
+	case e.ResumeToken != nil:
+		return fmt.Sprintf("changestream: history lost: cannot resume after token %s: %v", e.ResumeToken, e.Err)
+	case e.OperationTime != nil:
+		return fmt.Sprintf("changestream: history lost: cannot start at operation time %d.%d: %v", e.OperationTime.T, e.OperationTime.I, e.Err)
+	default:
+		return fmt.Sprintf("changestream: history lost: %v", e.Err)
+	}
+}
+
+// Unwrap returns the server's error.
+func (e *HistoryLostError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrHistoryLost.
+func (e *HistoryLostError) Is(target error) bool { return target == ErrHistoryLost }
+
+// errNoCurrent is returned by Decode before the first event.
+var errNoCurrent = errors.New("changestream: Decode called with no current event; call Next or TryNext first and check that it returned true")

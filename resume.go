@@ -1,0 +1,182 @@
+package changestream
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
+)
+
+// This file holds the Change Streams specification's resume rules: which
+// errors are resumable, and how the command that reopens a stream is built
+// from the cached resume point.
+
+const (
+	codeCursorNotFound  = 43
+	labelResumable      = "ResumableChangeStreamError"
+	labelNetworkError   = "NetworkError"
+	defaultServerAwait  = 1000 // ms a server waits in a getMore without maxTimeMS
+	minGetMoreRemaining = 2    // ms of ctx left below which no getMore is sent
+)
+
+// retryableReadCodes are the server codes after which a read, such as the
+// aggregate that opens a stream, may be retried once (Retryable Reads
+// specification).
+var retryableReadCodes = []int32{6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+
+// isResumable applies the specification's rule to an error from a getMore,
+// for servers 4.4 and newer: any error that does not come from the server is
+// resumable, CursorNotFound always is, and any other server error only when
+// it carries the ResumableChangeStreamError label. A context that has ended
+// is never a reason to resume: the caller is leaving, not the server.
+func isResumable(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// A deadline hit inside the driver counts as the caller's, even when
+		// ctx itself has a moment left.
+		return false
+	}
+	code, fromServer := serverCode(err)
+	if !fromServer {
+		return true
+	}
+	if code == codeCursorNotFound {
+		return true
+	}
+	var le mongo.LabeledError
+	return errors.As(err, &le) && le.HasErrorLabel(labelResumable)
+}
+
+// serverCode returns the error code the server sent, and whether the error
+// came from the server at all. The driver reports network failures as a
+// CommandError with code 0 and the NetworkError label.
+func serverCode(err error) (int32, bool) {
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		if ce.Code == 0 || ce.HasErrorLabel(labelNetworkError) {
+			return 0, false
+		}
+		return ce.Code, true
+	}
+	var se mongo.ServerError
+	if errors.As(err, &se) {
+		// Write errors and other server replies without a single top-level code.
+		return 0, true
+	}
+	return 0, false
+}
+
+// isTransient reports whether an aggregate failed for a reason that may be
+// gone on the next attempt: a network error, no server to select, or a
+// retryable-read code. The opening aggregate is retried once after such an
+// error; a failed resume leaves the stream alive so the next call tries again.
+func isTransient(err error) bool {
+	var sse topology.ServerSelectionError
+	if errors.As(err, &sse) || mongo.IsNetworkError(err) {
+		return true
+	}
+	code, fromServer := serverCode(err)
+	if !fromServer {
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	return slices.Contains(retryableReadCodes, code)
+}
+
+// isHistoryLost reports whether err is the server's ChangeStreamHistoryLost.
+func isHistoryLost(err error) bool {
+	code, fromServer := serverCode(err)
+	return fromServer && code == codeHistoryLost
+}
+
+// startPoint is where an aggregate asks the stream to start.
+type startPoint struct {
+	key   string // "resumeAfter", "startAfter", "startAtOperationTime" or "" (now)
+	token bson.Raw
+	time  *bson.Timestamp
+}
+
+// initialStart is the start point the caller asked for.
+func (c *config) initialStart() startPoint {
+	switch {
+	case c.startAfter != nil:
+		return startPoint{key: "startAfter", token: c.startAfter}
+	case c.resumeAfter != nil:
+		return startPoint{key: "resumeAfter", token: c.resumeAfter}
+	case c.startAtOperationTime != nil:
+		return startPoint{key: "startAtOperationTime", time: c.startAtOperationTime}
+	}
+	return startPoint{}
+}
+
+// resumeStart is the start point of a resume, by the specification's rules:
+// a cached token resumes with startAfter while a startAfter stream has
+// returned no event yet, and with resumeAfter otherwise; with no token, a
+// known operation time resumes with startAtOperationTime; with neither, the
+// original command is sent again.
+func (cs *ChangeStream) resumeStart() startPoint {
+	cs.stateMu.Lock()
+	defer cs.stateMu.Unlock()
+	switch {
+	case cs.token != nil && cs.cfg.startAfter != nil && !cs.returnedAny:
+		return startPoint{key: "startAfter", token: cs.token}
+	case cs.token != nil:
+		return startPoint{key: "resumeAfter", token: cs.token}
+	case cs.opTime != nil:
+		return startPoint{key: "startAtOperationTime", time: cs.opTime}
+	}
+	return cs.cfg.initialStart()
+}
+
+// command builds the aggregate that opens the stream at sp. Only options the
+// caller set are sent; the server validates them.
+func (cs *ChangeStream) command(sp startPoint) bson.D {
+	cfg := cs.cfg
+	stage := make(bson.D, 0, 6)
+	if cs.kind == kindCluster {
+		stage = append(stage, bson.E{Key: "allChangesForCluster", Value: true})
+	}
+	if cfg.fullDocument != nil {
+		stage = append(stage, bson.E{Key: "fullDocument", Value: string(*cfg.fullDocument)})
+	}
+	if cfg.fullDocumentBeforeChange != nil {
+		stage = append(stage, bson.E{Key: "fullDocumentBeforeChange", Value: string(*cfg.fullDocumentBeforeChange)})
+	}
+	switch {
+	case sp.token != nil:
+		stage = append(stage, bson.E{Key: sp.key, Value: sp.token})
+	case sp.time != nil:
+		stage = append(stage, bson.E{Key: sp.key, Value: *sp.time})
+	}
+	if cfg.showExpandedEvents != nil {
+		stage = append(stage, bson.E{Key: "showExpandedEvents", Value: *cfg.showExpandedEvents})
+	}
+	pipeline := make(bson.A, 0, len(cs.pipeline)+1)
+	pipeline = append(pipeline, bson.D{{Key: "$changeStream", Value: stage}})
+	for _, st := range cs.pipeline {
+		pipeline = append(pipeline, st)
+	}
+	cursorDoc := bson.D{}
+	if cfg.batchSize != nil {
+		cursorDoc = append(cursorDoc, bson.E{Key: "batchSize", Value: *cfg.batchSize})
+	}
+	cmd := bson.D{
+		{Key: "aggregate", Value: cs.aggregateTarget()},
+		{Key: "pipeline", Value: pipeline},
+		{Key: "cursor", Value: cursorDoc},
+	}
+	if cfg.collation != nil {
+		cmd = append(cmd, bson.E{Key: "collation", Value: cfg.collation})
+	}
+	if cfg.comment != nil {
+		cmd = append(cmd, bson.E{Key: "comment", Value: cfg.comment})
+	}
+	if rc := cfg.readConcern; rc != nil && rc.Level != "" {
+		cmd = append(cmd, bson.E{Key: "readConcern", Value: bson.D{{Key: "level", Value: rc.Level}}})
+	}
+	return cmd
+}

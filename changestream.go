@@ -245,7 +245,6 @@ func (cs *ChangeStream) aggregateTarget() any {
 	return int32(1)
 }
 
-
 // Next waits for the next event and reports whether there is one in
 // Current. It returns false when ctx ends (Err wraps ctx.Err(); the stream
 // stays alive and a later call resumes where this one stopped), when the
@@ -282,16 +281,19 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	}
 	cs.setErr(nil)
 	resumed := false // a resume in this call, with no progress since
+	asked := false   // a getMore was sent in this call
 	for {
 		if err := ctx.Err(); err != nil {
 			cs.setErr(fmt.Errorf("changestream: %w", err))
 			return false
 		}
 		if cs.cur == nil || cs.cur.stale {
+			// Replacing a cursor a previous call abandoned (its context
+			// ended, or its resume failed) is not a resume after an error of
+			// this call: the next error still gets its own resume.
 			if !cs.resume(ctx) {
 				return false
 			}
-			resumed = true
 		}
 		c := cs.cur
 		if c.cur.RemainingBatchLength() > 0 {
@@ -304,7 +306,17 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.finish(ctx, nil) // the server closed the cursor: invalidated
 			return false
 		}
+		if asked && !block {
+			return false // TryNext asks the server once
+		}
+		if tooLate(ctx) {
+			// Too little time left to ask: asking would only break the
+			// connection, and the cursor with it.
+			cs.setErr(fmt.Errorf("changestream: %w", context.DeadlineExceeded))
+			return false
+		}
 		got, err := cs.getMore(ctx, c)
+		asked = true
 		if got {
 			return cs.accept(c)
 		}
@@ -330,12 +342,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 // cancels, and returns whether a document is now current.
 func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
 	if dl, ok := ctx.Deadline(); ok {
-		remaining := time.Until(dl)
-		if remaining < minGetMoreRemaining*time.Millisecond {
-			// Too little time to ask: asking would only break the connection.
-			return false, context.DeadlineExceeded
-		}
-		if cs.cfg.maxAwaitTime == nil && remaining < defaultServerAwait*time.Millisecond {
+		if cs.cfg.maxAwaitTime == nil && time.Until(dl) < defaultServerAwait*time.Millisecond {
 			// Let the driver shorten the server's wait to fit the deadline,
 			// so a short per-call deadline ends with an empty batch instead
 			// of a broken connection and a resume.
@@ -351,6 +358,12 @@ func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
 		return true, nil
 	}
 	return false, c.cur.Err()
+}
+
+// tooLate reports whether ctx has too little time left for a getMore.
+func tooLate(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < minGetMoreRemaining*time.Millisecond
 }
 
 // handleError decides what a failed call means for the stream. It returns

@@ -72,6 +72,9 @@ type oplog struct {
 	// lostBefore is the earliest cluster time still covered: changes before
 	// it have been dropped. Zero while nothing has been dropped.
 	lostBefore bson.Timestamp
+	// lastDropped is the newest dropped entry's cluster time: a stream
+	// that has scanned up to it has lost nothing.
+	lastDropped bson.Timestamp
 }
 
 func (o *oplog) append(e *oplogEntry) {
@@ -83,6 +86,7 @@ func (o *oplog) append(e *oplogEntry) {
 
 func (o *oplog) dropOldest(n int) {
 	o.lostBefore = o.entries[n].ts
+	o.lastDropped = o.entries[n-1].ts
 	clear(o.entries[:n])
 	o.entries = o.entries[n:]
 	if cap(o.entries) > 4*len(o.entries)+1024 {

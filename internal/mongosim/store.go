@@ -38,6 +38,9 @@ type collection struct {
 	// preAndPostImages is changeStreamPreAndPostImages.enabled.
 	preAndPostImages bool
 	docs             docSet
+	// indexes are the secondary index specifications, in creation order;
+	// the _id index is implicit.
+	indexes []bson.D
 }
 
 func newStore(oplogMax int) *store {

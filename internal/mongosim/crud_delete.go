@@ -1,0 +1,117 @@
+package mongosim
+
+import (
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// matchingLocked returns the documents of c that match, in natural order
+// or sorted; at most one unless multi. st.mu must be held.
+func matchingLocked(c *collection, match matcher, order func(a, b bson.D) int, multi bool) []bson.D {
+	if c == nil {
+		return nil
+	}
+	var out []bson.D
+	for _, d := range c.docs.all() {
+		if match(d) {
+			out = append(out, d)
+			if !multi && order == nil {
+				break
+			}
+		}
+	}
+	if order != nil && len(out) > 1 {
+		best := out[0]
+		for _, d := range out[1:] {
+			if order(d, best) < 0 {
+				best = d
+			}
+		}
+		out = []bson.D{best}
+	}
+	return out
+}
+
+// deleteDocLocked removes one stored document and logs it.
+func (st *store) deleteDocLocked(c *collection, d bson.D) {
+	id, _ := lookup(d, "_id")
+	c.docs.remove(idKey(id))
+	e := &oplogEntry{op: opDelete, db: c.db, coll: c.name, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
+	if c.preAndPostImages {
+		e.preImage = d
+	}
+	st.appendLocked(e)
+}
+
+func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
+	coll, err := cc.collName()
+	if err != nil {
+		return nil, err
+	}
+	ordered, err := cc.orderedArg()
+	if err != nil {
+		return nil, err
+	}
+	raws, err := cc.statements("deletes")
+	if err != nil {
+		return nil, err
+	}
+	type stmt struct {
+		match matcher
+		multi bool
+		err   error
+	}
+	stmts := make([]stmt, len(raws))
+	for i, r := range raws {
+		stmts[i].err = func() error {
+			sc := &cmdCtx{name: "delete.deletes", cmd: r}
+			qraw, ok, err := sc.docArg("q")
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return cmdErr(40414, "BSON field 'delete.deletes.q' is missing but a required field")
+			}
+			q, err := decodeDoc(qraw)
+			if err != nil {
+				return err
+			}
+			limit, ok, err := sc.int64Arg("limit")
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return cmdErr(40414, "BSON field 'delete.deletes.limit' is missing but a required field")
+			}
+			if limit != 0 && limit != 1 {
+				return cmdErr(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
+			}
+			stmts[i].multi = limit == 0
+			stmts[i].match, err = compileFilter(q)
+			return err
+		}()
+	}
+	st := cc.s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
+		return nil, err
+	}
+	n := 0
+	var werrs []writeError
+	for i, s := range stmts {
+		if s.err != nil {
+			werrs = append(werrs, writeError{index: i, err: toCmdErr(s.err)})
+			if ordered {
+				break
+			}
+			continue
+		}
+		c := st.collLocked(cc.db, coll)
+		for _, d := range matchingLocked(c, s.match, nil, s.multi) {
+			st.deleteDocLocked(c, d)
+			n++
+		}
+	}
+	return writeReply(n, nil, nil, werrs)
+}

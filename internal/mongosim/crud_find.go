@@ -1,0 +1,615 @@
+package mongosim
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// findDefaultBatch is the server's default first batch size for find and
+// aggregate cursors.
+const findDefaultBatch = 101
+
+// init names the extra error codes the CRUD commands return, so that
+// codeName matches a real server.
+func init() {
+	for code, name := range map[int32]string{
+		16: "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
+		56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
+		86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
+		17276: "Location17276",
+	} {
+		if _, ok := codeNames[code]; !ok {
+			codeNames[code] = name
+		}
+	}
+}
+
+// decodeValue copies a raw value into its Go form (documents as bson.D,
+// arrays as bson.A), detached from the connection's buffer.
+func decodeValue(v bsoncore.Value) (any, error) {
+	var out any
+	if err := (bson.RawValue{Type: bson.Type(v.Type), Value: v.Data}).Unmarshal(&out); err != nil {
+		return nil, cmdErr(CodeFailedToParse, "mongosim: invalid BSON: %v", err)
+	}
+	return out, nil
+}
+
+// decodeDoc copies a raw document into a bson.D.
+func decodeDoc(d bsoncore.Document) (bson.D, error) {
+	out := bson.D{}
+	if err := bson.Unmarshal(d, &out); err != nil {
+		return nil, cmdErr(CodeFailedToParse, "mongosim: invalid BSON: %v", err)
+	}
+	return out, nil
+}
+
+// docField reads an optional document argument as a bson.D copy.
+func (cc *cmdCtx) docFieldD(key string) (bson.D, bool, error) {
+	raw, ok, err := cc.docArg(key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	d, err := decodeDoc(raw)
+	return d, true, err
+}
+
+// collName reads the collection name that is the value of the command's
+// first field and checks it as the server does.
+func (cc *cmdCtx) collName() (string, error) {
+	v, ok := cc.field(cc.name)
+	if !ok {
+		return "", cmdErr(CodeInvalidNamespace, "collection name has invalid type null")
+	}
+	s, ok := v.StringValueOK()
+	if !ok {
+		return "", cmdErr(CodeInvalidNamespace, "collection name has invalid type %s", typeAlias(v.Type))
+	}
+	if s == "" || strings.ContainsAny(s, "\x00$") || strings.HasPrefix(s, ".") {
+		return "", cmdErr(CodeInvalidNamespace, "Invalid namespace specified '%s.%s'", cc.db, s)
+	}
+	return s, nil
+}
+
+// compileSort compiles a sort specification into a document comparison.
+// An array field sorts by its smallest element ascending and its largest
+// descending, as on the server.
+func compileSort(spec bson.D) (func(a, b bson.D) int, error) {
+	type key struct {
+		parts []string
+		dir   int
+	}
+	keys := make([]key, 0, len(spec))
+	for _, e := range spec {
+		if e.Key == "" {
+			return nil, cmdErr(CodeBadValue, "Empty field name in $sort")
+		}
+		if d, ok := e.Value.(bson.D); ok && len(d) > 0 && d[0].Key == "$meta" {
+			return nil, cmdErr(CodeBadValue, "mongosim: $meta sort is not supported")
+		}
+		if !isNumber(e.Value) {
+			return nil, cmdErr(15974, "Illegal key in $sort specification: %s: %s", e.Key, formatValue(e.Value))
+		}
+		f := numberFloat(e.Value)
+		if f != 1 && f != -1 {
+			return nil, cmdErr(15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+		}
+		keys = append(keys, key{parts: strings.Split(e.Key, "."), dir: int(f)})
+	}
+	sortKey := func(d bson.D, k key) any {
+		var best any
+		found := false
+		for _, l := range collectLeaves(d, k.parts, nil) {
+			vals := []any{l.v}
+			if !l.ok {
+				vals = []any{nil}
+			} else if arr, ok := l.v.(bson.A); ok {
+				vals = arr
+				if len(arr) == 0 {
+					vals = []any{bson.Undefined{}}
+				}
+			}
+			for _, v := range vals {
+				if !found || compareValues(v, best)*k.dir < 0 {
+					best, found = v, true
+				}
+			}
+		}
+		return best
+	}
+	return func(a, b bson.D) int {
+		for _, k := range keys {
+			if c := compareValues(sortKey(a, k), sortKey(b, k)); c != 0 {
+				return c * k.dir
+			}
+		}
+		return 0
+	}, nil
+}
+
+// viewOn returns the source and pipeline of a view, ok=false for a
+// collection.
+func (c *collection) viewOn() (string, bson.A, bool) {
+	v, ok := lookup(c.options, "viewOn")
+	if !ok {
+		return "", nil, false
+	}
+	src, _ := v.(string)
+	p, _ := lookup(c.options, "pipeline")
+	pipe, _ := p.(bson.A)
+	return src, pipe, true
+}
+
+// readDocsLocked returns the documents of a collection or view in natural
+// order. A missing collection reads as empty. st.mu must be held.
+func (st *store) readDocsLocked(db, name string, depth int) ([]bson.D, error) {
+	c := st.collLocked(db, name)
+	if c == nil {
+		return nil, nil
+	}
+	src, pipe, isView := c.viewOn()
+	if !isView {
+		return c.docs.all(), nil
+	}
+	if depth > 20 {
+		return nil, cmdErr(CodeInvalidOptions, "View depth too deep or view cycle detected; maximum depth is 20")
+	}
+	docs, err := st.readDocsLocked(db, src, depth+1)
+	if err != nil {
+		return nil, err
+	}
+	stages := make([]bson.D, 0, len(pipe))
+	for _, s := range pipe {
+		if d, ok := s.(bson.D); ok {
+			stages = append(stages, d)
+		}
+	}
+	return runStages(docs, stages)
+}
+
+// findSource serves the batches of a find or plain aggregate cursor from a
+// snapshot of the result taken when the command ran.
+type findSource struct {
+	docs    []bson.D
+	pos     int
+	first   int  // size of the first batch; -1 for "all"
+	started bool // the first batch has been sent
+	single  bool // singleBatch: the first batch ends the cursor
+}
+
+func (f *findSource) nextBatch(_ *cmdCtx, batchSize int, _ time.Duration, _ <-chan struct{}) (batch, error) {
+	n := batchSize
+	if !f.started {
+		n = f.first
+		f.started = true
+	} else if n <= 0 {
+		n = -1
+	}
+	var b batch
+	size := 0
+	for f.pos < len(f.docs) && (n < 0 || len(b.docs) < n) {
+		raw, err := bson.Marshal(f.docs[f.pos])
+		if err != nil {
+			return batch{}, cmdErr(CodeInternalError, "mongosim: encoding document: %v", err)
+		}
+		if len(b.docs) > 0 && size+len(raw) > maxBSONObjectSize {
+			break
+		}
+		size += len(raw)
+		b.docs = append(b.docs, raw)
+		f.pos++
+	}
+	b.exhausted = f.pos >= len(f.docs) || f.single
+	return b, nil
+}
+
+func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
+	coll, err := cc.collName()
+	if err != nil {
+		return nil, err
+	}
+	filter, _, err := cc.docFieldD("filter")
+	if err != nil {
+		return nil, err
+	}
+	sortSpec, _, err := cc.docFieldD("sort")
+	if err != nil {
+		return nil, err
+	}
+	projSpec, _, err := cc.docFieldD("projection")
+	if err != nil {
+		return nil, err
+	}
+	skip, _, err := cc.int64Arg("skip")
+	if err != nil {
+		return nil, err
+	}
+	if skip < 0 {
+		return nil, cmdErr(51024, "BSON field 'skip' value must be >= 0, actual value '%d'", skip)
+	}
+	limit, _, err := cc.int64Arg("limit")
+	if err != nil {
+		return nil, err
+	}
+	batchSize, hasBatch, err := cc.int64Arg("batchSize")
+	if err != nil {
+		return nil, err
+	}
+	if batchSize < 0 {
+		return nil, cmdErr(51024, "BSON field 'batchSize' value must be >= 0, actual value '%d'", batchSize)
+	}
+	single, _, err := cc.boolArg("singleBatch")
+	if err != nil {
+		return nil, err
+	}
+	if t, _, _ := cc.boolArg("tailable"); t {
+		return nil, cmdErr(CodeBadValue, "error processing query: ns=%s.%s tailable cursor requested on non capped collection", cc.db, coll)
+	}
+	if limit < 0 {
+		// A negative limit is the legacy "single batch of n".
+		limit, single = -limit, true
+	}
+	match, err := compileFilter(filter)
+	if err != nil {
+		return nil, err
+	}
+	var less func(a, b bson.D) int
+	if len(sortSpec) > 0 {
+		if less, err = compileSort(sortSpec); err != nil {
+			return nil, err
+		}
+	}
+	proj, err := compileProjection(projSpec)
+	if err != nil {
+		return nil, err
+	}
+	st := cc.s.store
+	st.mu.Lock()
+	all, err := st.readDocsLocked(cc.db, coll, 0)
+	st.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	docs := make([]bson.D, 0, len(all))
+	for _, d := range all {
+		if match(d) {
+			docs = append(docs, d)
+		}
+	}
+	if less != nil {
+		sort.SliceStable(docs, func(i, j int) bool { return less(docs[i], docs[j]) < 0 })
+	}
+	docs = docs[min(int(skip), len(docs)):]
+	if limit > 0 && int(limit) < len(docs) {
+		docs = docs[:limit]
+	}
+	if len(projSpec) > 0 {
+		for i, d := range docs {
+			docs[i] = proj(d)
+		}
+	}
+	first := findDefaultBatch
+	if hasBatch {
+		first = int(batchSize)
+	}
+	if single && !hasBatch {
+		first = -1
+	}
+	if limit > 0 && (first < 0 || int(limit) < first) && !single {
+		first = int(limit)
+	}
+	return cc.openCursor(coll, cc.db+"."+coll, &findSource{docs: docs, first: first, single: single}, first)
+}
+
+// runPlainAggregate runs an aggregate whose pipeline does not start with
+// $changeStream: $match, $project, $addFields/$set, $unset, $replaceRoot,
+// $replaceWith, $sort, $skip, $limit and $count over a snapshot of the
+// collection.
+func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
+	target, ok := cc.field("aggregate")
+	if !ok {
+		return nil, cmdErr(CodeFailedToParse, "BSON field 'aggregate.aggregate' is missing but a required field")
+	}
+	coll, isColl := target.StringValueOK()
+	pipeRaw, present, err := cc.arrayArg("pipeline")
+	if err != nil {
+		return nil, err
+	}
+	if !present {
+		return nil, cmdErr(40414, "BSON field 'aggregate.pipeline' is missing but a required field")
+	}
+	pv, err := decodeValue(bsoncore.Value{Type: bsoncore.TypeArray, Data: pipeRaw})
+	if err != nil {
+		return nil, err
+	}
+	var stages []bson.D
+	for _, s := range pv.(bson.A) {
+		d, ok := s.(bson.D)
+		if !ok || len(d) != 1 {
+			return nil, cmdErr(40323, "A pipeline stage specification object must contain exactly one field.")
+		}
+		stages = append(stages, d)
+	}
+	if ex, _, _ := cc.boolArg("explain"); ex {
+		return nil, cmdErr(CodeBadValue, "mongosim: explain is not supported")
+	}
+	cursorOpts, hasCursor, err := cc.docArg("cursor")
+	if err != nil {
+		return nil, err
+	}
+	if !hasCursor {
+		return nil, cmdErr(CodeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+	}
+	first := findDefaultBatch
+	if v, err := cursorOpts.LookupErr("batchSize"); err == nil {
+		n, ok := numberAsInt64(v)
+		if !ok {
+			return nil, typeMismatch("aggregate", "cursor.batchSize", v.Type, "long")
+		}
+		if n < 0 {
+			return nil, cmdErr(51024, "BSON field 'batchSize' value must be >= 0, actual value '%d'", n)
+		}
+		first = int(n)
+	}
+	if !isColl {
+		if len(stages) > 0 {
+			return nil, cmdErr(CodeInvalidNamespace, "{aggregate: 1} is not valid for '%s'; a collection is required.", stages[0][0].Key)
+		}
+		return nil, cmdErr(CodeInvalidNamespace, "{aggregate: 1} is not valid for an empty pipeline.")
+	}
+	for _, s := range stages {
+		if err := checkStage(s); err != nil {
+			return nil, err
+		}
+	}
+	st := cc.s.store
+	st.mu.Lock()
+	docs, err := st.readDocsLocked(cc.db, coll, 0)
+	st.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	out, err := runStages(docs, stages)
+	if err != nil {
+		return nil, err
+	}
+	return cc.openCursor(coll, cc.db+"."+coll, &findSource{docs: out, first: first}, first)
+}
+
+func checkStage(s bson.D) error {
+	switch s[0].Key {
+	case "$match", "$project", "$sort", "$skip", "$limit", "$count", "$addFields", "$set", "$unset",
+		"$replaceRoot", "$replaceWith", "$group":
+		return nil
+	case "$changeStream":
+		return cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
+	}
+	if strings.HasPrefix(s[0].Key, "$") {
+		return cmdErr(CodeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
+	}
+	return cmdErr(CodeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
+}
+
+// runStages applies the supported pipeline stages to docs, which it does
+// not modify.
+func runStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
+	out := docs
+	copied := false
+	for _, s := range stages {
+		name, spec := s[0].Key, s[0].Value
+		if err := checkStage(s); err != nil {
+			return nil, err
+		}
+		switch name {
+		case "$match":
+			f, ok := spec.(bson.D)
+			if !ok {
+				return nil, cmdErr(15959, "the match filter must be an expression in an object")
+			}
+			m, err := compileFilter(f)
+			if err != nil {
+				return nil, err
+			}
+			next := make([]bson.D, 0, len(out))
+			for _, d := range out {
+				if m(d) {
+					next = append(next, d)
+				}
+			}
+			out, copied = next, true
+		case "$sort":
+			f, ok := spec.(bson.D)
+			if !ok || len(f) == 0 {
+				return nil, cmdErr(15973, "the $sort key specification must be an object")
+			}
+			less, err := compileSort(f)
+			if err != nil {
+				return nil, err
+			}
+			if !copied {
+				out, copied = append([]bson.D(nil), out...), true
+			}
+			sort.SliceStable(out, func(i, j int) bool { return less(out[i], out[j]) < 0 })
+		case "$skip", "$limit":
+			n, ok := numberAsInt(spec)
+			if !ok {
+				if name == "$skip" {
+					return nil, cmdErr(15972, "Argument to $skip must be a number")
+				}
+				return nil, cmdErr(15957, "the limit must be specified as a number")
+			}
+			if name == "$skip" {
+				if n < 0 {
+					return nil, cmdErr(15956, "Argument to $skip cannot be negative")
+				}
+				out = out[min(int(n), len(out)):]
+			} else {
+				if n <= 0 {
+					return nil, cmdErr(15958, "the limit must be positive")
+				}
+				out = out[:min(int(n), len(out))]
+			}
+		case "$count":
+			field, ok := spec.(string)
+			if !ok || field == "" || strings.HasPrefix(field, "$") || strings.Contains(field, ".") {
+				return nil, cmdErr(40156, "the count field must be a non-empty string")
+			}
+			if len(out) == 0 {
+				out = nil
+			} else {
+				out, copied = []bson.D{{{Key: field, Value: int32(len(out))}}}, true
+			}
+		case "$group":
+			grouped, err := groupStage(out, spec)
+			if err != nil {
+				return nil, err
+			}
+			out, copied = grouped, true
+		default:
+			next := make([]bson.D, len(out))
+			for i, d := range out {
+				var err error
+				if next[i], err = applyDocStage(cloneDoc(d), name, spec); err != nil {
+					return nil, err
+				}
+			}
+			out, copied = next, true
+		}
+	}
+	return out, nil
+}
+
+// groupStage implements $group with the accumulators $sum, $avg, $min,
+// $max, $first, $last, $push and $count, enough for countDocuments and
+// simple reports.
+func groupStage(docs []bson.D, spec any) ([]bson.D, error) {
+	d, ok := spec.(bson.D)
+	if !ok {
+		return nil, cmdErr(15947, "a group's fields must be specified in an object")
+	}
+	idExpr, ok := lookup(d, "_id")
+	if !ok {
+		return nil, cmdErr(15955, "a group specification must include an _id")
+	}
+	type acc struct {
+		name, op string
+		arg      any
+	}
+	var accs []acc
+	for _, e := range d {
+		if e.Key == "_id" {
+			continue
+		}
+		ad, ok := e.Value.(bson.D)
+		if !ok || len(ad) != 1 {
+			return nil, cmdErr(40234, "The field '%s' must be an accumulator object", e.Key)
+		}
+		switch ad[0].Key {
+		case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$count":
+		default:
+			return nil, cmdErr(15952, "unknown group operator '%s'", ad[0].Key)
+		}
+		accs = append(accs, acc{name: e.Key, op: ad[0].Key, arg: ad[0].Value})
+	}
+	type group struct {
+		id   any
+		vals [][]any
+	}
+	var groups []*group
+	for _, doc := range docs {
+		id, err := evalAggExpr(doc, idExpr)
+		if err != nil {
+			return nil, err
+		}
+		if id == missingValue {
+			id = nil
+		}
+		var g *group
+		for _, x := range groups {
+			if valuesEqual(x.id, id) {
+				g = x
+				break
+			}
+		}
+		if g == nil {
+			g = &group{id: id, vals: make([][]any, len(accs))}
+			groups = append(groups, g)
+		}
+		for i, a := range accs {
+			arg := a.arg
+			if a.op == "$count" {
+				arg = int32(1)
+			}
+			v, err := evalAggExpr(doc, arg)
+			if err != nil {
+				return nil, err
+			}
+			g.vals[i] = append(g.vals[i], v)
+		}
+	}
+	out := make([]bson.D, 0, len(groups))
+	for _, g := range groups {
+		row := bson.D{{Key: "_id", Value: g.id}}
+		for i, a := range accs {
+			row = append(row, bson.E{Key: a.name, Value: accumulate(a.op, g.vals[i])})
+		}
+		out = append(out, row)
+	}
+	return out, nil
+}
+
+func accumulate(op string, vals []any) any {
+	switch op {
+	case "$sum", "$count", "$avg":
+		var sum any = int32(0)
+		n := 0
+		for _, v := range vals {
+			if isNumber(v) {
+				sum = arith("$inc", sum, v)
+				n++
+			}
+		}
+		if op != "$avg" {
+			return sum
+		}
+		if n == 0 {
+			return nil
+		}
+		return numberFloat(sum) / float64(n)
+	case "$min", "$max":
+		var best any
+		found := false
+		for _, v := range vals {
+			if v == missingValue || isNullish(v) {
+				continue
+			}
+			c := compareValues(v, best)
+			if !found || (op == "$min" && c < 0) || (op == "$max" && c > 0) {
+				best, found = v, true
+			}
+		}
+		return best
+	case "$first", "$last":
+		if len(vals) == 0 {
+			return nil
+		}
+		v := vals[0]
+		if op == "$last" {
+			v = vals[len(vals)-1]
+		}
+		if v == missingValue {
+			return nil
+		}
+		return v
+	}
+	arr := bson.A{}
+	for _, v := range vals {
+		if v != missingValue {
+			arr = append(arr, v)
+		}
+	}
+	return arr
+}

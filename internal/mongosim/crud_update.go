@@ -1,0 +1,284 @@
+package mongosim
+
+import (
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// updateStmt is one parsed update: a statement of the update command or a
+// findAndModify.
+type updateStmt struct {
+	query        bson.D
+	match        matcher
+	spec         *updateSpec
+	upsert       bool
+	multi        bool
+	arrayFilters map[string]matcher
+	order        func(a, b bson.D) int // findAndModify's sort
+}
+
+// updateOutcome reports what an update did.
+type updateOutcome struct {
+	matched, modified int
+	upserted          bool
+	upsertedID        any
+	before, after     bson.D // the (last) document before and after
+}
+
+// parseUpdateStmt reads {q, u, upsert, multi, arrayFilters} from an
+// update statement.
+func parseUpdateStmt(raw bsoncore.Document) (*updateStmt, error) {
+	sc := &cmdCtx{name: "update.updates", cmd: raw}
+	qraw, ok, err := sc.docArg("q")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, cmdErr(40414, "BSON field 'update.updates.q' is missing but a required field")
+	}
+	uval, ok := sc.field("u")
+	if !ok {
+		return nil, cmdErr(40414, "BSON field 'update.updates.u' is missing but a required field")
+	}
+	if uval.Type != bsoncore.TypeEmbeddedDocument && uval.Type != bsoncore.TypeArray {
+		return nil, cmdErr(CodeFailedToParse, "Update argument must be either an object or an array")
+	}
+	upsert, _, err := sc.boolArg("upsert")
+	if err != nil {
+		return nil, err
+	}
+	multi, _, err := sc.boolArg("multi")
+	if err != nil {
+		return nil, err
+	}
+	var filters bson.A
+	if arr, ok, err := sc.arrayArg("arrayFilters"); err != nil {
+		return nil, err
+	} else if ok {
+		v, err := decodeValue(bsoncore.Value{Type: bsoncore.TypeArray, Data: arr})
+		if err != nil {
+			return nil, err
+		}
+		filters = v.(bson.A)
+	}
+	q, err := decodeDoc(qraw)
+	if err != nil {
+		return nil, err
+	}
+	u, err := decodeValue(uval)
+	if err != nil {
+		return nil, err
+	}
+	return buildUpdateStmt(q, u, upsert, multi, filters)
+}
+
+func buildUpdateStmt(q bson.D, u any, upsert, multi bool, filters bson.A) (*updateStmt, error) {
+	s := &updateStmt{query: q, upsert: upsert, multi: multi}
+	var err error
+	if s.match, err = compileFilter(q); err != nil {
+		return nil, err
+	}
+	if s.spec, err = parseUpdate(u); err != nil {
+		return nil, err
+	}
+	if multi && s.spec.kind == updReplacement {
+		return nil, cmdErr(CodeFailedToParse, "multi update is not supported for replacement-style update")
+	}
+	if s.arrayFilters, err = compileArrayFilters(filters); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// compileArrayFilters compiles arrayFilters: each filter names one
+// identifier as the first component of all its fields.
+func compileArrayFilters(filters bson.A) (map[string]matcher, error) {
+	if len(filters) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]matcher, len(filters))
+	for _, f := range filters {
+		d, ok := f.(bson.D)
+		if !ok {
+			return nil, cmdErr(CodeFailedToParse, "Error parsing array filter :: caused by :: element must be an object")
+		}
+		id := ""
+		for _, e := range d {
+			name := strings.SplitN(e.Key, ".", 2)[0]
+			if strings.HasPrefix(name, "$") {
+				continue
+			}
+			if name == "" || name[0] < 'a' || name[0] > 'z' {
+				return nil, cmdErr(CodeBadValue, "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", name)
+			}
+			if id != "" && id != name {
+				return nil, cmdErr(CodeFailedToParse, "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", id, name)
+			}
+			id = name
+		}
+		if id == "" {
+			return nil, cmdErr(CodeFailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
+		}
+		if _, dup := out[id]; dup {
+			return nil, cmdErr(CodeFailedToParse, "Found multiple array filters with the same top-level field name %s", id)
+		}
+		m, err := compileFilter(d)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = m
+	}
+	return out, nil
+}
+
+// updateLocked runs one update statement on db.coll. st.mu must be held.
+// Each modified document is stored as a new value and logged; a statement
+// that changes nothing logs nothing.
+func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, error) {
+	var out updateOutcome
+	c := st.collLocked(db, coll)
+	if err := checkWritable(c); err != nil {
+		return out, err
+	}
+	for _, old := range matchingLocked(c, u.match, u.order, u.multi) {
+		uc := &updateContext{arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked()}
+		nd, err := u.spec.apply(old, uc)
+		if err != nil {
+			return out, err
+		}
+		out.matched++
+		out.before, out.after = old, nd
+		if identical(old, nd) {
+			continue
+		}
+		id, _ := lookup(old, "_id")
+		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
+		if u.spec.kind == updReplacement {
+			e.op, e.fullDoc = opReplace, nd
+		} else {
+			e.op, e.updateDesc = opUpdate, diffUpdate(old, nd)
+			if e.updateDesc == nil {
+				continue
+			}
+			if c.preAndPostImages {
+				e.postImage = nd
+			}
+		}
+		if c.preAndPostImages {
+			e.preImage = old
+		}
+		c.docs.replace(idKey(id), nd)
+		st.appendLocked(e)
+		out.modified++
+	}
+	if out.matched > 0 || !u.upsert {
+		return out, nil
+	}
+	var doc bson.D
+	if u.spec.kind == updReplacement {
+		doc = cloneDoc(u.spec.replacement)
+		if !hasKey(doc, "_id") {
+			if id, ok := lookup(u.query, "_id"); ok {
+				if d, isOp := id.(bson.D); !isOp || len(d) == 0 || !strings.HasPrefix(d[0].Key, "$") {
+					doc = append(bson.D{{Key: "_id", Value: cloneValue(id)}}, doc...)
+				} else if eq, ok := lookup(d, "$eq"); ok {
+					doc = append(bson.D{{Key: "_id", Value: cloneValue(eq)}}, doc...)
+				}
+			}
+		}
+	} else {
+		seed, err := upsertSeed(u.query)
+		if err != nil {
+			return out, err
+		}
+		uc := &updateContext{inserting: true, arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked()}
+		if doc, err = u.spec.apply(seed, uc); err != nil {
+			return out, err
+		}
+	}
+	doc = withIDFirst(doc)
+	if err := checkNewDoc(doc); err != nil {
+		return out, err
+	}
+	c = st.implicitCollLocked(db, coll)
+	if err := st.insertLocked(c, doc); err != nil {
+		return out, err
+	}
+	out.upserted = true
+	out.upsertedID, _ = lookup(doc, "_id")
+	out.after = doc
+	return out, nil
+}
+
+func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
+	coll, err := cc.collName()
+	if err != nil {
+		return nil, err
+	}
+	ordered, err := cc.orderedArg()
+	if err != nil {
+		return nil, err
+	}
+	raws, err := cc.statements("updates")
+	if err != nil {
+		return nil, err
+	}
+	stmts := make([]*updateStmt, len(raws))
+	perrs := make([]error, len(raws))
+	for i, r := range raws {
+		stmts[i], perrs[i] = parseUpdateStmt(r)
+	}
+	st := cc.s.store
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n, nModified := 0, 0
+	var upserted bson.A
+	var werrs []writeError
+	for i, s := range stmts {
+		err := perrs[i]
+		if err == nil {
+			var res updateOutcome
+			res, err = st.updateLocked(cc.db, coll, s)
+			n += res.matched
+			nModified += res.modified
+			if res.upserted {
+				n++
+				upserted = append(upserted, bson.D{{Key: "index", Value: int32(i)}, {Key: "_id", Value: res.upsertedID}})
+			}
+		}
+		if err != nil {
+			ce := toCmdErr(err)
+			if ce.Code == CodeNamespaceNotFound || ce.Code == 166 {
+				return nil, ce
+			}
+			w := writeError{index: i, err: ce}
+			if ce.Code == CodeDuplicateKey {
+				w.dupKey = true
+				w.keyValue = dupKeyValue(s)
+			}
+			werrs = append(werrs, w)
+			if ordered {
+				break
+			}
+		}
+	}
+	return writeReply(n, &nModified, upserted, werrs)
+}
+
+// dupKeyValue recovers the _id an upsert tried to insert, for keyValue.
+func dupKeyValue(s *updateStmt) any {
+	if s == nil {
+		return nil
+	}
+	if s.spec.kind == updReplacement {
+		if id, ok := lookup(s.spec.replacement, "_id"); ok {
+			return id
+		}
+	}
+	seed, _ := upsertSeed(s.query)
+	id, _ := lookup(seed, "_id")
+	return id
+}

@@ -44,15 +44,7 @@ func (st *store) deleteDocLocked(c *collection, d bson.D) {
 }
 
 func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
-	coll, err := cc.collName()
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := cc.orderedArg()
-	if err != nil {
-		return nil, err
-	}
-	raws, err := cc.statements("deletes")
+	coll, ordered, raws, err := cc.writeArgs("deletes")
 	if err != nil {
 		return nil, err
 	}

@@ -13,21 +13,6 @@ import (
 // aggregate cursors.
 const findDefaultBatch = 101
 
-// init names the extra error codes the CRUD commands return, so that
-// codeName matches a real server.
-func init() {
-	for code, name := range map[int32]string{
-		16: "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
-		56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
-		86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
-		17276: "Location17276",
-	} {
-		if _, ok := codeNames[code]; !ok {
-			codeNames[code] = name
-		}
-	}
-}
-
 // decodeValue copies a raw value into its Go form (documents as bson.D,
 // arrays as bson.A), detached from the connection's buffer.
 func decodeValue(v bsoncore.Value) (any, error) {

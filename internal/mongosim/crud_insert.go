@@ -94,6 +94,22 @@ func (cc *cmdCtx) statements(key string) ([]bsoncore.Document, error) {
 }
 
 // orderedArg reads ordered, true unless given.
+// writeArgs reads what every write command starts with: the collection, the
+// ordered flag and the statements under key (in the body or a kind-1
+// document sequence).
+func (cc *cmdCtx) writeArgs(key string) (coll string, ordered bool, stmts []bsoncore.Document, err error) {
+	if coll, err = cc.collName(); err != nil {
+		return "", false, nil, err
+	}
+	if ordered, err = cc.orderedArg(); err != nil {
+		return "", false, nil, err
+	}
+	if stmts, err = cc.statements(key); err != nil {
+		return "", false, nil, err
+	}
+	return coll, ordered, stmts, nil
+}
+
 func (cc *cmdCtx) orderedArg() (bool, error) {
 	v, present, err := cc.boolArg("ordered")
 	if err != nil {
@@ -144,15 +160,7 @@ func (st *store) insertLocked(c *collection, d bson.D) error {
 }
 
 func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
-	coll, err := cc.collName()
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := cc.orderedArg()
-	if err != nil {
-		return nil, err
-	}
-	raws, err := cc.statements("documents")
+	coll, ordered, raws, err := cc.writeArgs("documents")
 	if err != nil {
 		return nil, err
 	}

@@ -214,15 +214,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 }
 
 func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
-	coll, err := cc.collName()
-	if err != nil {
-		return nil, err
-	}
-	ordered, err := cc.orderedArg()
-	if err != nil {
-		return nil, err
-	}
-	raws, err := cc.statements("updates")
+	coll, ordered, raws, err := cc.writeArgs("updates")
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,9 @@ var codeNames = map[int32]string{
 	11600: "InterruptedAtShutdown", 11601: "Interrupted", 11602: "InterruptedDueToReplStateChange",
 	13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
 	40324: "Location40324", 50738: "Location50738",
+	16: "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
+	56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
+	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
 }
 
 // resumableChangeStreamCodes are the codes for which a real server adds the

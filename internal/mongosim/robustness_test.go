@@ -251,6 +251,14 @@ func TestMalformedMessagesCloseTheConnection(t *testing.T) {
 		{name: "unknown opcode", msg: rbFrame(1, wiremessage.OpCode(4242), ping)},
 		{name: "OP_COMPRESSED, never offered", msg: rbFrame(1, wiremessage.OpCompressed, append([]byte{0xdd, 7, 0, 0, 0, 1, 0, 0, 0}, ping...))},
 		{name: "invalid BSON body", msg: rbOpMsg(1, 0, invalid)},
+		{name: "invalid BSON nested in the body", msg: rbOpMsg(1, 0, func() []byte {
+			idx, d := bsoncore.AppendDocumentStart(nil)
+			d = bsoncore.AppendInt32Element(d, "ping", 1)
+			d = bsoncore.AppendDocumentElement(d, "x", invalid)
+			d = bsoncore.AppendStringElement(d, "$db", "admin")
+			d, _ = bsoncore.AppendDocumentEnd(d, idx)
+			return d
+		}())},
 		{name: "body without $db", msg: rbOpMsg(1, 0, rbDoc(t, bson.D{{Key: "ping", Value: 1}}))},
 		{name: "bad checksum", msg: badSum},
 		{name: "unknown required flag bit", msg: rbOpMsg(1, 1<<4, ping)},

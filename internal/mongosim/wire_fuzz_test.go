@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"strings"
@@ -109,6 +110,41 @@ func wtSeeds(tb testing.TB) [][]byte {
 	}
 }
 
+// wtValidateDeep validates doc and every document and array nested in it.
+// bsoncore's Document.Validate checks only the outer level (a nested
+// document's length, not its contents), while a real server checks the
+// whole of every document it receives, and handlers walk nested values
+// trusting them.
+func wtValidateDeep(doc bsoncore.Document) error {
+	if err := doc.Validate(); err != nil {
+		return err
+	}
+	elems, err := doc.Elements()
+	if err != nil {
+		return err
+	}
+	for _, e := range elems {
+		v := e.Value()
+		var nested bsoncore.Document
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			nested = v.Data
+		case bsoncore.TypeCodeWithScope:
+			_, scope, ok := v.CodeWithScopeOK()
+			if !ok {
+				return errors.New("invalid code with scope")
+			}
+			nested = scope
+		default:
+			continue
+		}
+		if err := wtValidateDeep(nested); err != nil {
+			return fmt.Errorf("%s: %w", e.Key(), err)
+		}
+	}
+	return nil
+}
+
 // FuzzParseRequest checks that no input makes parseRequest panic, that it
 // never hands the dispatcher a body that is not valid BSON, and that what
 // it accepts is internally consistent.
@@ -126,11 +162,11 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		require.NotNil(t, req)
-		require.NoError(t, req.body.Validate(), "accepted an invalid body")
+		require.NoError(t, wtValidateDeep(req.body), "accepted an invalid body")
 		assert.NotEmpty(t, req.db)
 		for id, docs := range req.sequences {
 			for _, d := range docs {
-				assert.NoError(t, d.Validate(), "accepted an invalid document in sequence %q", id)
+				assert.NoError(t, wtValidateDeep(d), "accepted an invalid document in sequence %q", id)
 			}
 		}
 		_, reqID, _, op, _, _ := wiremessage.ReadHeader(msg)
@@ -175,6 +211,25 @@ func TestParseRequest(t *testing.T) {
 	// unknown element type.
 	badElemDoc := []byte{0, 0, 0, 0, 0x7e, 'a', 0, 0}
 	binary.LittleEndian.PutUint32(badElemDoc, uint32(len(badElemDoc)))
+
+	// nestedInvalid is valid at the top level (which is all that
+	// bsoncore's Validate checks) but carries invalidBody as a subdocument.
+	nested := func(first string, more ...string) []byte {
+		idx, d := bsoncore.AppendDocumentStart(nil)
+		d = bsoncore.AppendInt32Element(d, first, 1)
+		d = bsoncore.AppendDocumentElement(d, "x", invalidBody)
+		for i := 0; i+1 < len(more); i += 2 {
+			d = bsoncore.AppendStringElement(d, more[i], more[i+1])
+		}
+		d, _ = bsoncore.AppendDocumentEnd(d, idx)
+		return d
+	}
+	queryWrapping := func(inner []byte) []byte {
+		idx, d := bsoncore.AppendDocumentStart(nil)
+		d = bsoncore.AppendDocumentElement(d, "$query", inner)
+		d, _ = bsoncore.AppendDocumentEnd(d, idx)
+		return d
+	}
 
 	badSum := wtOpMsg(1, 0, true, wtBodySection(hello))
 	badSum[len(badSum)-1] ^= 0xff
@@ -253,6 +308,10 @@ func TestParseRequest(t *testing.T) {
 		{name: "sequence with a partial document", msg: wtOpMsg(1, 0, false, wtBodySection(insert), seqHalfDoc), wantErr: "bad OP_MSG document sequence"},
 		{name: "invalid BSON body", msg: wtOpMsg(1, 0, false, wtBodySection(invalidBody)), wantErr: "invalid BSON body"},
 		{name: "invalid BSON in a sequence", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", badElemDoc)), wantErr: `invalid BSON in sequence "documents"`},
+		{name: "invalid BSON nested in the body", msg: wtOpMsg(1, 0, false, wtBodySection(nested("ping", "$db", "admin"))), wantErr: "invalid BSON"},
+		{name: "invalid BSON nested in a sequence", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", nested("_id"))), wantErr: "invalid BSON"},
+		{name: "OP_QUERY invalid BSON nested", msg: wtOpQuery(1, "admin.$cmd", nested("isMaster")), wantErr: "invalid BSON"},
+		{name: "OP_QUERY $query wrapping invalid BSON", msg: wtOpQuery(1, "admin.$cmd", queryWrapping(invalidBody)), wantErr: "invalid BSON"},
 		{name: "missing $db", msg: wtOpMsg(1, 0, false, wtBodySection(noDB)), wantErr: "has no $db"},
 		{name: "empty $db", msg: wtOpMsg(1, 0, false, wtBodySection(emptyDB)), wantErr: "$db is not a non-empty string"},
 		{name: "$db not a string", msg: wtOpMsg(1, 0, false, wtBodySection(intDB)), wantErr: "$db is not a non-empty string"},

@@ -420,6 +420,10 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.setErr(ErrClosed)
 	case ctx.Err() != nil:
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", ctx.Err()))
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		// The driver refused to send the aggregate because the deadline
+		// would pass first: the caller's time ran out, not the stream's.
+		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
 	case isTransient(err):
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
 	case isHistoryLost(err):

@@ -144,12 +144,12 @@ func parseOpMsg(reqID int32, rem, whole []byte) (*request, error) {
 	if req.body == nil {
 		return nil, fmt.Errorf("%w: OP_MSG without a body section", errBadMessage)
 	}
-	if err := req.body.Validate(); err != nil {
+	if err := validateDeep(req.body, 0); err != nil {
 		return nil, fmt.Errorf("%w: invalid BSON body: %v", errBadMessage, err)
 	}
 	for id, docs := range req.sequences {
 		for _, d := range docs {
-			if err := d.Validate(); err != nil {
+			if err := validateDeep(d, 0); err != nil {
 				return nil, fmt.Errorf("%w: invalid BSON in sequence %q: %v", errBadMessage, id, err)
 			}
 		}
@@ -218,7 +218,7 @@ func parseOpQuery(reqID int32, rem []byte) (*request, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: OP_QUERY without a query document", errBadMessage)
 	}
-	if err := query.Validate(); err != nil {
+	if err := validateDeep(query, 0); err != nil {
 		return nil, fmt.Errorf("%w: invalid BSON query: %v", errBadMessage, err)
 	}
 	db, coll, found := strings.Cut(ns, ".")
@@ -253,4 +253,41 @@ func appendOpReply(dst []byte, responseTo int32, body bsoncore.Document) []byte 
 	dst = wiremessage.AppendReplyNumberReturned(dst, 1)
 	dst = append(dst, body...)
 	return bsoncore.UpdateLength(dst, idx, int32(len(dst)-int(idx)))
+}
+
+// maxBSONDepth is how deeply a real server lets documents nest.
+const maxBSONDepth = 200
+
+// validateDeep checks a whole document, nested documents, arrays and
+// code-with-scope included: bsoncore's Validate only checks the top level,
+// and a real server refuses a message with broken BSON at any depth.
+func validateDeep(doc bsoncore.Document, depth int) error {
+	if depth > maxBSONDepth {
+		return fmt.Errorf("BSON nested deeper than %d levels", maxBSONDepth)
+	}
+	if err := doc.Validate(); err != nil {
+		return err
+	}
+	elems, err := doc.Elements()
+	if err != nil {
+		return err
+	}
+	for _, e := range elems {
+		v := e.Value()
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			if err := validateDeep(bsoncore.Document(v.Data), depth+1); err != nil {
+				return fmt.Errorf("field %q: %w", e.Key(), err)
+			}
+		case bsoncore.TypeCodeWithScope:
+			_, scope, ok := v.CodeWithScopeOK()
+			if !ok {
+				return fmt.Errorf("field %q: malformed code with scope", e.Key())
+			}
+			if err := validateDeep(scope, depth+1); err != nil {
+				return fmt.Errorf("field %q scope: %w", e.Key(), err)
+			}
+		}
+	}
+	return nil
 }

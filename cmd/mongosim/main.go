@@ -1,0 +1,117 @@
+// Command mongosim runs the in-process MongoDB replica-set simulator as a
+// program, so that tools other than Go tests (a shell, mongosh, a driver in
+// another language, a manual debugging session) can talk to it.
+//
+// It prints its connection string as the first line of standard output, so a
+// script can start it in the background and read one line to learn where it
+// listens:
+//
+//	mongosim -addr 127.0.0.1:0
+//	mongodb://127.0.0.1:41234/?replicaSet=rs0
+//
+// It serves until SIGINT or SIGTERM and then exits 0. Logs go to standard
+// error, keeping standard output for the connection string alone.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/changestream-go/changestream/internal/mongosim"
+)
+
+// Exit codes: 2 follows the flag package's convention for usage errors, so
+// scripts can tell a bad invocation from a failure to serve.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program minus process plumbing: it serves until ctx is
+// done and returns the exit code. Keeping signals and os.Exit out of it lets
+// the tests drive it in-process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mongosim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:27017", "TCP `host:port` to listen on; port 0 picks a free one")
+	replSet := fs.String("replset", "rs0", "replica set `name` reported by hello")
+	oplogMax := fs.Int("oplog-max", 0, "keep only the newest `n` oplog entries (0: unbounded); older resume tokens fail with ChangeStreamHistoryLost")
+	version := fs.Bool("version", false, "print the simulated server version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: mongosim [flags]\n\n"+
+			"Runs a simulated MongoDB %s replica-set primary, prints its connection\n"+
+			"string as the first line of standard output and serves until SIGINT or SIGTERM.\n\nFlags:\n",
+			mongosim.ServerVersion)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		// The flag package has already printed the error and the usage.
+		return exitUsage
+	}
+	// usageError reports a bad invocation the way the flag package does:
+	// the problem, then the usage.
+	usageError := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "mongosim: "+format+"\n", a...)
+		fs.Usage()
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	if *version {
+		fmt.Fprintln(stdout, mongosim.ServerVersion)
+		return exitOK
+	}
+	if *oplogMax < 0 {
+		return usageError("-oplog-max must be 0 or more, got %d", *oplogMax)
+	}
+	if *replSet == "" {
+		return usageError("-replset must not be empty")
+	}
+
+	logger := log.New(stderr, "mongosim: ", log.LstdFlags)
+	s, err := mongosim.NewServer(
+		mongosim.WithAddr(*addr),
+		mongosim.WithReplSetName(*replSet),
+		mongosim.WithOplogMax(*oplogMax),
+	)
+	if err != nil {
+		logger.Print(err)
+		return exitError
+	}
+	// The connection string goes out before anything else on stdout: a
+	// script reads exactly one line to learn where to connect.
+	if _, err := fmt.Fprintln(stdout, s.URI()); err != nil {
+		logger.Printf("writing the connection string: %v", err)
+		_ = s.Close()
+		return exitError
+	}
+	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q, listening on %s",
+		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, s.Addr())
+
+	<-ctx.Done()
+	logger.Print("shutting down")
+	if err := s.Close(); err != nil {
+		logger.Printf("close: %v", err)
+		return exitError
+	}
+	return exitOK
+}

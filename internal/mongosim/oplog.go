@@ -114,15 +114,6 @@ func (o *oplog) after(ts bson.Timestamp) []*oplogEntry {
 	return o.entries[i:len(o.entries):len(o.entries)]
 }
 
-// find returns the entry with cluster time ts, or nil.
-func (o *oplog) find(ts bson.Timestamp) *oplogEntry {
-	i := sort.Search(len(o.entries), func(i int) bool { return !tsLess(o.entries[i].ts, ts) })
-	if i < len(o.entries) && o.entries[i].ts == ts {
-		return o.entries[i]
-	}
-	return nil
-}
-
 // tsLess orders cluster times.
 func tsLess(a, b bson.Timestamp) bool {
 	return a.T < b.T || (a.T == b.T && a.I < b.I)

@@ -36,16 +36,6 @@ type updateOp struct {
 	to    []string // $rename target
 }
 
-// createsPath reports whether the operator creates a missing path (as $set
-// does) rather than leaving the document alone (as $unset does).
-func createsPath(op string) bool {
-	switch op {
-	case "$unset", "$pop", "$pull", "$pullAll":
-		return false
-	}
-	return true
-}
-
 var updateOperators = []string{"$set", "$unset", "$inc", "$mul", "$min", "$max", "$push", "$addToSet",
 	"$pop", "$pull", "$pullAll", "$rename", "$currentDate", "$setOnInsert"}
 
@@ -1031,9 +1021,8 @@ type pathComponent struct {
 }
 
 type diffBuilder struct {
-	ud        updateDescription
-	ambiguous bool
-	disamb    bson.D
+	ud     updateDescription
+	disamb bson.D
 }
 
 func joinPath(p []pathComponent) string {

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 these tests send the legacy OP_QUERY handshake a server must still accept.
+
 package mongosim
 
 import (

@@ -112,7 +112,11 @@ type ChangeStream struct {
 // sent it.
 //
 // If ctx carries a session (mongo.NewSessionContext), the stream runs in it
-// and leaves it open on Close; otherwise the stream starts its own session.
+// and leaves it open on Close; the caller must not use that session from
+// another goroutine while the stream is open, since driver sessions are not
+// safe for concurrent use. Otherwise the stream starts its own session and
+// ends it on Close. ctx bounds only the opening; every later call takes its
+// own.
 func WatchCollection(ctx context.Context, coll *mongo.Collection, pipeline any, opts ...Option) (*ChangeStream, error) {
 	if coll == nil {
 		return nil, errors.New("changestream: WatchCollection: nil collection")
@@ -349,15 +353,25 @@ func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
 			c.cur.SetMaxAwaitTime(defaultServerAwait * time.Millisecond)
 		}
 	}
-	opCtx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(cs.closeCtx, cancel)
+	opCtx, release := cs.interruptible(ctx)
 	got := c.cur.TryNext(opCtx)
-	stop()
-	cancel()
+	release()
 	if got {
 		return true, nil
 	}
 	return false, c.cur.Err()
+}
+
+// interruptible returns a context that ends with ctx or when Close is
+// called, so that Close can interrupt a call blocked on the server. The
+// release function must be called when the call returns.
+func (cs *ChangeStream) interruptible(ctx context.Context) (context.Context, func()) {
+	opCtx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(cs.closeCtx, cancel)
+	return opCtx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // tooLate reports whether ctx has too little time left for a getMore.
@@ -402,16 +416,14 @@ func (cs *ChangeStream) handleError(ctx context.Context, err error, resumed *boo
 // point. On failure it sets Err; a failure that may pass leaves the stream
 // alive for the next call, any other ends it.
 func (cs *ChangeStream) resume(ctx context.Context) bool {
+	opCtx, release := cs.interruptible(ctx)
 	if cs.cur != nil {
-		cs.cur.kill(ctx)
+		cs.cur.kill(opCtx)
 		cs.cur = nil
 	}
 	sp := cs.resumeStart()
-	opCtx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(cs.closeCtx, cancel)
 	err := cs.openCursor(opCtx, sp)
-	stop()
-	cancel()
+	release()
 	if err == nil {
 		return true
 	}

@@ -412,10 +412,12 @@ func TestCloseInterruptsNext(t *testing.T) {
 	done := make(chan bool)
 	go func() { done <- cs.Next(context.Background()) }()
 	time.Sleep(50 * time.Millisecond) // let Next reach its getMore
+	closeStart := time.Now()
 	require.NoError(t, cs.Close(context.Background()))
 	select {
 	case got := <-done:
 		assert.False(t, got)
+		t.Logf("Close returned and Next was released %v after Close began", time.Since(closeStart))
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not interrupt Next")
 	}

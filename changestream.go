@@ -395,7 +395,7 @@ func (cs *ChangeStream) handleError(ctx context.Context, err error, resumed *boo
 		// killed and replaced by the next call, which resumes from the token.
 		cs.setErr(fmt.Errorf("changestream: %w", ctx.Err()))
 		return false
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+	case isCallerTimeout(err):
 		cs.setErr(fmt.Errorf("changestream: %w", err))
 		return false
 	case !isResumable(ctx, err):
@@ -432,7 +432,7 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.setErr(ErrClosed)
 	case ctx.Err() != nil:
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", ctx.Err()))
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+	case isCallerTimeout(err):
 		// The driver refused to send the aggregate because the deadline
 		// would pass first: the caller's time ran out, not the stream's.
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))

@@ -309,6 +309,23 @@ func TestResumableErrorCodesFromServer(t *testing.T) {
 	assert.Len(t, e.mon.commands("aggregate"), 2)
 }
 
+// TestResumableLabelOnTimeoutCodeResumes: the server's label decides, even
+// on MaxTimeMSExpired, which the driver makes match context.DeadlineExceeded
+// (spec test "change stream resumes if error contains
+// ResumableChangeStreamError").
+func TestResumableLabelOnTimeoutCodeResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cs := watch(t, e, nil)
+	e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 1}}, bson.D{
+		{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "errorCode", Value: 50},
+		{Key: "errorLabels", Value: bson.A{"ResumableChangeStreamError"}},
+	})
+	e.insert(t, 1)
+	assert.Equal(t, int32(1), eventN(t, next(t, cs)))
+	assert.Len(t, e.mon.commands("aggregate"), 2)
+}
+
 func TestCursorNotFoundResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -36,7 +36,13 @@ func isResumable(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if hasResumableLabel(err) {
+		// Checked first: the driver makes a server's MaxTimeMSExpired (50)
+		// match context.DeadlineExceeded, yet the server's label says the
+		// error is the server's and resumable.
+		return true
+	}
+	if isCallerTimeout(err) {
 		// A deadline hit inside the driver counts as the caller's, even when
 		// ctx itself has a moment left.
 		return false
@@ -45,9 +51,26 @@ func isResumable(ctx context.Context, err error) bool {
 	if !fromServer {
 		return true
 	}
-	if code == codeCursorNotFound {
-		return true
+	return code == codeCursorNotFound
+}
+
+// isCallerTimeout reports whether err is the caller's deadline or
+// cancellation surfacing from inside the driver (for example a getMore not
+// sent because the deadline would pass first) rather than a server error.
+// The driver makes a server's MaxTimeMSExpired match
+// context.DeadlineExceeded too; that one is the server's, and the
+// specification's rules decide it.
+func isCallerTimeout(err error) bool {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return false
 	}
+	_, fromServer := serverCode(err)
+	return !fromServer
+}
+
+// hasResumableLabel reports whether the server labelled err
+// ResumableChangeStreamError.
+func hasResumableLabel(err error) bool {
 	var le mongo.LabeledError
 	return errors.As(err, &le) && le.HasErrorLabel(labelResumable)
 }

@@ -34,6 +34,9 @@ func TestIsResumable(t *testing.T) {
 		{"history lost", context.Background(), mongo.CommandError{Code: 286}, false},
 		{"caller's ctx ended", cancelled, network, false},
 		{"deadline inside the driver", context.Background(), fmt.Errorf("not sent: %w", context.DeadlineExceeded), false},
+		{"server MaxTimeMSExpired", context.Background(), mongo.CommandError{Code: 50, Wrapped: context.DeadlineExceeded}, false},
+		{"labelled server MaxTimeMSExpired", context.Background(),
+			mongo.CommandError{Code: 50, Labels: []string{"ResumableChangeStreamError"}, Wrapped: context.DeadlineExceeded}, true},
 		{"nil", context.Background(), nil, false},
 	}
 	for _, tc := range cases {

@@ -45,6 +45,9 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		return runPlainAggregate(cc)
 	}
+	if cc.s.cfg.standalone {
+		return nil, cmdErr(CodeChangeStreamNotReplSet, "The $changeStream stage is only supported on replica sets")
+	}
 	if explain {
 		return nil, cmdErr(CodeIllegalOperation, "mongosim does not explain $changeStream pipelines")
 	}

@@ -145,7 +145,10 @@ func (s *Server) finishReply(body bsoncore.Document, err error) bsoncore.Documen
 		}
 		dst = bsoncore.AppendDoubleElement(dst, "ok", 1)
 	}
-	dst = appendClusterTimeFields(dst, ts)
+	if !s.cfg.standalone {
+		// A standalone keeps no cluster time and gossips none.
+		dst = appendClusterTimeFields(dst, ts)
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }

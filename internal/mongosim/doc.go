@@ -4,6 +4,10 @@
 // OP_MSG), a small document store, an oplog, change streams with resume
 // tokens shaped like the real server's, and fail points.
 //
+// With [WithStandalone] it answers as a standalone mongod instead, for the
+// tests that need one: no replica set in hello, no cluster time, and
+// $changeStream refused with the server's own error.
+//
 // Start one per test with [NewServer] (or [StartTB], which also registers
 // cleanup), connect with [Server.URI], and stop it with [Server.Close],
 // which returns only after every goroutine the server started has ended.

@@ -32,6 +32,7 @@ const (
 	CodeUnsupportedOpQueryCommand  int32 = 352
 	CodeDuplicateKey               int32 = 11000
 	CodeUnrecognizedPipelineStage  int32 = 40324
+	CodeChangeStreamNotReplSet     int32 = 40573
 	CodeCursorInUseByOtherSession  int32 = 50738
 )
 
@@ -52,8 +53,9 @@ var codeNames = map[int32]string{
 	9001: "SocketException", 10107: "NotWritablePrimary", 11000: "DuplicateKey",
 	11600: "InterruptedAtShutdown", 11601: "Interrupted", 11602: "InterruptedDueToReplStateChange",
 	13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
-	40324: "Location40324", 50738: "Location50738",
-	16: "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
+	40324: "Location40324", 40573: "Location40573", 50738: "Location50738",
+	216: "ElectionInProgress",
+	16:  "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
 	56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
 	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
 }

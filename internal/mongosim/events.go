@@ -15,6 +15,10 @@ import (
 // events only), then fullDocumentBeforeChange and an update's looked-up
 // fullDocument, which the server's later pipeline stages append.
 
+// reportsNSType says whether create events carry nsType, which servers
+// report from 8.1 and 8.0.5 on; the simulator claims ServerVersion.
+var reportsNSType = versionAtLeast(ServerVersion, 8, 0, 5)
+
 // eventOptions say how a stream renders events beyond the default shape.
 type eventOptions struct {
 	fullDocument             string
@@ -62,7 +66,8 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 	dst = bsoncore.AppendDocumentElement(dst, "_id", tok.doc())
 	dst = bsoncore.AppendStringElement(dst, "operationType", e.op)
 	dst = bsoncore.AppendTimestampElement(dst, "clusterTime", e.ts.T, e.ts.I)
-	if o.expanded && e.op != opDropDatabase {
+	if o.expanded && e.op != opDropDatabase && e.nsType != "view" {
+		// A view has no UUID, so the create of a view carries none.
 		dst = bsoncore.AppendBinaryElement(dst, "collectionUUID", 4, e.collUUID[:])
 	}
 	dst = bsoncore.AppendDateTimeElement(dst, "wallTime", e.wall.UnixMilli())
@@ -87,15 +92,14 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 	}
 	if o.expanded {
 		switch e.op {
-		case opRename:
-			odidx, d := bsoncore.AppendDocumentElementStart(dst, "operationDescription")
-			d = appendNSDoc(d, "to", e.toDB, e.toColl)
-			dst, _ = bsoncore.AppendDocumentEnd(d, odidx)
-		case opCreate, opCreateIndexes, opDropIndexes, opModify:
+		case opRename, opCreate, opCreateIndexes, opDropIndexes, opModify:
+			// A rename's description is the oplog entry's, less the
+			// source namespace: {to: {db, coll}, dropTarget: <uuid>} when
+			// the rename replaced an existing collection.
 			dst = appendDocValue(dst, "operationDescription", e.opDesc)
 		}
-		if e.op == opCreate {
-			dst = bsoncore.AppendStringElement(dst, "nsType", "collection")
+		if e.op == opCreate && reportsNSType {
+			dst = bsoncore.AppendStringElement(dst, "nsType", e.nsType)
 		}
 	}
 	if o.fullDocumentBeforeChange != fullDocOff && (e.op == opUpdate || e.op == opReplace || e.op == opDelete) {

@@ -21,7 +21,6 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 	}
 	s := cc.s
-	host := s.addr
 	dst := make([]byte, 0, 512)
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	if cc.name == "hello" {
@@ -30,20 +29,9 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 		dst = bsoncore.AppendBooleanElement(dst, "ismaster", true)
 	}
 	dst = bsoncore.AppendBooleanElement(dst, "helloOk", true)
-	dst = bsoncore.AppendStringElement(dst, "setName", s.cfg.replSetName)
-	dst = bsoncore.AppendInt32Element(dst, "setVersion", 1)
-	dst = bsoncore.BuildArrayElement(dst, "hosts", bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, host)})
-	dst = bsoncore.AppendStringElement(dst, "primary", host)
-	dst = bsoncore.AppendStringElement(dst, "me", host)
-	dst = bsoncore.AppendBooleanElement(dst, "secondary", false)
-	idx2, dst := bsoncore.AppendDocumentElementStart(dst, "lastWrite")
-	ts := s.store.clusterTime()
-	oidx, dst := bsoncore.AppendDocumentElementStart(dst, "opTime")
-	dst = bsoncore.AppendTimestampElement(dst, "ts", ts.T, ts.I)
-	dst = bsoncore.AppendInt64Element(dst, "t", 1)
-	dst, _ = bsoncore.AppendDocumentEnd(dst, oidx)
-	dst = bsoncore.AppendDateTimeElement(dst, "lastWriteDate", int64(ts.T)*1000)
-	dst, _ = bsoncore.AppendDocumentEnd(dst, idx2)
+	if !s.cfg.standalone {
+		dst = appendReplSetFields(dst, s)
+	}
 	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", maxBSONObjectSize)
 	dst = bsoncore.AppendInt32Element(dst, "maxMessageSizeBytes", maxMessageSizeBytes)
 	dst = bsoncore.AppendInt32Element(dst, "maxWriteBatchSize", maxWriteBatchSize)
@@ -55,6 +43,27 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 	dst = bsoncore.AppendBooleanElement(dst, "readOnly", false)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil
+}
+
+// appendReplSetFields appends what a replica-set member's hello says about
+// its set, which a standalone leaves out.
+func appendReplSetFields(dst []byte, s *Server) []byte {
+	host := s.addr
+	dst = bsoncore.AppendStringElement(dst, "setName", s.cfg.replSetName)
+	dst = bsoncore.AppendInt32Element(dst, "setVersion", 1)
+	dst = bsoncore.BuildArrayElement(dst, "hosts", bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, host)})
+	dst = bsoncore.AppendStringElement(dst, "primary", host)
+	dst = bsoncore.AppendStringElement(dst, "me", host)
+	dst = bsoncore.AppendBooleanElement(dst, "secondary", false)
+	idx, dst := bsoncore.AppendDocumentElementStart(dst, "lastWrite")
+	ts := s.store.clusterTime()
+	oidx, dst := bsoncore.AppendDocumentElementStart(dst, "opTime")
+	dst = bsoncore.AppendTimestampElement(dst, "ts", ts.T, ts.I)
+	dst = bsoncore.AppendInt64Element(dst, "t", 1)
+	dst, _ = bsoncore.AppendDocumentEnd(dst, oidx)
+	dst = bsoncore.AppendDateTimeElement(dst, "lastWriteDate", int64(ts.T)*1000)
+	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
+	return dst
 }
 
 // handleBuildInfo reports ServerVersion, consistent with MaxWireVersion.
@@ -101,4 +110,21 @@ func handleServerStatus(cc *cmdCtx) (bsoncore.Document, error) {
 	dst = bsoncore.AppendStringElement(dst, "process", "mongod")
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil
+}
+
+// versionAtLeast reports whether version ("8.0.4") is at least
+// major.minor.patch, for behaviour that changed within a release series.
+func versionAtLeast(version string, major, minor, patch int) bool {
+	want := []int{major, minor, patch}
+	parts := strings.Split(version, ".")
+	for i, w := range want {
+		n := 0
+		if i < len(parts) {
+			n, _ = strconv.Atoi(parts[i])
+		}
+		if n != w {
+			return n > w
+		}
+	}
+	return true
 }

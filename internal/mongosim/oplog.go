@@ -45,6 +45,8 @@ type oplogEntry struct {
 	// DDL changes.
 	toDB, toColl string // rename target
 	opDesc       bson.D // operationDescription for expanded events
+	// nsType is what a create made: "collection", "view" or "timeseries".
+	nsType string
 
 	// encoded caches the default rendering of the event, built once by the
 	// first change stream that needs it.

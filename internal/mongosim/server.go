@@ -24,6 +24,7 @@ type Option func(*config)
 type config struct {
 	addr        string
 	replSetName string
+	standalone  bool
 	oplogMax    int
 	logMax      int
 }
@@ -37,6 +38,12 @@ func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 
 // WithReplSetName sets the replica set name reported by hello (default "rs0").
 func WithReplSetName(name string) Option { return func(c *config) { c.replSetName = name } }
+
+// WithStandalone makes the server answer as a standalone mongod instead of
+// a replica-set primary: hello names no replica set, replies carry no
+// cluster time, and a $changeStream fails with the server's own error
+// (40573), as the specification's single-topology test expects.
+func WithStandalone() Option { return func(c *config) { c.standalone = true } }
 
 // WithOplogMax bounds the oplog to the newest n entries (default 0, unbounded).
 // A change stream that resumes from a token older than the oldest retained
@@ -108,8 +115,12 @@ func NewServer(opts ...Option) (*Server, error) {
 func (s *Server) Addr() string { return s.addr }
 
 // URI returns a connection string for the driver:
-// mongodb://HOST:PORT/?replicaSet=NAME.
+// mongodb://HOST:PORT/?replicaSet=NAME (mongodb://HOST:PORT/ for a
+// standalone).
 func (s *Server) URI() string {
+	if s.cfg.standalone {
+		return "mongodb://" + s.addr + "/"
+	}
 	return "mongodb://" + s.addr + "/?replicaSet=" + s.cfg.replSetName
 }
 

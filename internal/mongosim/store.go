@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,8 +129,27 @@ func (st *store) createCollLocked(db, name string, options bson.D) *collection {
 	c.uuid[8] = c.uuid[8]&0x3f | 0x80
 	c.preAndPostImages = preAndPostImagesEnabled(options)
 	st.dbLocked(db, true).colls[name] = c
-	st.appendLocked(&oplogEntry{op: opCreate, db: db, coll: name, collUUID: c.uuid, opDesc: createDescription(options)})
+	st.appendLocked(&oplogEntry{op: opCreate, db: db, coll: name, collUUID: c.uuid,
+		opDesc: createDescription(options), nsType: namespaceType(options)})
 	return c
+}
+
+// namespaceType classifies a create as a real server does for a create
+// event's nsType: a view on a system.buckets collection is the visible
+// half of a time-series collection.
+func namespaceType(options bson.D) string {
+	for _, e := range options {
+		switch e.Key {
+		case "timeseries":
+			return "timeseries"
+		case "viewOn":
+			if s, _ := e.Value.(string); strings.HasPrefix(s, "system.buckets.") {
+				return "timeseries"
+			}
+			return "view"
+		}
+	}
+	return "collection"
 }
 
 // implicitCollLocked returns the collection, creating it as an insert or an
@@ -158,11 +178,15 @@ func preAndPostImagesEnabled(options bson.D) bool {
 	return false
 }
 
+// createDescription is a create event's operationDescription: the oplog
+// entry's create command less the collection name, that is the options,
+// then the _id index spec, which a collection has and a view does not.
 func createDescription(options bson.D) bson.D {
-	if len(options) == 0 {
-		return bson.D{{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}}}
+	desc := append(bson.D(nil), options...)
+	if namespaceType(options) == "view" {
+		return desc
 	}
-	return options
+	return append(desc, bson.E{Key: "idIndex", Value: bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: bson.D{{Key: "_id", Value: int32(1)}}}, {Key: "name", Value: "_id_"}}})
 }
 
 // sortedCollNames returns the collection names of d in order.

@@ -3,14 +3,14 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: demo test fmt-check vet lint race sim bench soak spec ci deps
+.PHONY: demo test fmt-check vet lint race spec spec-driver sim bench soak ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI)
 demo:
 	$(GO) run ./examples/quickstart
 
-## test: formatting, vet, staticcheck, then every test under the race detector
-test: fmt-check vet lint race
+## test: formatting, vet, staticcheck, the spec tests' summary, then every test under the race detector
+test: fmt-check vet lint spec race
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,6 +24,18 @@ lint:
 
 race:
 	$(GO) test -race -count=1 $(PKGS)
+
+## spec: the Change Streams spec tests, printing every skip reason and the summary
+spec:
+	@$(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
+	status=$$?; grep -E '^\s*spec:' .spec.out; \
+	if [ $$status -ne 0 ]; then cat .spec.out; fi; rm -f .spec.out; exit $$status
+
+## spec-driver: the same files with the driver's own Watch (control mode)
+spec-driver:
+	@CHANGESTREAM_DRIVER_WATCH=1 $(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
+	status=$$?; grep -E '^\s*spec:' .spec.out; \
+	if [ $$status -ne 0 ]; then cat .spec.out; fi; rm -f .spec.out; exit $$status
 
 ## sim: run the simulator on 127.0.0.1:27017 until interrupted
 sim:

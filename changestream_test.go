@@ -428,7 +428,11 @@ func TestCloseInterruptsNext(t *testing.T) {
 	cs := watch(t, e, nil, changestream.WithMaxAwaitTime(30*time.Second))
 	done := make(chan bool)
 	go func() { done <- cs.Next(context.Background()) }()
-	time.Sleep(50 * time.Millisecond) // let Next reach its getMore
+	if e.sim != nil {
+		require.Eventually(t, func() bool { return e.sim.AwaitingGetMores() == 1 }, 10*time.Second, time.Millisecond)
+	} else {
+		time.Sleep(100 * time.Millisecond) // a real server cannot tell: give Next time to reach its getMore
+	}
 	closeStart := time.Now()
 	require.NoError(t, cs.Close(context.Background()))
 	select {

@@ -175,6 +175,8 @@ func (src *changeStreamSource) nextBatch(cc *cmdCtx, batchSize int, maxTime time
 		}
 		if timer == nil {
 			timer = time.NewTimer(maxTime)
+			cc.s.awaiting.Add(1)
+			defer cc.s.awaiting.Add(-1)
 		}
 		select {
 		case <-changed:

@@ -495,3 +495,50 @@ func TestChangeStreamResumeTokenNotFound(t *testing.T) {
 	assert.True(t, ce.HasErrorLabel("NonResumableChangeStreamError"))
 	assert.Contains(t, ce.Message, "Executor error during aggregate command on namespace: db.c :: caused by :: cannot resume stream; the resume token was not found. {_data: ")
 }
+
+// TestCursorKilledWhileWaiting checks what a getMore that is waiting when
+// its cursor dies reports: CursorKilled for killCursors, and a resumable
+// InterruptedAtShutdown for the restart KillAllCursors stands for.
+func TestCursorKilledWhileWaiting(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		kill      func(s *mongosim.Server, db *mongo.Database, ctx context.Context, id int64)
+		code      int32
+		resumable bool
+	}{
+		{"killCursors", func(_ *mongosim.Server, db *mongo.Database, ctx context.Context, id int64) {
+			require.NoError(t, db.RunCommand(ctx, bson.D{{Key: "killCursors", Value: "c"}, {Key: "cursors", Value: bson.A{id}}}).Err())
+		}, 237, false},
+		{"KillAllCursors", func(s *mongosim.Server, _ *mongo.Database, _ context.Context, _ int64) {
+			s.KillAllCursors()
+		}, 11600, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, c, ctx := csSetup(t)
+			db := c.Database("db")
+			owner := sessCtx(t, ctx, c)
+			agg, err := db.RunCommand(owner, bson.D{
+				{Key: "aggregate", Value: "c"},
+				{Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{}}}}},
+				{Key: "cursor", Value: bson.D{}},
+			}).Raw()
+			require.NoError(t, err)
+			id := agg.Lookup("cursor", "id").Int64()
+			done := make(chan error, 1)
+			go func() {
+				done <- db.RunCommand(owner, bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}, {Key: "maxTimeMS", Value: 20000}}).Err()
+			}()
+			require.Eventually(t, func() bool { return s.AwaitingGetMores() == 1 }, 10*time.Second, time.Millisecond,
+				"the getMore never started waiting")
+			tc.kill(s, db, sessCtx(t, ctx, c), id)
+			ce := cmdErrOf(t, <-done)
+			assert.Equal(t, tc.code, ce.Code)
+			assert.Equal(t, tc.resumable, ce.HasErrorLabel("ResumableChangeStreamError"))
+			err = db.RunCommand(owner, bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "c"}}).Err()
+			assert.Equal(t, int32(43), cmdErrOf(t, err).Code, "the cursor is gone")
+		})
+	}
+}

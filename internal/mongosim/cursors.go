@@ -42,9 +42,16 @@ type serverCursor struct {
 	busy     sync.Mutex    // one getMore at a time
 	killed   chan struct{} // closed by kill
 	killOnce sync.Once
+	killErr  *CommandError // what a getMore in progress reports; set before killed closes
 }
 
-func (c *serverCursor) kill() { c.killOnce.Do(func() { close(c.killed) }) }
+// kill wakes a getMore in progress, which then fails with err.
+func (c *serverCursor) kill(err *CommandError) {
+	c.killOnce.Do(func() {
+		c.killErr = err
+		close(c.killed)
+	})
+}
 
 type cursorRegistry struct {
 	mu      sync.Mutex
@@ -78,25 +85,33 @@ func (r *cursorRegistry) get(id int64) *serverCursor {
 	return r.cursors[id]
 }
 
-// remove forgets the cursor and kills it; it reports whether it was open.
+// remove forgets the cursor and kills it, as killCursors does: a getMore in
+// progress fails with CursorKilled. It reports whether the cursor was open.
 func (r *cursorRegistry) remove(id int64) bool {
 	r.mu.Lock()
 	c := r.cursors[id]
 	delete(r.cursors, id)
 	r.mu.Unlock()
 	if c != nil {
-		c.kill()
+		c.kill(cmdErr(CodeCursorKilled, "cursor id %d was killed while in use", id))
 	}
 	return c != nil
 }
 
+// killAll forgets every cursor, as a restart or failover does. A getMore in
+// progress fails as on a node shutting down: InterruptedAtShutdown, which a
+// change-stream cursor labels resumable like any other resumable code.
 func (r *cursorRegistry) killAll() {
 	r.mu.Lock()
 	all := r.cursors
 	r.cursors = make(map[int64]*serverCursor)
 	r.mu.Unlock()
 	for _, c := range all {
-		c.kill()
+		err := cmdErr(CodeInterruptedAtShutdown, "interrupted at shutdown")
+		if c.changeStream {
+			err.Labels = []string{LabelResumableChangeStreamError}
+		}
+		c.kill(err)
 	}
 }
 
@@ -234,7 +249,7 @@ func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	select {
 	case <-c.killed:
-		return nil, cmdErr(CodeCursorKilled, "cursor id %d was killed while in use", id)
+		return nil, c.killErr
 	default:
 	}
 	if b.exhausted {

@@ -26,6 +26,7 @@ const (
 	CodeOperationFailed            int32 = 96
 	CodeConflictingUpdateOperators int32 = 40
 	CodeCursorKilled               int32 = 237
+	CodeInterruptedAtShutdown      int32 = 11600
 	CodeInvalidResumeToken         int32 = 260
 	CodeChangeStreamFatalError     int32 = 280
 	CodeChangeStreamHistoryLost    int32 = 286

@@ -69,6 +69,7 @@ type Server struct {
 	conns      map[*conn]struct{}
 	closed     bool
 	nextConnID atomic.Int64
+	awaiting   atomic.Int64 // change-stream getMores waiting for events
 
 	store      *store
 	cursors    *cursorRegistry
@@ -157,15 +158,21 @@ func (s *Server) CloseClientConnections() {
 	}
 }
 
-// KillAllCursors kills every open cursor, as a failover or a cursor timeout
-// would; a later getMore on one fails with CursorNotFound (43) and a getMore
-// waiting now returns CursorKilled (237).
+// KillAllCursors forgets every open cursor, as a restart, a failover to
+// another node or a cursor timeout would: a later getMore on one fails with
+// CursorNotFound (43). A getMore waiting at that moment fails as on a node
+// shutting down, with InterruptedAtShutdown (11600), labelled
+// ResumableChangeStreamError on a change-stream cursor.
 func (s *Server) KillAllCursors() { s.cursors.killAll() }
 
 // TruncateOplog drops every oplog entry older than the newest one, so a
 // change stream resuming from an earlier token fails with
 // ChangeStreamHistoryLost (286).
 func (s *Server) TruncateOplog() { s.store.truncateOplog() }
+
+// AwaitingGetMores returns how many change-stream getMores are waiting for
+// events right now, so a test can act while one is blocked without sleeping.
+func (s *Server) AwaitingGetMores() int { return int(s.awaiting.Load()) }
 
 // Commands returns a copy of the logged commands, oldest first.
 func (s *Server) Commands() []Command { return s.log.snapshot() }

@@ -52,7 +52,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -345,14 +344,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 // getMore asks the server for the next batch with a context that Close also
 // cancels, and returns whether a document is now current.
 func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		if cs.cfg.maxAwaitTime == nil && time.Until(dl) < defaultServerAwait*time.Millisecond {
-			// Let the driver shorten the server's wait to fit the deadline,
-			// so a short per-call deadline ends with an empty batch instead
-			// of a broken connection and a resume.
-			c.cur.SetMaxAwaitTime(defaultServerAwait * time.Millisecond)
-		}
-	}
+	c.fitAwait(ctx, cs.cfg.maxAwaitTime)
 	opCtx, release := cs.interruptible(ctx)
 	got := c.cur.TryNext(opCtx)
 	release()
@@ -372,12 +364,6 @@ func (cs *ChangeStream) interruptible(ctx context.Context) (context.Context, fun
 		stop()
 		cancel()
 	}
-}
-
-// tooLate reports whether ctx has too little time left for a getMore.
-func tooLate(ctx context.Context) bool {
-	dl, ok := ctx.Deadline()
-	return ok && time.Until(dl) < minGetMoreRemaining*time.Millisecond
 }
 
 // handleError decides what a failed call means for the stream. It returns

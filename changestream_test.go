@@ -383,6 +383,10 @@ func TestContextDeadlineKeepsStream(t *testing.T) {
 		assert.EqualValues(t, a, eventN(t, next(t, cs)), "round %d", round)
 		assert.EqualValues(t, b, eventN(t, next(t, cs)), "round %d", round)
 	}
+	// The server's wait is cut to fit each deadline, so a deadline normally
+	// ends with an empty batch and costs no resume; on a loaded machine a
+	// reply can still come late, which a resume then absorbs.
+	t.Logf("resumes after 5 expired deadlines: %d", len(e.mon.commands("aggregate"))-1)
 }
 
 func TestContextCancelMidGetMoreResumesWithoutLoss(t *testing.T) {

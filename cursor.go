@@ -20,7 +20,21 @@ type cursor struct {
 	// or was abandoned), but that may still exist on the server: it is
 	// killed before the stream resumes.
 	stale bool
+	// awaitSet records that a maxAwaitTime was set on cur.
+	awaitSet bool
 }
+
+// Server waits and the deadlines they must fit.
+const (
+	// defaultServerAwait is how long a server waits in a getMore that
+	// carries no maxTimeMS.
+	defaultServerAwait = time.Second
+	// minGetMoreTime is the least time left on a deadline worth a getMore.
+	minGetMoreTime = 5 * time.Millisecond
+	// maxAwaitMargin caps the time kept between the end of the server's wait
+	// and the caller's deadline, for the reply to travel back.
+	maxAwaitMargin = 50 * time.Millisecond
+)
 
 // killTimeout bounds killCursors, which is best effort: a stream must not
 // hang on a server that no longer answers when it is about to resume
@@ -46,13 +60,44 @@ func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config
 	if cfg.batchSize != nil {
 		cur.SetBatchSize(*cfg.batchSize)
 	}
-	if cfg.maxAwaitTime != nil {
-		cur.SetMaxAwaitTime(*cfg.maxAwaitTime)
-	}
 	if cfg.comment != nil {
 		cur.SetComment(cfg.comment)
 	}
-	return &cursor{cur: cur}, nil
+	return &cursor{cur: cur, awaitSet: cfg.maxAwaitTime != nil}, nil
+}
+
+// fitAwait sets how long the server may wait in the next getMore so that
+// its answer arrives before ctx's deadline: an empty batch, rather than a
+// deadline that breaks the connection, and with it the cursor, mid-read.
+// Without a deadline the configured wait applies; once a deadline has made
+// the stream send maxTimeMS, an unconfigured stream keeps sending the
+// server's default, as the driver cannot unset it.
+func (c *cursor) fitAwait(ctx context.Context, configured *time.Duration) {
+	want := defaultServerAwait
+	if configured != nil {
+		want = *configured
+	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		if configured != nil || c.awaitSet {
+			c.cur.SetMaxAwaitTime(want)
+		}
+		return
+	}
+	remaining := time.Until(dl)
+	budget := remaining - min(max(remaining/10, 2*time.Millisecond), maxAwaitMargin)
+	if budget < want {
+		want = max(budget, time.Millisecond)
+	}
+	c.cur.SetMaxAwaitTime(want)
+	c.awaitSet = true
+}
+
+// tooLate reports whether ctx has too little time left for a getMore:
+// asking would only break the connection, and the cursor with it.
+func tooLate(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < minGetMoreTime
 }
 
 // postBatchResumeToken returns the postBatchResumeToken of the batch the

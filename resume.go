@@ -15,11 +15,9 @@ import (
 // from the cached resume point.
 
 const (
-	codeCursorNotFound  = 43
-	labelResumable      = "ResumableChangeStreamError"
-	labelNetworkError   = "NetworkError"
-	defaultServerAwait  = 1000 // ms a server waits in a getMore without maxTimeMS
-	minGetMoreRemaining = 2    // ms of ctx left below which no getMore is sent
+	codeCursorNotFound = 43
+	labelResumable     = "ResumableChangeStreamError"
+	labelNetworkError  = "NetworkError"
 )
 
 // retryableReadCodes are the server codes after which a read, such as the

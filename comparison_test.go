@@ -1,0 +1,108 @@
+package changestream_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// These tests put the driver's own coll.Watch and this package through the
+// same situations: the README's comparison table is their output. They
+// assert what this package does and log what the driver's stream did, so a
+// driver release that fixes its stream does not fail our build.
+
+// situation runs one scenario against a stream and reports whether the
+// stream delivered the event inserted after the trouble.
+type situation struct {
+	name    string
+	opts    func(*options.ChangeStreamOptionsBuilder) // driver options
+	csOpts  []changestream.Option
+	trouble func(t *testing.T, e *testEnv, next func(ctx context.Context) bool)
+}
+
+// comparedStream is what both streams offer.
+type comparedStream interface {
+	Next(context.Context) bool
+	Err() error
+	Close(context.Context) error
+}
+
+func TestComparisonWithDriverWatch(t *testing.T) {
+	t.Parallel()
+	situations := []situation{
+		{
+			name:   "a Next whose deadline passes",
+			opts:   func(o *options.ChangeStreamOptionsBuilder) {},
+			csOpts: nil,
+			trouble: func(t *testing.T, _ *testEnv, next func(ctx context.Context) bool) {
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				next(ctx)
+			},
+		},
+		{
+			name:   "a context cancelled mid-getMore",
+			opts:   func(o *options.ChangeStreamOptionsBuilder) { o.SetMaxAwaitTime(5 * time.Second) },
+			csOpts: []changestream.Option{changestream.WithMaxAwaitTime(5 * time.Second)},
+			trouble: func(t *testing.T, _ *testEnv, next func(ctx context.Context) bool) {
+				ctx, cancel := context.WithCancel(context.Background())
+				time.AfterFunc(50*time.Millisecond, cancel)
+				next(ctx)
+			},
+		},
+		{
+			name:   "maxAwaitTime longer than the deadline",
+			opts:   func(o *options.ChangeStreamOptionsBuilder) { o.SetMaxAwaitTime(5 * time.Second) },
+			csOpts: []changestream.Option{changestream.WithMaxAwaitTime(5 * time.Second)},
+			trouble: func(t *testing.T, _ *testEnv, next func(ctx context.Context) bool) {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				defer cancel()
+				next(ctx)
+			},
+		},
+		{
+			name: "a resume whose aggregate loses its connection",
+			opts: func(o *options.ChangeStreamOptionsBuilder) {},
+			trouble: func(t *testing.T, e *testEnv, next func(ctx context.Context) bool) {
+				e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 2}}, bson.D{
+					{Key: "failCommands", Value: bson.A{"getMore", "aggregate"}}, {Key: "closeConnection", Value: true},
+				})
+				next(ctxTimeout(t, 10*time.Second))
+			},
+		},
+	}
+	for _, sit := range situations {
+		t.Run(sit.name, func(t *testing.T) {
+			t.Parallel()
+			for _, impl := range []string{"driver", "changestream"} {
+				e := newEnv(t)
+				var s comparedStream
+				if impl == "driver" {
+					o := options.ChangeStream()
+					sit.opts(o)
+					ds, err := e.coll.Watch(context.Background(), mongo.Pipeline{}, o)
+					require.NoError(t, err)
+					s = ds
+				} else {
+					s = watch(t, e, nil, sit.csOpts...)
+				}
+				sit.trouble(t, e, s.Next)
+				troubleErr := s.Err()
+				e.insert(t, 1)
+				got := s.Next(ctxTimeout(t, 5*time.Second))
+				t.Logf("%s: after %q (error %v), the next event arrived: %v (err %v)", impl, sit.name, troubleErr, got, s.Err())
+				if impl == "changestream" {
+					assert.True(t, got, "this package must carry on: %v", s.Err())
+				}
+				_ = s.Close(context.Background())
+			}
+		})
+	}
+}

@@ -106,3 +106,41 @@ func TestComparisonWithDriverWatch(t *testing.T) {
 		})
 	}
 }
+
+// TestComparisonStartAfterResume logs which start option each stream uses
+// when a startAfter stream resumes before its first event; the
+// specification requires startAfter.
+func TestComparisonStartAfterResume(t *testing.T) {
+	t.Parallel()
+	for _, impl := range []string{"driver", "changestream"} {
+		e := newEnv(t)
+		probe := watch(t, e, nil)
+		e.insert(t, 1)
+		tok := bson.Raw(next(t, probe).Lookup("_id").Document())
+
+		var s comparedStream
+		if impl == "driver" {
+			ds, err := e.coll.Watch(context.Background(), mongo.Pipeline{}, options.ChangeStream().SetStartAfter(tok))
+			require.NoError(t, err)
+			s = ds
+		} else {
+			s = watch(t, e, nil, changestream.WithStartAfter(tok))
+		}
+		e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 1}}, bson.D{
+			{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "errorCode", Value: 10107},
+			{Key: "errorLabels", Value: bson.A{"ResumableChangeStreamError"}},
+		})
+		e.mon.reset()
+		e.insert(t, 2)
+		require.True(t, s.Next(ctxTimeout(t, 10*time.Second)), "%s: %v", impl, s.Err())
+		aggs := e.mon.commands("aggregate")
+		require.NotEmpty(t, aggs)
+		stage := changeStreamStage(t, aggs[0])
+		_, usedStartAfter := stage.Lookup("startAfter").DocumentOK()
+		t.Logf("%s: resumed before its first event with startAfter: %v (%s)", impl, usedStartAfter, stage)
+		if impl == "changestream" {
+			assert.True(t, usedStartAfter)
+		}
+		_ = s.Close(context.Background())
+	}
+}

@@ -58,20 +58,32 @@ func (fp *failPoint) fire() bool {
 	return false
 }
 
+// take reports whether the named fail point is set, applies to this
+// occurrence (applies) and fires by its mode, counting the occurrence; it
+// returns a copy of the point as it was, and removes a point whose times
+// are used up.
+func (f *failPoints) take(name string, applies func(*failPoint) bool) (failPoint, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fp := f.points[name]
+	if fp == nil || !applies(fp) || !fp.fire() {
+		return failPoint{}, false
+	}
+	if fp.mode == "times" && fp.n == 0 {
+		delete(f.points, name)
+	}
+	return *fp, true
+}
+
 // beforeCommand applies failCommand to the command in cc: it may block,
 // close the connection (errCloseConnection) or fail the command.
 func (f *failPoints) beforeCommand(cc *cmdCtx) error {
-	f.mu.Lock()
-	fp := f.points[failPointFailCommand]
-	if fp == nil || !slices.Contains(fp.commands, cc.name) || (fp.appName != "" && fp.appName != cc.conn.getAppName()) || !fp.fire() {
-		f.mu.Unlock()
+	p, ok := f.take(failPointFailCommand, func(fp *failPoint) bool {
+		return slices.Contains(fp.commands, cc.name) && (fp.appName == "" || fp.appName == cc.conn.getAppName())
+	})
+	if !ok {
 		return nil
 	}
-	p := *fp
-	if fp.mode == "times" && fp.n == 0 {
-		delete(f.points, failPointFailCommand)
-	}
-	f.mu.Unlock()
 
 	if p.block > 0 {
 		t := time.NewTimer(p.block)
@@ -96,17 +108,10 @@ func (f *failPoints) beforeCommand(cc *cmdCtx) error {
 // c. Like a real server, it adds ResumableChangeStreamError to a
 // change-stream cursor's error when the code is one a stream may resume from.
 func (f *failPoints) afterCursorCheckout(c *serverCursor) error {
-	f.mu.Lock()
-	fp := f.points[failPointFailGetMoreAfterCheckout]
-	if fp == nil || !fp.fire() {
-		f.mu.Unlock()
+	p, ok := f.take(failPointFailGetMoreAfterCheckout, func(*failPoint) bool { return true })
+	if !ok {
 		return nil
 	}
-	p := *fp
-	if fp.mode == "times" && fp.n == 0 {
-		delete(f.points, failPointFailGetMoreAfterCheckout)
-	}
-	f.mu.Unlock()
 	err := &CommandError{Code: p.code, Message: "Failing getMore via 'failGetMoreAfterCursorCheckout' failpoint"}
 	if c.changeStream && isResumableChangeStreamCode(p.code) {
 		err.Labels = []string{LabelResumableChangeStreamError}

@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: demo test fmt-check vet lint race spec spec-driver sim bench soak ci deps
+.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI)
 demo:
@@ -54,3 +54,12 @@ deps:
 	$(GO) mod download -modfile=tools/go.mod
 
 ci: deps test
+
+## interop-node: the official Node.js driver against cmd/mongosim (needs node and npm)
+interop-node:
+	cd scripts/interop-node && npm install --no-audit --no-fund --silent
+	$(GO) build -o bin/mongosim ./cmd/mongosim
+	@bin/mongosim -addr 127.0.0.1:0 > .sim.out 2> .sim.err & pid=$$!; \
+	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
+	node scripts/interop-node/watch.js "$$(head -1 .sim.out)"; status=$$?; \
+	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; exit $$status

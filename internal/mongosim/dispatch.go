@@ -67,6 +67,11 @@ func init() {
 		"delete":             handleDelete,
 		"find":               handleFind,
 		"findAndModify":      handleFindAndModify,
+		"count":              handleCount,
+		"distinct":           handleDistinct,
+		"dbStats":            handleDBStats,
+		"dbstats":            handleDBStats,
+		"replSetGetStatus":   handleReplSetGetStatus,
 		"findandmodify":      handleFindAndModify,
 	}
 }

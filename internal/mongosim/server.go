@@ -70,6 +70,7 @@ type Server struct {
 	closed     bool
 	nextConnID atomic.Int64
 	awaiting   atomic.Int64 // change-stream getMores waiting for events
+	started    time.Time
 
 	store      *store
 	cursors    *cursorRegistry
@@ -106,6 +107,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		cursors:    newCursorRegistry(),
 		failPoints: newFailPoints(),
 		log:        newCommandLog(cfg.logMax),
+		started:    time.Now(),
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()

@@ -421,59 +421,32 @@ func collectionOperation(ctx context.Context, coll *mongo.Collection, name strin
 				return nil, err
 			}
 		}
+		shared := updateSettings{collation: c}
+		if hasUpsert {
+			shared.upsert = &upsert
+		}
+		if hasComment {
+			shared.comment = comment
+		}
+		if hasHint {
+			shared.hint = hint
+		}
 		return func() (any, error) {
 			var res *mongo.UpdateResult
 			var err error
 			switch name {
 			case "replaceOne":
-				o := options.Replace()
-				if hasUpsert {
-					o.SetUpsert(upsert)
-				}
-				if hasComment {
-					o.SetComment(comment)
-				}
-				if hasHint {
-					o.SetHint(hint)
-				}
-				if c != nil {
-					o.SetCollation(c)
-				}
-				res, err = coll.ReplaceOne(ctx, filter, update, o)
+				res, err = coll.ReplaceOne(ctx, filter, update, applyUpdateSettings(options.Replace(), shared))
 			case "updateOne":
-				o := options.UpdateOne()
-				if hasUpsert {
-					o.SetUpsert(upsert)
-				}
-				if hasComment {
-					o.SetComment(comment)
-				}
+				o := applyUpdateSettings(options.UpdateOne(), shared)
 				if hasAF {
 					o.SetArrayFilters(rawsToAny(arrayFilters))
-				}
-				if hasHint {
-					o.SetHint(hint)
-				}
-				if c != nil {
-					o.SetCollation(c)
 				}
 				res, err = coll.UpdateOne(ctx, filter, update, o)
 			default:
-				o := options.UpdateMany()
-				if hasUpsert {
-					o.SetUpsert(upsert)
-				}
-				if hasComment {
-					o.SetComment(comment)
-				}
+				o := applyUpdateSettings(options.UpdateMany(), shared)
 				if hasAF {
 					o.SetArrayFilters(rawsToAny(arrayFilters))
-				}
-				if hasHint {
-					o.SetHint(hint)
-				}
-				if c != nil {
-					o.SetCollation(c)
 				}
 				res, err = coll.UpdateMany(ctx, filter, update, o)
 			}
@@ -781,4 +754,38 @@ func checkError(m *matcher, spec bson.Raw, opErr error) error {
 	}
 	a.get("expectResult") // partial results of bulk writes: none of our operations has them
 	return a.done()
+}
+
+// updateSettings are the options updateOne, updateMany and replaceOne share;
+// unset ones stay nil so that the driver leaves them out of the command.
+type updateSettings struct {
+	upsert    *bool
+	comment   any
+	hint      any
+	collation *options.Collation
+}
+
+// updateBuilder is what the driver's three option builders have in common.
+type updateBuilder[B any] interface {
+	SetUpsert(bool) B
+	SetComment(any) B
+	SetHint(any) B
+	SetCollation(*options.Collation) B
+}
+
+// applyUpdateSettings sets the shared options on any of the three builders.
+func applyUpdateSettings[B updateBuilder[B]](o B, s updateSettings) B {
+	if s.upsert != nil {
+		o.SetUpsert(*s.upsert)
+	}
+	if s.comment != nil {
+		o.SetComment(s.comment)
+	}
+	if s.hint != nil {
+		o.SetHint(s.hint)
+	}
+	if s.collation != nil {
+		o.SetCollation(s.collation)
+	}
+	return o
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"sync"
 	"testing"
 	"time"
 
@@ -541,4 +542,70 @@ func TestCursorKilledWhileWaiting(t *testing.T) {
 			assert.Equal(t, int32(43), cmdErrOf(t, err).Code, "the cursor is gone")
 		})
 	}
+}
+
+// TestManyConcurrentWatchers runs 50 driver change streams on one
+// collection while a writer inserts: each must see every event, in order.
+func TestManyConcurrentWatchers(t *testing.T) {
+	t.Parallel()
+	const watchers, events = 50, 100
+	_, c, ctx := csSetup(t)
+	coll := c.Database("db").Collection("c")
+	streams := make([]*mongo.ChangeStream, watchers)
+	for i := range streams {
+		cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(time.Second))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cs.Close(context.Background()) })
+		streams[i] = cs
+	}
+	var wg sync.WaitGroup
+	got := make([][]int32, watchers)
+	for i, cs := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for len(got[i]) < events && cs.Next(ctx) {
+				got[i] = append(got[i], cs.Current.Lookup("fullDocument", "n").Int32())
+			}
+		}()
+	}
+	for n := range events {
+		_, err := coll.InsertOne(ctx, bson.D{{Key: "n", Value: int32(n)}})
+		require.NoError(t, err)
+	}
+	wg.Wait()
+	want := make([]int32, events)
+	for n := range want {
+		want[n] = int32(n)
+	}
+	for i := range got {
+		assert.Equal(t, want, got[i], "watcher %d: %v", i, streams[i].Err())
+	}
+}
+
+// TestDriverWatchResumesAfterClosedConnection: the driver's own stream
+// resumes, with one new aggregate, when its getMore loses the connection.
+func TestDriverWatchResumesAfterClosedConnection(t *testing.T) {
+	t.Parallel()
+	s, c, ctx := csSetup(t)
+	coll := c.Database("db").Collection("c")
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{
+		{Key: "configureFailPoint", Value: "failCommand"}, {Key: "mode", Value: bson.D{{Key: "times", Value: 1}}},
+		{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "closeConnection", Value: true}}},
+	}).Err())
+	_, err = coll.InsertOne(ctx, bson.D{{Key: "n", Value: int32(1)}})
+	require.NoError(t, err)
+	s.ResetCommands()
+	require.True(t, cs.Next(ctx), "err: %v", cs.Err())
+	assert.Equal(t, int32(1), cs.Current.Lookup("fullDocument", "n").Int32())
+	aggregates := 0
+	for _, cmd := range s.Commands() {
+		if cmd.Name == "aggregate" {
+			aggregates++
+		}
+	}
+	assert.Equal(t, 1, aggregates)
 }

@@ -64,16 +64,6 @@ func fpPingCodes(t *testing.T, c *mongo.Client, n int) []int32 {
 	return codes
 }
 
-// fpSkipUnlessImplemented skips the test when the server answered that a
-// command another part of the simulator provides does not exist yet.
-func fpSkipUnlessImplemented(t *testing.T, err error) {
-	t.Helper()
-	var ce mongo.CommandError
-	if errors.As(err, &ce) && ce.Code == 59 {
-		t.Skipf("not implemented in the simulator yet: %v", err)
-	}
-}
-
 func fpFailPing(code int32) bson.D {
 	return bson.D{{Key: "failCommands", Value: bson.A{"ping"}}, {Key: "errorCode", Value: code}}
 }
@@ -282,15 +272,11 @@ func fpRawCommand(t *testing.T, nc net.Conn, db string, cmd bson.D) bson.Raw {
 }
 
 // fpOpenRaw runs a cursor-opening command over nc and returns the cursor
-// id, skipping the test when the command is not implemented yet.
+// id, failing the test when the command fails.
 func fpOpenRaw(t *testing.T, nc net.Conn, db string, cmd bson.D) int64 {
 	t.Helper()
 	body := fpRawCommand(t, nc, db, cmd)
 	if body.Lookup("ok").Double() != 1 {
-		e := rbDecodeError(t, body)
-		if e.Code == 59 {
-			t.Skipf("not implemented in the simulator yet: %s", e.ErrMsg)
-		}
 		t.Fatalf("%v failed: %v", cmd, body)
 	}
 	id := body.Lookup("cursor", "id").Int64()
@@ -332,9 +318,7 @@ func TestFailGetMoreAfterCursorCheckout(t *testing.T) {
 	}
 	openFind := func(t *testing.T, nc net.Conn) (int64, string) {
 		body := fpRawCommand(t, nc, "test", bson.D{{Key: "insert", Value: "f"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "_id", Value: 2}}, bson.D{{Key: "_id", Value: 3}}}}})
-		if e := rbDecodeError(t, body); e.Code == 59 {
-			t.Skipf("not implemented in the simulator yet: %s", e.ErrMsg)
-		}
+		require.Equal(t, 1.0, body.Lookup("ok").Double(), "insert: %v", body)
 		return fpOpenRaw(t, nc, "test", bson.D{{Key: "find", Value: "f"}, {Key: "batchSize", Value: 1}}), "f"
 	}
 	for _, code := range resumable {
@@ -376,12 +360,10 @@ func TestFailGetMoreDriverChangeStream(t *testing.T) {
 			ctx := fpCtx(t)
 			coll := c.Database("test").Collection("c")
 			cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(50*time.Millisecond))
-			fpSkipUnlessImplemented(t, err)
 			require.NoError(t, err)
 			defer func() { _ = cs.Close(context.Background()) }()
 			fpConfigure(t, c, "failGetMoreAfterCursorCheckout", bson.D{{Key: "times", Value: 1}}, bson.D{{Key: "errorCode", Value: tc.code}})
 			_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
-			fpSkipUnlessImplemented(t, err)
 			require.NoError(t, err)
 			s.ResetCommands()
 
@@ -424,7 +406,6 @@ func TestFailCommandCountsDriverRetries(t *testing.T) {
 	db := c.Database("test")
 	coll := db.Collection("c")
 	cs, err := coll.Watch(ctx, mongo.Pipeline{})
-	fpSkipUnlessImplemented(t, err)
 	require.NoError(t, err)
 	require.NoError(t, cs.Close(ctx))
 

@@ -167,7 +167,9 @@ func ExampleServer_AwaitingGetMores() {
 	defer cancel()
 	coll := client.Database("shop").Collection("orders")
 
-	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(time.Minute))
+	// The server holds an empty getMore for up to 5s (the driver wants
+	// less than the time left on ctx).
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetMaxAwaitTime(5*time.Second))
 	if err != nil {
 		fmt.Println("watch:", err)
 		return
@@ -176,17 +178,20 @@ func ExampleServer_AwaitingGetMores() {
 
 	done := make(chan bool)
 	go func() { done <- cs.Next(ctx) }()
-	for sim.AwaitingGetMores() != 1 && ctx.Err() == nil {
-		time.Sleep(time.Millisecond)
+	waiting := false
+	for !waiting && ctx.Err() == nil {
+		if waiting = sim.AwaitingGetMores() == 1; !waiting {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	fmt.Println("waiting:", sim.AwaitingGetMores())
+	fmt.Println("getMore waiting:", waiting)
 
 	// The insert wakes the waiting getMore.
 	_, _ = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
 	fmt.Println("next:", <-done)
 	fmt.Println(cs.Current.Lookup("operationType").StringValue())
 	// Output:
-	// waiting: 1
+	// getMore waiting: true
 	// next: true
 	// insert
 }

@@ -13,9 +13,11 @@ import (
 var ErrClosed = errors.New("changestream: stream is closed")
 
 // ErrMissingResumeToken is reported through [ChangeStream.Err] when the
-// server returns an event without an _id (the resume token), which happens
-// when a pipeline stage removes it. The stream is closed: without the token
-// it could never resume correctly.
+// server returns an event without an _id (the resume token). Servers before
+// 4.2 let a pipeline stage remove it; newer ones refuse such a stage's
+// events themselves with ChangeStreamFatalError (280), which the stream
+// reports as the server sent it. Either way the stream ends: without the
+// token it could never resume correctly.
 var ErrMissingResumeToken = errors.New("changestream: event has no _id resume token; do not project out _id")
 
 // ErrHistoryLost matches, with [errors.Is], every error that reports the

@@ -39,9 +39,14 @@ type FullDocumentBeforeChange string
 
 // FullDocumentBeforeChange modes, as the server names them.
 const (
-	FullDocumentBeforeChangeOff           FullDocumentBeforeChange = "off"
+	// FullDocumentBeforeChangeOff: no pre-image (the server's default).
+	FullDocumentBeforeChangeOff FullDocumentBeforeChange = "off"
+	// FullDocumentBeforeChangeWhenAvailable: the pre-image when the
+	// collection records them, null otherwise.
 	FullDocumentBeforeChangeWhenAvailable FullDocumentBeforeChange = "whenAvailable"
-	FullDocumentBeforeChangeRequired      FullDocumentBeforeChange = "required"
+	// FullDocumentBeforeChangeRequired: like WhenAvailable, but a missing
+	// pre-image is a server error.
+	FullDocumentBeforeChangeRequired FullDocumentBeforeChange = "required"
 )
 
 // Option configures a stream opened by [WatchCollection], [WatchDatabase] or

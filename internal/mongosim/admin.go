@@ -44,7 +44,7 @@ func handleDistinct(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if !present {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'distinct.key' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'distinct.key' is missing but a required field")
 	}
 	docs, err := cc.matchingDocs("distinct", "query")
 	if err != nil {
@@ -83,7 +83,7 @@ func (cc *cmdCtx) matchingDocs(cmd, filterKey string) ([]bson.D, error) {
 		return nil, err
 	}
 	if !present || coll == "" {
-		return nil, cmdErr(CodeInvalidNamespace, "Invalid namespace specified '%s.'", cc.db)
+		return nil, cmdErr(codeInvalidNamespace, "Invalid namespace specified '%s.'", cc.db)
 	}
 	filter, _, err := cc.docFieldD(filterKey)
 	if err != nil {

@@ -35,7 +35,7 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	stages, err := pipeline.Values()
 	if err != nil {
-		return nil, cmdErr(CodeFailedToParse, "invalid pipeline array: %v", err)
+		return nil, cmdErr(codeFailedToParse, "invalid pipeline array: %v", err)
 	}
 	if len(stages) == 0 || stageName(stages[0]) != "$changeStream" {
 		for _, st := range stages {
@@ -46,10 +46,10 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 		return runPlainAggregate(cc)
 	}
 	if cc.s.cfg.standalone {
-		return nil, cmdErr(CodeChangeStreamNotReplSet, "The $changeStream stage is only supported on replica sets")
+		return nil, cmdErr(codeChangeStreamNotReplSet, "The $changeStream stage is only supported on replica sets")
 	}
 	if explain {
-		return nil, cmdErr(CodeIllegalOperation, "mongosim does not explain $changeStream pipelines")
+		return nil, cmdErr(codeIllegalOperation, "mongosim does not explain $changeStream pipelines")
 	}
 	if _, _, err := cc.docArg("collation"); err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	if ms, _, err := cc.int64Arg("maxTimeMS"); err != nil {
 		return nil, err
 	} else if ms < 0 {
-		return nil, cmdErr(CodeBadValue, "%d value for maxTimeMS is out of range", ms)
+		return nil, cmdErr(codeBadValue, "%d value for maxTimeMS is out of range", ms)
 	}
 	src, err := newChangeStreamSource(cc, target, stages)
 	if err != nil {
@@ -75,21 +75,21 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 func aggregateTarget(cc *cmdCtx) (string, error) {
 	v, err := cc.cmd.LookupErr("aggregate")
 	if err != nil {
-		return "", cmdErr(CodeFailedToParse, "BSON field 'aggregate.aggregate' is missing but a required field")
+		return "", cmdErr(codeFailedToParse, "BSON field 'aggregate.aggregate' is missing but a required field")
 	}
 	if s, ok := v.StringValueOK(); ok {
 		if s == "" {
-			return "", cmdErr(CodeInvalidNamespace, "Invalid namespace specified '%s.'", cc.db)
+			return "", cmdErr(codeInvalidNamespace, "Invalid namespace specified '%s.'", cc.db)
 		}
 		return s, nil
 	}
 	if f, ok := v.AsFloat64OK(); ok {
 		if f != 1 {
-			return "", cmdErr(CodeBadValue, "Invalid command format: the 'aggregate' field must specify a collection name or 1")
+			return "", cmdErr(codeBadValue, "Invalid command format: the 'aggregate' field must specify a collection name or 1")
 		}
 		return "", nil
 	}
-	return "", cmdErr(CodeBadValue, "collection name has invalid type %s", typeAlias(v.Type))
+	return "", cmdErr(codeBadValue, "collection name has invalid type %s", typeAlias(v.Type))
 }
 
 // aggregateCursorArg reads cursor.batchSize: it returns the first batch
@@ -103,11 +103,11 @@ func aggregateCursorArg(cc *cmdCtx, explain bool) (int, error) {
 		if explain {
 			return defaultFirstBatchSize, nil
 		}
-		return 0, cmdErr(CodeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+		return 0, cmdErr(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 	elems, err := cur.Elements()
 	if err != nil {
-		return 0, cmdErr(CodeFailedToParse, "invalid cursor document: %v", err)
+		return 0, cmdErr(codeFailedToParse, "invalid cursor document: %v", err)
 	}
 	batchSize := defaultFirstBatchSize
 	for _, e := range elems {
@@ -179,7 +179,7 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 	}
 	elems, err := doc.Elements()
 	if err != nil {
-		return spec, 0, cmdErr(CodeFailedToParse, "invalid $changeStream document: %v", err)
+		return spec, 0, cmdErr(codeFailedToParse, "invalid $changeStream document: %v", err)
 	}
 	seen := map[string]bool{}
 	var resumeVal, startVal bsoncore.Value
@@ -208,7 +208,7 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 				found = found || m == s
 			}
 			if !found {
-				return spec, 0, cmdErr(CodeBadValue,
+				return spec, 0, cmdErr(codeBadValue,
 					"Enumeration value '%s' for field '$changeStream.%s' is not a valid value.", s, key)
 			}
 			if key == "fullDocument" {
@@ -271,7 +271,7 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 		ns += ".$cmd.aggregate"
 	}
 	if spec.allChangesForCluster && (cc.db != "admin" || target != "") {
-		return spec, 0, cmdErr(CodeInvalidOptions,
+		return spec, 0, cmdErr(codeInvalidOptions,
 			"A $changeStream with 'allChangesForCluster:true' may only be opened on the 'admin' database, and with no collection name; found %s", ns)
 	}
 	internalOK := cc.db != "local" && cc.db != "config"
@@ -279,10 +279,10 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 		internalOK = spec.allChangesForCluster
 	}
 	if !internalOK {
-		return spec, 0, cmdErr(CodeInvalidNamespace, "$changeStream may not be opened on the internal %s database", cc.db)
+		return spec, 0, cmdErr(codeInvalidNamespace, "$changeStream may not be opened on the internal %s database", cc.db)
 	}
 	if strings.HasPrefix(target, "system.") {
-		return spec, 0, cmdErr(CodeInvalidNamespace, "$changeStream may not be opened on the internal %s collection", ns)
+		return spec, 0, cmdErr(codeInvalidNamespace, "$changeStream may not be opened on the internal %s collection", ns)
 	}
 	if resumeVal.Type != 0 && startVal.Type != 0 {
 		return spec, 0, cmdErr(50865, "Do not specify both 'resumeAfter' and 'startAfter' in a $changeStream stage")
@@ -305,7 +305,7 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 		return spec, 0, cmdErr(40674, "Only one type of resume option is allowed, but multiple were found")
 	}
 	if spec.resumeAfter != nil && spec.resumeAfter.fromInvalidate {
-		return spec, 0, cmdErr(CodeInvalidResumeToken,
+		return spec, 0, cmdErr(codeInvalidResumeToken,
 			"Attempting to resume a change stream using 'resumeAfter' is not allowed from an invalidate notification")
 	}
 	scope := scopeCollection
@@ -348,7 +348,7 @@ func parseStreamStages(stages []bsoncore.Value) ([]eventStage, error) {
 	for _, v := range stages {
 		d, ok := v.DocumentOK()
 		if !ok {
-			return nil, cmdErr(CodeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, cmdErr(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
 		elems, err := d.Elements()
 		if err != nil || len(elems) != 1 {
@@ -376,7 +376,7 @@ func parseStreamStages(stages []bsoncore.Value) ([]eventStage, error) {
 		}
 	}
 	if notPermitted != "" {
-		return nil, cmdErr(CodeIllegalOperation, "%s is not permitted in a $changeStream pipeline", notPermitted)
+		return nil, cmdErr(codeIllegalOperation, "%s is not permitted in a $changeStream pipeline", notPermitted)
 	}
 	return out, nil
 }

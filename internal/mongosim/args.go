@@ -20,7 +20,7 @@ func (cc *cmdCtx) field(key string) (bsoncore.Value, bool) {
 }
 
 func typeMismatch(cmd, key string, got bsoncore.Type, want string) *CommandError {
-	return cmdErr(CodeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type '%s'",
+	return cmdErr(codeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type '%s'",
 		cmd, key, typeAlias(got), want)
 }
 

@@ -124,9 +124,9 @@ func firstNonNil(ts ...*resumeToken) *resumeToken {
 
 func historyLostError() *CommandError {
 	return &CommandError{
-		Code:    CodeChangeStreamHistoryLost,
+		Code:    codeChangeStreamHistoryLost,
 		Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
-		Labels:  []string{LabelNonResumableChangeStreamError},
+		Labels:  []string{labelNonResumableChangeStreamError},
 	}
 }
 
@@ -393,7 +393,7 @@ func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(pro
 	if len(src.stages) > 0 {
 		var d bson.D
 		if err := bson.Unmarshal(ev.doc, &d); err != nil {
-			return false, cmdErr(CodeInternalError, "mongosim: decoding event: %v", err)
+			return false, cmdErr(codeInternalError, "mongosim: decoding event: %v", err)
 		}
 		for _, stage := range src.stages {
 			var keep bool
@@ -410,15 +410,15 @@ func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(pro
 		}
 		b, err := bson.Marshal(d)
 		if err != nil {
-			return false, cmdErr(CodeInternalError, "mongosim: encoding event: %v", err)
+			return false, cmdErr(codeInternalError, "mongosim: encoding event: %v", err)
 		}
 		if !idUnchanged(b, ev.token) {
 			return false, &CommandError{
-				Code: CodeChangeStreamFatalError,
+				Code: codeChangeStreamFatalError,
 				Message: "Encountered an event whose _id field, which contains the resume token, was modified by the pipeline. " +
 					"Modifying the _id field of an event makes it impossible to resume the stream from that point. " +
 					"Only transformations that retain the unmodified _id field are allowed.",
-				Labels: []string{LabelNonResumableChangeStreamError},
+				Labels: []string{labelNonResumableChangeStreamError},
 			}
 		}
 		ev.doc = b
@@ -447,9 +447,9 @@ func idUnchanged(doc bsoncore.Document, tok resumeToken) bool {
 
 func resumeTokenNotFound(seen resumeToken) *CommandError {
 	return &CommandError{
-		Code:    CodeChangeStreamFatalError,
+		Code:    codeChangeStreamFatalError,
 		Message: "cannot resume stream; the resume token was not found. " + docString(seen.doc()),
-		Labels:  []string{LabelNonResumableChangeStreamError},
+		Labels:  []string{labelNonResumableChangeStreamError},
 	}
 }
 
@@ -457,5 +457,5 @@ func asCommandError(err error) *CommandError {
 	if ce, ok := err.(*CommandError); ok {
 		return ce
 	}
-	return cmdErr(CodeInternalError, "%v", err)
+	return cmdErr(codeInternalError, "%v", err)
 }

@@ -10,12 +10,18 @@ import (
 
 // Command is one command the server received, as recorded in its log.
 type Command struct {
-	Name         string   // the command name, e.g. "getMore"
-	DB           string   // the $db it ran on
-	Body         bson.Raw // the whole command document (a copy)
-	ConnectionID int64    // the connection it arrived on, as hello reports it
-	AppName      string   // the connection's appName, "" if none
-	Time         time.Time
+	// Name is the command name, e.g. "getMore".
+	Name string
+	// DB is the $db it ran on.
+	DB string
+	// Body is the whole command document (a copy).
+	Body bson.Raw
+	// ConnectionID is the connection it arrived on, as hello reports it.
+	ConnectionID int64
+	// AppName is the connection's appName, "" if none.
+	AppName string
+	// Time is when the server received it.
+	Time time.Time
 }
 
 // commandLog keeps the newest commands: at most max, at least max/2.

@@ -76,7 +76,7 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 				return cmdErr(40414, "BSON field 'delete.deletes.limit' is missing but a required field")
 			}
 			if limit != 0 && limit != 1 {
-				return cmdErr(CodeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
+				return cmdErr(codeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 			}
 			stmts[i].multi = limit == 0
 			stmts[i].match, err = compileFilter(q)

@@ -18,7 +18,7 @@ const findDefaultBatch = 101
 func decodeValue(v bsoncore.Value) (any, error) {
 	var out any
 	if err := (bson.RawValue{Type: bson.Type(v.Type), Value: v.Data}).Unmarshal(&out); err != nil {
-		return nil, cmdErr(CodeFailedToParse, "mongosim: invalid BSON: %v", err)
+		return nil, cmdErr(codeFailedToParse, "mongosim: invalid BSON: %v", err)
 	}
 	return out, nil
 }
@@ -27,7 +27,7 @@ func decodeValue(v bsoncore.Value) (any, error) {
 func decodeDoc(d bsoncore.Document) (bson.D, error) {
 	out := bson.D{}
 	if err := bson.Unmarshal(d, &out); err != nil {
-		return nil, cmdErr(CodeFailedToParse, "mongosim: invalid BSON: %v", err)
+		return nil, cmdErr(codeFailedToParse, "mongosim: invalid BSON: %v", err)
 	}
 	return out, nil
 }
@@ -47,14 +47,14 @@ func (cc *cmdCtx) docFieldD(key string) (bson.D, bool, error) {
 func (cc *cmdCtx) collName() (string, error) {
 	v, ok := cc.field(cc.name)
 	if !ok {
-		return "", cmdErr(CodeInvalidNamespace, "collection name has invalid type null")
+		return "", cmdErr(codeInvalidNamespace, "collection name has invalid type null")
 	}
 	s, ok := v.StringValueOK()
 	if !ok {
-		return "", cmdErr(CodeInvalidNamespace, "collection name has invalid type %s", typeAlias(v.Type))
+		return "", cmdErr(codeInvalidNamespace, "collection name has invalid type %s", typeAlias(v.Type))
 	}
 	if s == "" || strings.ContainsAny(s, "\x00$") || strings.HasPrefix(s, ".") {
-		return "", cmdErr(CodeInvalidNamespace, "Invalid namespace specified '%s.%s'", cc.db, s)
+		return "", cmdErr(codeInvalidNamespace, "Invalid namespace specified '%s.%s'", cc.db, s)
 	}
 	return s, nil
 }
@@ -70,10 +70,10 @@ func compileSort(spec bson.D) (func(a, b bson.D) int, error) {
 	keys := make([]key, 0, len(spec))
 	for _, e := range spec {
 		if e.Key == "" {
-			return nil, cmdErr(CodeBadValue, "Empty field name in $sort")
+			return nil, cmdErr(codeBadValue, "Empty field name in $sort")
 		}
 		if d, ok := e.Value.(bson.D); ok && len(d) > 0 && d[0].Key == "$meta" {
-			return nil, cmdErr(CodeBadValue, "mongosim: $meta sort is not supported")
+			return nil, cmdErr(codeBadValue, "mongosim: $meta sort is not supported")
 		}
 		if !isNumber(e.Value) {
 			return nil, cmdErr(15974, "Illegal key in $sort specification: %s: %s", e.Key, formatValue(e.Value))
@@ -140,7 +140,7 @@ func (st *store) readDocsLocked(db, name string, depth int) ([]bson.D, error) {
 		return c.docs.all(), nil
 	}
 	if depth > 20 {
-		return nil, cmdErr(CodeInvalidOptions, "View depth too deep or view cycle detected; maximum depth is 20")
+		return nil, cmdErr(codeInvalidOptions, "View depth too deep or view cycle detected; maximum depth is 20")
 	}
 	docs, err := st.readDocsLocked(db, src, depth+1)
 	if err != nil {
@@ -178,7 +178,7 @@ func (f *findSource) nextBatch(_ *cmdCtx, batchSize int, _ time.Duration, _ <-ch
 	for f.pos < len(f.docs) && (n < 0 || len(b.docs) < n) {
 		raw, err := bson.Marshal(f.docs[f.pos])
 		if err != nil {
-			return batch{}, cmdErr(CodeInternalError, "mongosim: encoding document: %v", err)
+			return batch{}, cmdErr(codeInternalError, "mongosim: encoding document: %v", err)
 		}
 		if len(b.docs) > 0 && size+len(raw) > maxBSONObjectSize {
 			break
@@ -231,7 +231,7 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if t, _, _ := cc.boolArg("tailable"); t {
-		return nil, cmdErr(CodeBadValue, "error processing query: ns=%s.%s tailable cursor requested on non capped collection", cc.db, coll)
+		return nil, cmdErr(codeBadValue, "error processing query: ns=%s.%s tailable cursor requested on non capped collection", cc.db, coll)
 	}
 	if limit < 0 {
 		// A negative limit is the legacy "single batch of n".
@@ -296,7 +296,7 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	target, ok := cc.field("aggregate")
 	if !ok {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'aggregate.aggregate' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'aggregate.aggregate' is missing but a required field")
 	}
 	coll, isColl := target.StringValueOK()
 	pipeRaw, present, err := cc.arrayArg("pipeline")
@@ -319,14 +319,14 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 		stages = append(stages, d)
 	}
 	if ex, _, _ := cc.boolArg("explain"); ex {
-		return nil, cmdErr(CodeBadValue, "mongosim: explain is not supported")
+		return nil, cmdErr(codeBadValue, "mongosim: explain is not supported")
 	}
 	cursorOpts, hasCursor, err := cc.docArg("cursor")
 	if err != nil {
 		return nil, err
 	}
 	if !hasCursor {
-		return nil, cmdErr(CodeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
+		return nil, cmdErr(codeFailedToParse, "The 'cursor' option is required, except for aggregate with the explain argument")
 	}
 	first := findDefaultBatch
 	if v, err := cursorOpts.LookupErr("batchSize"); err == nil {
@@ -341,9 +341,9 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	if !isColl {
 		if len(stages) > 0 {
-			return nil, cmdErr(CodeInvalidNamespace, "{aggregate: 1} is not valid for '%s'; a collection is required.", stages[0][0].Key)
+			return nil, cmdErr(codeInvalidNamespace, "{aggregate: 1} is not valid for '%s'; a collection is required.", stages[0][0].Key)
 		}
-		return nil, cmdErr(CodeInvalidNamespace, "{aggregate: 1} is not valid for an empty pipeline.")
+		return nil, cmdErr(codeInvalidNamespace, "{aggregate: 1} is not valid for an empty pipeline.")
 	}
 	for _, s := range stages {
 		if err := checkStage(s); err != nil {
@@ -373,9 +373,9 @@ func checkStage(s bson.D) error {
 		return cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
 	}
 	if strings.HasPrefix(s[0].Key, "$") {
-		return cmdErr(CodeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
+		return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
 	}
-	return cmdErr(CodeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
+	return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
 }
 
 // runStages applies the supported pipeline stages to docs, which it does

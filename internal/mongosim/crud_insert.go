@@ -32,11 +32,11 @@ func toCmdErr(err error) *CommandError {
 	if ce, ok := err.(*CommandError); ok {
 		return ce
 	}
-	return cmdErr(CodeInternalError, "%v", err)
+	return cmdErr(codeInternalError, "%v", err)
 }
 
 func dupKeyError(db, coll string, id any) *CommandError {
-	return cmdErr(CodeDuplicateKey, "E11000 duplicate key error collection: %s.%s index: _id_ dup key: { _id: %s }",
+	return cmdErr(codeDuplicateKey, "E11000 duplicate key error collection: %s.%s index: _id_ dup key: { _id: %s }",
 		db, coll, formatValue(id))
 }
 
@@ -70,7 +70,7 @@ func (cc *cmdCtx) statements(key string) ([]bsoncore.Document, error) {
 	if present {
 		vals, err := arr.Values()
 		if err != nil {
-			return nil, cmdErr(CodeFailedToParse, "mongosim: invalid %s array: %v", key, err)
+			return nil, cmdErr(codeFailedToParse, "mongosim: invalid %s array: %v", key, err)
 		}
 		for _, v := range vals {
 			d, ok := v.DocumentOK()
@@ -133,7 +133,7 @@ func checkWritable(c *collection) error {
 func checkNewDoc(d bson.D) error {
 	for _, e := range d {
 		if strings.HasPrefix(e.Key, "$") {
-			return cmdErr(CodeBadValue, "Document can't have $ prefixed field names: %s", e.Key)
+			return cmdErr(codeBadValue, "Document can't have $ prefixed field names: %s", e.Key)
 		}
 	}
 	id, _ := lookup(d, "_id")
@@ -141,9 +141,9 @@ func checkNewDoc(d bson.D) error {
 	case bson.A:
 		return cmdErr(53, "The '_id' value cannot be of type array")
 	case bson.Regex:
-		return cmdErr(CodeBadValue, "can't use a regex for _id")
+		return cmdErr(codeBadValue, "can't use a regex for _id")
 	case bson.Undefined:
-		return cmdErr(CodeBadValue, "can't use a undefined for _id")
+		return cmdErr(codeBadValue, "can't use a undefined for _id")
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func parseUpdateStmt(raw bsoncore.Document) (*updateStmt, error) {
 		return nil, cmdErr(40414, "BSON field 'update.updates.u' is missing but a required field")
 	}
 	if uval.Type != bsoncore.TypeEmbeddedDocument && uval.Type != bsoncore.TypeArray {
-		return nil, cmdErr(CodeFailedToParse, "Update argument must be either an object or an array")
+		return nil, cmdErr(codeFailedToParse, "Update argument must be either an object or an array")
 	}
 	upsert, _, err := sc.boolArg("upsert")
 	if err != nil {
@@ -85,7 +85,7 @@ func buildUpdateStmt(q bson.D, u any, upsert, multi bool, filters bson.A) (*upda
 		return nil, err
 	}
 	if multi && s.spec.kind == updReplacement {
-		return nil, cmdErr(CodeFailedToParse, "multi update is not supported for replacement-style update")
+		return nil, cmdErr(codeFailedToParse, "multi update is not supported for replacement-style update")
 	}
 	if s.arrayFilters, err = compileArrayFilters(filters); err != nil {
 		return nil, err
@@ -103,7 +103,7 @@ func compileArrayFilters(filters bson.A) (map[string]matcher, error) {
 	for _, f := range filters {
 		d, ok := f.(bson.D)
 		if !ok {
-			return nil, cmdErr(CodeFailedToParse, "Error parsing array filter :: caused by :: element must be an object")
+			return nil, cmdErr(codeFailedToParse, "Error parsing array filter :: caused by :: element must be an object")
 		}
 		id := ""
 		for _, e := range d {
@@ -112,18 +112,18 @@ func compileArrayFilters(filters bson.A) (map[string]matcher, error) {
 				continue
 			}
 			if name == "" || name[0] < 'a' || name[0] > 'z' {
-				return nil, cmdErr(CodeBadValue, "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", name)
+				return nil, cmdErr(codeBadValue, "Error parsing array filter :: caused by :: The top-level field name must be an alphanumeric string beginning with a lowercase letter, found '%s'", name)
 			}
 			if id != "" && id != name {
-				return nil, cmdErr(CodeFailedToParse, "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", id, name)
+				return nil, cmdErr(codeFailedToParse, "Error parsing array filter :: caused by :: Expected a single top-level field name, found '%s' and '%s'", id, name)
 			}
 			id = name
 		}
 		if id == "" {
-			return nil, cmdErr(CodeFailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
+			return nil, cmdErr(codeFailedToParse, "Cannot use an expression without a top-level field name in arrayFilters")
 		}
 		if _, dup := out[id]; dup {
-			return nil, cmdErr(CodeFailedToParse, "Found multiple array filters with the same top-level field name %s", id)
+			return nil, cmdErr(codeFailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 		}
 		m, err := compileFilter(d)
 		if err != nil {
@@ -243,11 +243,11 @@ func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		if err != nil {
 			ce := toCmdErr(err)
-			if ce.Code == CodeNamespaceNotFound || ce.Code == 166 {
+			if ce.Code == codeNamespaceNotFound || ce.Code == 166 {
 				return nil, ce
 			}
 			w := writeError{index: i, err: ce}
-			if ce.Code == CodeDuplicateKey {
+			if ce.Code == codeDuplicateKey {
 				w.dupKey = true
 				w.keyValue = dupKeyValue(s)
 			}

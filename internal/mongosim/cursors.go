@@ -93,7 +93,7 @@ func (r *cursorRegistry) remove(id int64) bool {
 	delete(r.cursors, id)
 	r.mu.Unlock()
 	if c != nil {
-		c.kill(cmdErr(CodeCursorKilled, "cursor id %d was killed while in use", id))
+		c.kill(cmdErr(codeCursorKilled, "cursor id %d was killed while in use", id))
 	}
 	return c != nil
 }
@@ -107,9 +107,9 @@ func (r *cursorRegistry) killAll() {
 	r.cursors = make(map[int64]*serverCursor)
 	r.mu.Unlock()
 	for _, c := range all {
-		err := cmdErr(CodeInterruptedAtShutdown, "interrupted at shutdown")
+		err := cmdErr(codeInterruptedAtShutdown, "interrupted at shutdown")
 		if c.changeStream {
-			err.Labels = []string{LabelResumableChangeStreamError}
+			err.Labels = []string{labelResumableChangeStreamError}
 		}
 		c.kill(err)
 	}
@@ -190,7 +190,7 @@ const defaultAwaitTime = time.Second
 func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
 	idVal, ok := cc.field("getMore")
 	if !ok {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'getMore.getMore' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'getMore.getMore' is missing but a required field")
 	}
 	id, ok := idVal.Int64OK()
 	if !ok {
@@ -201,25 +201,25 @@ func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if !present {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'getMore.collection' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'getMore.collection' is missing but a required field")
 	}
 	batchSize, _, err := cc.int64Arg("batchSize")
 	if err != nil {
 		return nil, err
 	}
 	if batchSize < 0 {
-		return nil, cmdErr(CodeBadValue, "BatchSize value must be non-negative, but received: %d", batchSize)
+		return nil, cmdErr(codeBadValue, "BatchSize value must be non-negative, but received: %d", batchSize)
 	}
 	maxTimeMS, hasMaxTime, err := cc.int64Arg("maxTimeMS")
 	if err != nil {
 		return nil, err
 	}
 	if maxTimeMS < 0 {
-		return nil, cmdErr(CodeBadValue, "%d value for maxTimeMS is out of range", maxTimeMS)
+		return nil, cmdErr(codeBadValue, "%d value for maxTimeMS is out of range", maxTimeMS)
 	}
 	c := cc.s.cursors.get(id)
 	if c == nil {
-		return nil, cmdErr(CodeCursorNotFound, "cursor id %d not found", id)
+		return nil, cmdErr(codeCursorNotFound, "cursor id %d not found", id)
 	}
 	if c.db != cc.db || c.coll != coll {
 		return nil, cmdErr(13, "Requested getMore on namespace '%s.%s', but cursor belongs to a different namespace %s.%s",
@@ -231,7 +231,7 @@ func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
 	c.busy.Lock()
 	defer c.busy.Unlock()
 	if cc.s.cursors.get(id) != c {
-		return nil, cmdErr(CodeCursorNotFound, "cursor id %d not found", id)
+		return nil, cmdErr(codeCursorNotFound, "cursor id %d not found", id)
 	}
 	wait := defaultAwaitTime
 	if hasMaxTime && maxTimeMS > 0 {
@@ -270,7 +270,7 @@ func checkCursorSession(c *serverCursor, lsid []byte) error {
 		return cmdErr(50737, "Cannot run getMore on cursor %d, which was created in session %s, without an lsid",
 			c.id, sessionString(c.lsid))
 	case !sameSession(c.lsid, lsid):
-		return cmdErr(CodeCursorInUseByOtherSession, "Cannot run getMore on cursor %d, which was created in session %s, in session %s",
+		return cmdErr(codeCursorInUseByOtherSession, "Cannot run getMore on cursor %d, which was created in session %s, in session %s",
 			c.id, sessionString(c.lsid), sessionString(lsid))
 	}
 	return nil
@@ -291,24 +291,24 @@ func handleKillCursors(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if !present {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'killCursors.killCursors' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'killCursors.killCursors' is missing but a required field")
 	}
 	ids, present, err := cc.arrayArg("cursors")
 	if err != nil {
 		return nil, err
 	}
 	if !present {
-		return nil, cmdErr(CodeFailedToParse, "BSON field 'killCursors.cursors' is missing but a required field")
+		return nil, cmdErr(codeFailedToParse, "BSON field 'killCursors.cursors' is missing but a required field")
 	}
 	vals, err := ids.Values()
 	if err != nil {
-		return nil, cmdErr(CodeFailedToParse, "invalid cursors array: %v", err)
+		return nil, cmdErr(codeFailedToParse, "invalid cursors array: %v", err)
 	}
 	var killed, notFound []bsoncore.Value
 	for _, v := range vals {
 		id, ok := v.Int64OK()
 		if !ok {
-			return nil, cmdErr(CodeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'long'", typeAlias(v.Type))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'long'", typeAlias(v.Type))
 		}
 		c := cc.s.cursors.get(id)
 		if c != nil && c.db == cc.db && c.coll == coll && cc.s.cursors.remove(id) {

@@ -48,11 +48,11 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	if v, ok := lookup(opts, "viewOn"); ok {
 		if _, isStr := v.(string); !isStr {
-			return nil, cmdErr(CodeTypeMismatch, "BSON field 'create.viewOn' is the wrong type '%s', expected type 'string'", typeName(v))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.viewOn' is the wrong type '%s', expected type 'string'", typeName(v))
 		}
 		if p, ok := lookup(opts, "pipeline"); ok {
 			if _, isArr := p.(bson.A); !isArr {
-				return nil, cmdErr(CodeTypeMismatch, "BSON field 'create.pipeline' is the wrong type '%s', expected type 'array'", typeName(p))
+				return nil, cmdErr(codeTypeMismatch, "BSON field 'create.pipeline' is the wrong type '%s', expected type 'array'", typeName(p))
 			}
 		} else {
 			opts = append(opts, bson.E{Key: "pipeline", Value: bson.A{}})
@@ -60,7 +60,7 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	if v, ok := lookup(opts, "changeStreamPreAndPostImages"); ok {
 		if _, isDoc := v.(bson.D); !isDoc {
-			return nil, cmdErr(CodeTypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(v))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(v))
 		}
 	}
 	if len(opts) == 0 {
@@ -73,7 +73,7 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 		if identical(c.options, opts) || (len(c.options) == 0 && len(opts) == 0) {
 			return nil, nil
 		}
-		return nil, cmdErr(CodeNamespaceExists, "namespace %s.%s already exists, but with different options: %s",
+		return nil, cmdErr(codeNamespaceExists, "namespace %s.%s already exists, but with different options: %s",
 			cc.db, coll, formatDoc(append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, c.options...)))
 	}
 	st.createCollLocked(cc.db, coll, opts)
@@ -150,21 +150,21 @@ func handleRenameCollection(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	fdb, fcoll, ok := splitNS(from)
 	if !ok {
-		return nil, cmdErr(CodeInvalidNamespace, "Invalid source namespace: %s", from)
+		return nil, cmdErr(codeInvalidNamespace, "Invalid source namespace: %s", from)
 	}
 	tdb, tcoll, ok := splitNS(to)
 	if !ok || strings.ContainsAny(tcoll, "$\x00") {
-		return nil, cmdErr(CodeInvalidNamespace, "Invalid target namespace: %s", to)
+		return nil, cmdErr(codeInvalidNamespace, "Invalid target namespace: %s", to)
 	}
 	if from == to {
-		return nil, cmdErr(CodeIllegalOperation, "Can't rename a collection to itself")
+		return nil, cmdErr(codeIllegalOperation, "Can't rename a collection to itself")
 	}
 	st := cc.s.store
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	src := st.collLocked(fdb, fcoll)
 	if src == nil {
-		return nil, cmdErr(CodeNamespaceNotFound, "Source collection %s does not exist", from)
+		return nil, cmdErr(codeNamespaceNotFound, "Source collection %s does not exist", from)
 	}
 	if _, _, isView := src.viewOn(); isView {
 		return nil, cmdErr(166, "cannot rename view: %s", from)
@@ -172,7 +172,7 @@ func handleRenameCollection(cc *cmdCtx) (bsoncore.Document, error) {
 	desc := bson.D{{Key: "to", Value: bson.D{{Key: "db", Value: tdb}, {Key: "coll", Value: tcoll}}}}
 	if dst := st.collLocked(tdb, tcoll); dst != nil {
 		if !dropTarget {
-			return nil, cmdErr(CodeNamespaceExists, "target namespace exists")
+			return nil, cmdErr(codeNamespaceExists, "target namespace exists")
 		}
 		desc = append(desc, bson.E{Key: "dropTarget", Value: uuidValue(dst.uuid)})
 		delete(st.dbs[tdb].colls, tcoll)
@@ -326,7 +326,7 @@ func handleListCollections(cc *cmdCtx) (bsoncore.Document, error) {
 func (st *store) collForDDL(db, coll string) (*collection, error) {
 	c := st.collLocked(db, coll)
 	if c == nil {
-		return nil, cmdErr(CodeNamespaceNotFound, "ns does not exist: %s.%s", db, coll)
+		return nil, cmdErr(codeNamespaceNotFound, "ns does not exist: %s.%s", db, coll)
 	}
 	return c, nil
 }
@@ -375,22 +375,22 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	specs := v.(bson.A)
 	if len(specs) == 0 {
-		return nil, cmdErr(CodeBadValue, "Must specify at least one index to create")
+		return nil, cmdErr(codeBadValue, "Must specify at least one index to create")
 	}
 	var wanted []bson.D
 	for _, s := range specs {
 		d, ok := s.(bson.D)
 		if !ok {
-			return nil, cmdErr(CodeTypeMismatch, "The elements of the 'indexes' array must be objects, but found a %s", typeName(s))
+			return nil, cmdErr(codeTypeMismatch, "The elements of the 'indexes' array must be objects, but found a %s", typeName(s))
 		}
 		key, _ := lookup(d, "key")
 		kd, ok := key.(bson.D)
 		if !ok || len(kd) == 0 {
-			return nil, cmdErr(CodeFailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", formatDoc(d))
+			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", formatDoc(d))
 		}
 		name, ok := mustLookup(d, "name").(string)
 		if !ok || name == "" {
-			return nil, cmdErr(CodeFailedToParse, "Error in specification %s :: caused by :: The 'name' field is a required property of an index specification", formatDoc(d))
+			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'name' field is a required property of an index specification", formatDoc(d))
 		}
 		spec := bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: kd}, {Key: "name", Value: name}}
 		for _, e := range d {
@@ -466,7 +466,7 @@ func handleDropIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 	defer st.mu.Unlock()
 	c, err := st.collForDDL(cc.db, coll)
 	if err != nil {
-		return nil, cmdErr(CodeNamespaceNotFound, "ns not found %s.%s", cc.db, coll)
+		return nil, cmdErr(codeNamespaceNotFound, "ns not found %s.%s", cc.db, coll)
 	}
 	was := int32(len(c.indexes) + 1)
 	find := func(pred func(ix bson.D) bool) int { return slices.IndexFunc(c.indexes, pred) }
@@ -480,7 +480,7 @@ func handleDropIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 			break
 		}
 		if x == "_id_" {
-			return nil, cmdErr(CodeInvalidOptions, "cannot drop _id index")
+			return nil, cmdErr(codeInvalidOptions, "cannot drop _id index")
 		}
 		i := find(func(ix bson.D) bool { return ix[2].Value == x })
 		if i < 0 {
@@ -503,7 +503,7 @@ func handleDropIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		drop = append(drop, i)
 	default:
-		return nil, cmdErr(CodeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", typeName(which))
+		return nil, cmdErr(codeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", typeName(which))
 	}
 	keep := make([]bson.D, 0, len(c.indexes))
 	for i, ix := range c.indexes {
@@ -536,7 +536,7 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 		case "changeStreamPreAndPostImages":
 			d, ok := e.Value.(bson.D)
 			if !ok {
-				return nil, cmdErr(CodeTypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(e.Value))
+				return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(e.Value))
 			}
 			if _, ok := lookup(d, "enabled"); !ok {
 				return nil, cmdErr(40414, "BSON field 'collMod.changeStreamPreAndPostImages.enabled' is missing but a required field")

@@ -98,14 +98,14 @@ func (s *Server) handle(c *conn, req *request) (reply bsoncore.Document, err err
 // InternalError so that no input can take the server down.
 func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document, err error) {
 	if cc.name == "" {
-		return nil, cmdErr(CodeFailedToParse, "empty command object")
+		return nil, cmdErr(codeFailedToParse, "empty command object")
 	}
 	h, ok := commandTable[cc.name]
 	if !ok {
-		return nil, cmdErr(CodeCommandNotFound, "no such command: '%s'", cc.name)
+		return nil, cmdErr(codeCommandNotFound, "no such command: '%s'", cc.name)
 	}
 	if op == wiremessage.OpQuery && !isHelloName(cc.name) {
-		return nil, cmdErr(CodeUnsupportedOpQueryCommand,
+		return nil, cmdErr(codeUnsupportedOpQueryCommand,
 			"Unsupported OP_QUERY command: %s. The client driver may require an upgrade.", cc.name)
 	}
 	if err := s.failPoints.beforeCommand(cc); err != nil {
@@ -113,7 +113,7 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			body, err = nil, cmdErr(CodeInternalError, "mongosim: panic in %s: %v\n%s", cc.name, r, debug.Stack())
+			body, err = nil, cmdErr(codeInternalError, "mongosim: panic in %s: %v\n%s", cc.name, r, debug.Stack())
 		}
 	}()
 	return h(cc)
@@ -131,7 +131,7 @@ func (s *Server) finishReply(body bsoncore.Document, err error) bsoncore.Documen
 	if err != nil {
 		var ce *CommandError
 		if !errors.As(err, &ce) {
-			ce = cmdErr(CodeInternalError, "%v", err)
+			ce = cmdErr(codeInternalError, "%v", err)
 		}
 		dst = bsoncore.AppendDoubleElement(dst, "ok", 0)
 		dst = bsoncore.AppendStringElement(dst, "errmsg", ce.Message)

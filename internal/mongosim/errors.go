@@ -9,32 +9,32 @@ import (
 // Server error codes the simulator returns, with the names a real server
 // gives them in codeName.
 const (
-	CodeInternalError              int32 = 1
-	CodeBadValue                   int32 = 2
-	CodeFailedToParse              int32 = 9
-	CodeTypeMismatch               int32 = 14
-	CodeInvalidNamespace           int32 = 73
-	CodeIllegalOperation           int32 = 20
-	CodeNamespaceNotFound          int32 = 26
-	CodeCursorNotFound             int32 = 43
-	CodeNamespaceExists            int32 = 48
-	CodeMaxTimeMSExpired           int32 = 50
-	CodeDollarPrefixedFieldName    int32 = 52
-	CodeCommandNotFound            int32 = 59
-	CodeImmutableField             int32 = 66
-	CodeInvalidOptions             int32 = 72
-	CodeOperationFailed            int32 = 96
-	CodeConflictingUpdateOperators int32 = 40
-	CodeCursorKilled               int32 = 237
-	CodeInterruptedAtShutdown      int32 = 11600
-	CodeInvalidResumeToken         int32 = 260
-	CodeChangeStreamFatalError     int32 = 280
-	CodeChangeStreamHistoryLost    int32 = 286
-	CodeUnsupportedOpQueryCommand  int32 = 352
-	CodeDuplicateKey               int32 = 11000
-	CodeUnrecognizedPipelineStage  int32 = 40324
-	CodeChangeStreamNotReplSet     int32 = 40573
-	CodeCursorInUseByOtherSession  int32 = 50738
+	codeInternalError              int32 = 1
+	codeBadValue                   int32 = 2
+	codeFailedToParse              int32 = 9
+	codeTypeMismatch               int32 = 14
+	codeInvalidNamespace           int32 = 73
+	codeIllegalOperation           int32 = 20
+	codeNamespaceNotFound          int32 = 26
+	codeCursorNotFound             int32 = 43
+	codeNamespaceExists            int32 = 48
+	codeMaxTimeMSExpired           int32 = 50
+	codeDollarPrefixedFieldName    int32 = 52
+	codeCommandNotFound            int32 = 59
+	codeImmutableField             int32 = 66
+	codeInvalidOptions             int32 = 72
+	codeOperationFailed            int32 = 96
+	codeConflictingUpdateOperators int32 = 40
+	codeCursorKilled               int32 = 237
+	codeInterruptedAtShutdown      int32 = 11600
+	codeInvalidResumeToken         int32 = 260
+	codeChangeStreamFatalError     int32 = 280
+	codeChangeStreamHistoryLost    int32 = 286
+	codeUnsupportedOpQueryCommand  int32 = 352
+	codeDuplicateKey               int32 = 11000
+	codeUnrecognizedPipelineStage  int32 = 40324
+	codeChangeStreamNotReplSet     int32 = 40573
+	codeCursorInUseByOtherSession  int32 = 50738
 )
 
 // codeNames maps codes to the codeName a real server sends. Codes that the
@@ -74,16 +74,19 @@ func isResumableChangeStreamCode(code int32) bool {
 
 // Error labels used by the server.
 const (
-	LabelResumableChangeStreamError    = "ResumableChangeStreamError"
-	LabelNonResumableChangeStreamError = "NonResumableChangeStreamError"
+	labelResumableChangeStreamError    = "ResumableChangeStreamError"
+	labelNonResumableChangeStreamError = "NonResumableChangeStreamError"
 )
 
 // CommandError is a failed command as the server reports it:
 // {ok: 0, errmsg, code, codeName, errorLabels}.
 type CommandError struct {
-	Code    int32
+	// Code is the server's error code; codeName is derived from it.
+	Code int32
+	// Message is errmsg.
 	Message string
-	Labels  []string
+	// Labels are the errorLabels, such as ResumableChangeStreamError.
+	Labels []string
 }
 
 // Error returns the message with its code name, like the server's log line.

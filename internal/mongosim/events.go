@@ -329,7 +329,7 @@ func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
 		// documents; splitting is not simulated.
 		return nil, nil
 	case "$redact":
-		return nil, cmdErr(CodeIllegalOperation, "mongosim does not implement $redact in a $changeStream pipeline")
+		return nil, cmdErr(codeIllegalOperation, "mongosim does not implement $redact in a $changeStream pipeline")
 	}
 	return nil, cmdErr(40324, "Unrecognized pipeline stage name: '%s'", name)
 }
@@ -349,7 +349,7 @@ func rawToD(v bsoncore.Value) (bson.D, bool) {
 func rawToAny(v bsoncore.Value) (any, error) {
 	var out any
 	if err := bson.UnmarshalValue(bson.Type(v.Type), v.Data, &out); err != nil {
-		return nil, cmdErr(CodeFailedToParse, "invalid stage specification: %v", err)
+		return nil, cmdErr(codeFailedToParse, "invalid stage specification: %v", err)
 	}
 	return out, nil
 }

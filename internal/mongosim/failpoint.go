@@ -114,7 +114,7 @@ func (f *failPoints) afterCursorCheckout(c *serverCursor) error {
 	}
 	err := &CommandError{Code: p.code, Message: "Failing getMore via 'failGetMoreAfterCursorCheckout' failpoint"}
 	if c.changeStream && isResumableChangeStreamCode(p.code) {
-		err.Labels = []string{LabelResumableChangeStreamError}
+		err.Labels = []string{labelResumableChangeStreamError}
 	}
 	return err
 }
@@ -128,7 +128,7 @@ func handleConfigureFailPoint(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	if name != failPointFailCommand && name != failPointFailGetMoreAfterCheckout {
-		return nil, cmdErr(CodeBadValue, "Cannot find failpoint %s", name)
+		return nil, cmdErr(codeBadValue, "Cannot find failpoint %s", name)
 	}
 	fp, err := parseFailPoint(cc)
 	if err != nil {
@@ -152,7 +152,7 @@ func handleConfigureFailPoint(cc *cmdCtx) (bsoncore.Document, error) {
 func parseFailPoint(cc *cmdCtx) (*failPoint, error) {
 	modeVal, ok := cc.field("mode")
 	if !ok {
-		return nil, cmdErr(CodeBadValue, "Missing mode")
+		return nil, cmdErr(codeBadValue, "Missing mode")
 	}
 	fp := &failPoint{}
 	switch modeVal.Type {
@@ -163,24 +163,24 @@ func parseFailPoint(cc *cmdCtx) (*failPoint, error) {
 		case "alwaysOn":
 			fp.mode = m
 		default:
-			return nil, cmdErr(CodeBadValue, "unknown mode: %s", m)
+			return nil, cmdErr(codeBadValue, "unknown mode: %s", m)
 		}
 	case bsoncore.TypeEmbeddedDocument:
 		md := modeVal.Document()
 		if v, err := md.LookupErr("times"); err == nil {
 			n, ok := numberAsInt64(v)
 			if !ok || n < 0 {
-				return nil, cmdErr(CodeBadValue, "'times' option to 'mode' must be a non-negative integer")
+				return nil, cmdErr(codeBadValue, "'times' option to 'mode' must be a non-negative integer")
 			}
 			fp.mode, fp.n = "times", n
 		} else if v, err := md.LookupErr("skip"); err == nil {
 			n, ok := numberAsInt64(v)
 			if !ok || n < 0 {
-				return nil, cmdErr(CodeBadValue, "'skip' option to 'mode' must be a non-negative integer")
+				return nil, cmdErr(codeBadValue, "'skip' option to 'mode' must be a non-negative integer")
 			}
 			fp.mode, fp.n = "skip", n
 		} else {
-			return nil, cmdErr(CodeBadValue, "mode must be 'alwaysOn', 'off', {times: n} or {skip: n}")
+			return nil, cmdErr(codeBadValue, "mode must be 'alwaysOn', 'off', {times: n} or {skip: n}")
 		}
 	default:
 		return nil, typeMismatch("configureFailPoint", "mode", modeVal.Type, "string or object")
@@ -198,7 +198,7 @@ func (fp *failPoint) parseData(data bsoncore.Document) error {
 	}
 	elems, err := data.Elements()
 	if err != nil {
-		return cmdErr(CodeFailedToParse, "invalid data: %v", err)
+		return cmdErr(codeFailedToParse, "invalid data: %v", err)
 	}
 	for _, e := range elems {
 		v := e.Value()
@@ -212,7 +212,7 @@ func (fp *failPoint) parseData(data bsoncore.Document) error {
 			for _, cv := range vals {
 				s, ok := cv.StringValueOK()
 				if !ok {
-					return cmdErr(CodeTypeMismatch, "failCommands must contain only strings")
+					return cmdErr(codeTypeMismatch, "failCommands must contain only strings")
 				}
 				fp.commands = append(fp.commands, s)
 			}
@@ -233,7 +233,7 @@ func (fp *failPoint) parseData(data bsoncore.Document) error {
 			for _, lv := range vals {
 				s, ok := lv.StringValueOK()
 				if !ok {
-					return cmdErr(CodeTypeMismatch, "errorLabels must contain only strings")
+					return cmdErr(codeTypeMismatch, "errorLabels must contain only strings")
 				}
 				fp.labels = append(fp.labels, s)
 			}
@@ -270,7 +270,7 @@ func (fp *failPoint) parseData(data bsoncore.Document) error {
 		}
 	}
 	if fp.block < 0 {
-		return cmdErr(CodeBadValue, "blockConnection requires blockTimeMS")
+		return cmdErr(codeBadValue, "blockConnection requires blockTimeMS")
 	}
 	return nil
 }

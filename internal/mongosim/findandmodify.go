@@ -40,13 +40,13 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	uval, hasUpdate := cc.field("update")
 	switch {
 	case remove && hasUpdate:
-		return nil, cmdErr(CodeFailedToParse, "Cannot specify both an update and remove=true")
+		return nil, cmdErr(codeFailedToParse, "Cannot specify both an update and remove=true")
 	case !remove && !hasUpdate:
-		return nil, cmdErr(CodeFailedToParse, "Either an update or remove=true must be specified")
+		return nil, cmdErr(codeFailedToParse, "Either an update or remove=true must be specified")
 	case remove && upsert:
-		return nil, cmdErr(CodeFailedToParse, "Cannot specify both upsert=true and remove=true ")
+		return nil, cmdErr(codeFailedToParse, "Cannot specify both upsert=true and remove=true ")
 	case remove && returnNew:
-		return nil, cmdErr(CodeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
+		return nil, cmdErr(codeFailedToParse, "Cannot specify both new=true and remove=true; 'remove' always returns the deleted document")
 	}
 	var order func(a, b bson.D) int
 	if len(sortSpec) > 0 {
@@ -67,7 +67,7 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 		stmt = &updateStmt{match: m, order: order}
 	} else {
 		if uval.Type != bsoncore.TypeEmbeddedDocument && uval.Type != bsoncore.TypeArray {
-			return nil, cmdErr(CodeFailedToParse, "Update argument must be either an object or an array")
+			return nil, cmdErr(codeFailedToParse, "Update argument must be either an object or an array")
 		}
 		u, err := decodeValue(uval)
 		if err != nil {

@@ -61,13 +61,13 @@ func compileTopLevel(op string, v any) (matcher, error) {
 	case "$and", "$or", "$nor":
 		arr, ok := v.(bson.A)
 		if !ok || len(arr) == 0 {
-			return nil, cmdErr(CodeBadValue, "%s must be a nonempty array", op)
+			return nil, cmdErr(codeBadValue, "%s must be a nonempty array", op)
 		}
 		subs := make([]matcher, 0, len(arr))
 		for _, x := range arr {
 			d, ok := x.(bson.D)
 			if !ok {
-				return nil, cmdErr(CodeBadValue, "$or/$and/$nor entries need to be full objects")
+				return nil, cmdErr(codeBadValue, "$or/$and/$nor entries need to be full objects")
 			}
 			m, err := compileFilter(d)
 			if err != nil {
@@ -100,9 +100,9 @@ func compileTopLevel(op string, v any) (matcher, error) {
 	case "$comment":
 		return nil, nil
 	case "$expr", "$where", "$text", "$jsonSchema", "$sampleRate":
-		return nil, cmdErr(CodeBadValue, "mongosim: %s is not supported", op)
+		return nil, cmdErr(codeBadValue, "mongosim: %s is not supported", op)
 	}
-	return nil, cmdErr(CodeBadValue,
+	return nil, cmdErr(codeBadValue,
 		"unknown top level operator: %s. If you have a field name that starts with a '$' symbol, consider using $getField or $setField.", op)
 }
 
@@ -281,7 +281,7 @@ func compileOperators(d bson.D) (leafPred, error) {
 			case e.Key == "$options" && isStr:
 				options = &s
 			case e.Key == "$options":
-				return nil, cmdErr(CodeBadValue, "$options has to be a string")
+				return nil, cmdErr(codeBadValue, "$options has to be a string")
 			case isStr:
 				regex = &s
 			case isRe:
@@ -289,13 +289,13 @@ func compileOperators(d bson.D) (leafPred, error) {
 				regex = &p
 				if re.Options != "" {
 					if options != nil {
-						return nil, cmdErr(CodeBadValue, "options set in both $regex and $options")
+						return nil, cmdErr(codeBadValue, "options set in both $regex and $options")
 					}
 					o := re.Options
 					options = &o
 				}
 			default:
-				return nil, cmdErr(CodeBadValue, "$regex has to be a string")
+				return nil, cmdErr(codeBadValue, "$regex has to be a string")
 			}
 			continue
 		}
@@ -306,7 +306,7 @@ func compileOperators(d bson.D) (leafPred, error) {
 		preds = append(preds, p)
 	}
 	if options != nil && regex == nil {
-		return nil, cmdErr(CodeBadValue, "$options needs a $regex")
+		return nil, cmdErr(codeBadValue, "$options needs a $regex")
 	}
 	if regex != nil {
 		opts := ""
@@ -340,12 +340,12 @@ func compileOperator(op string, x any) (leafPred, error) {
 	case "$in", "$nin":
 		arr, ok := x.(bson.A)
 		if !ok {
-			return nil, cmdErr(CodeBadValue, "%s needs an array", op)
+			return nil, cmdErr(codeBadValue, "%s needs an array", op)
 		}
 		alts := make([]leafPred, 0, len(arr))
 		for _, v := range arr {
 			if d, ok := v.(bson.D); ok && len(d) > 0 && strings.HasPrefix(d[0].Key, "$") {
-				return nil, cmdErr(CodeBadValue, "cannot nest $ under %s", op)
+				return nil, cmdErr(codeBadValue, "cannot nest $ under %s", op)
 			}
 			if re, ok := v.(bson.Regex); ok {
 				p, err := compileRegexPred(re.Pattern, re.Options)
@@ -391,10 +391,10 @@ func compileOperator(op string, x any) (leafPred, error) {
 			return notPred(p), nil
 		case bson.D:
 			if len(v) == 0 {
-				return nil, cmdErr(CodeBadValue, "$not cannot be empty")
+				return nil, cmdErr(codeBadValue, "$not cannot be empty")
 			}
 			if !strings.HasPrefix(v[0].Key, "$") {
-				return nil, cmdErr(CodeBadValue, "unknown operator: %s", v[0].Key)
+				return nil, cmdErr(codeBadValue, "unknown operator: %s", v[0].Key)
 			}
 			p, err := compileOperators(v)
 			if err != nil {
@@ -402,17 +402,17 @@ func compileOperator(op string, x any) (leafPred, error) {
 			}
 			return notPred(p), nil
 		}
-		return nil, cmdErr(CodeBadValue, "$not needs a regex or a document")
+		return nil, cmdErr(codeBadValue, "$not needs a regex or a document")
 	case "$size":
 		if !isNumber(x) {
-			return nil, cmdErr(CodeBadValue, "$size needs a number")
+			return nil, cmdErr(codeBadValue, "$size needs a number")
 		}
 		size, ok := numberAsInt(x)
 		if !ok {
-			return nil, cmdErr(CodeBadValue, "$size must be a whole number")
+			return nil, cmdErr(codeBadValue, "$size must be a whole number")
 		}
 		if size < 0 {
-			return nil, cmdErr(CodeBadValue, "$size may not be negative")
+			return nil, cmdErr(codeBadValue, "$size may not be negative")
 		}
 		return func(l []leaf) bool {
 			for _, lf := range l {
@@ -427,7 +427,7 @@ func compileOperator(op string, x any) (leafPred, error) {
 	case "$all":
 		arr, ok := x.(bson.A)
 		if !ok {
-			return nil, cmdErr(CodeBadValue, "$all needs an array")
+			return nil, cmdErr(codeBadValue, "$all needs an array")
 		}
 		preds := make([]leafPred, 0, len(arr))
 		for _, v := range arr {
@@ -440,7 +440,7 @@ func compileOperator(op string, x any) (leafPred, error) {
 				continue
 			}
 			if d, ok := v.(bson.D); ok && len(d) > 0 && strings.HasPrefix(d[0].Key, "$") {
-				return nil, cmdErr(CodeBadValue, "no $ expressions in $all")
+				return nil, cmdErr(codeBadValue, "no $ expressions in $all")
 			}
 			if re, ok := v.(bson.Regex); ok {
 				p, err := compileRegexPred(re.Pattern, re.Options)
@@ -467,22 +467,22 @@ func compileOperator(op string, x any) (leafPred, error) {
 		arr, ok := x.(bson.A)
 		if !ok || len(arr) != 2 {
 			if ok && len(arr) < 2 {
-				return nil, cmdErr(CodeBadValue, "malformed mod, not enough elements")
+				return nil, cmdErr(codeBadValue, "malformed mod, not enough elements")
 			}
 			if ok {
-				return nil, cmdErr(CodeBadValue, "malformed mod, too many elements")
+				return nil, cmdErr(codeBadValue, "malformed mod, too many elements")
 			}
-			return nil, cmdErr(CodeBadValue, "malformed mod, needs to be an array")
+			return nil, cmdErr(codeBadValue, "malformed mod, needs to be an array")
 		}
 		if !isNumber(arr[0]) {
-			return nil, cmdErr(CodeBadValue, "malformed mod, divisor not a number")
+			return nil, cmdErr(codeBadValue, "malformed mod, divisor not a number")
 		}
 		if !isNumber(arr[1]) {
-			return nil, cmdErr(CodeBadValue, "malformed mod, remainder not a number")
+			return nil, cmdErr(codeBadValue, "malformed mod, remainder not a number")
 		}
 		div, rem := int64(numberFloat(arr[0])), int64(numberFloat(arr[1]))
 		if div == 0 {
-			return nil, cmdErr(CodeBadValue, "divisor cannot be 0")
+			return nil, cmdErr(codeBadValue, "divisor cannot be 0")
 		}
 		return func(l []leaf) bool {
 			return anyValue(l, func(v any) bool {
@@ -499,7 +499,7 @@ func compileOperator(op string, x any) (leafPred, error) {
 	case "$comment":
 		return func([]leaf) bool { return true }, nil
 	}
-	return nil, cmdErr(CodeBadValue, "unknown operator: %s", op)
+	return nil, cmdErr(codeBadValue, "unknown operator: %s", op)
 }
 
 func truthy(x any) bool {
@@ -518,7 +518,7 @@ func truthy(x any) bool {
 func compileElemMatch(x any) (leafPred, error) {
 	d, ok := x.(bson.D)
 	if !ok {
-		return nil, cmdErr(CodeBadValue, "$elemMatch needs an Object")
+		return nil, cmdErr(codeBadValue, "$elemMatch needs an Object")
 	}
 	var elem func(e any) bool
 	if len(d) > 0 && strings.HasPrefix(d[0].Key, "$") && d[0].Key != "$and" && d[0].Key != "$or" && d[0].Key != "$nor" {
@@ -652,18 +652,18 @@ func parseTypeCode(x any) (int32, error) {
 		if c, ok := typeAliases[s]; ok {
 			return c, nil
 		}
-		return 0, cmdErr(CodeBadValue, "Unknown type name alias: %s", s)
+		return 0, cmdErr(codeBadValue, "Unknown type name alias: %s", s)
 	}
 	if !isNumber(x) {
-		return 0, cmdErr(CodeTypeMismatch, "type must be represented as a number or a string")
+		return 0, cmdErr(codeTypeMismatch, "type must be represented as a number or a string")
 	}
 	f := numberFloat(x)
 	if f != math.Trunc(f) {
-		return 0, cmdErr(CodeBadValue, "Invalid numerical type code: %s", strconv.FormatFloat(f, 'g', -1, 64))
+		return 0, cmdErr(codeBadValue, "Invalid numerical type code: %s", strconv.FormatFloat(f, 'g', -1, 64))
 	}
 	c := int32(f)
 	if (c < 1 || c > 19) && c != -1 && c != 127 {
-		return 0, cmdErr(CodeBadValue, "Invalid numerical type code: %d", c)
+		return 0, cmdErr(codeBadValue, "Invalid numerical type code: %d", c)
 	}
 	return c, nil
 }

@@ -69,10 +69,10 @@ func TestCompileFilterErrors(t *testing.T) {
 		code   int32
 		msg    string
 	}{
-		{bson.D{{Key: "a", Value: bson.D{{Key: "$foo", Value: 1}}}}, CodeBadValue, "unknown operator: $foo"},
-		{bson.D{{Key: "$foo", Value: 1}}, CodeBadValue, "unknown top level operator: $foo. If you have a field name that starts with a '$' symbol, consider using $getField or $setField."},
-		{bson.D{{Key: "$or", Value: bson.A{}}}, CodeBadValue, "$or must be a nonempty array"},
-		{bson.D{{Key: "a", Value: bson.D{{Key: "$in", Value: 1}}}}, CodeBadValue, "$in needs an array"},
+		{bson.D{{Key: "a", Value: bson.D{{Key: "$foo", Value: 1}}}}, codeBadValue, "unknown operator: $foo"},
+		{bson.D{{Key: "$foo", Value: 1}}, codeBadValue, "unknown top level operator: $foo. If you have a field name that starts with a '$' symbol, consider using $getField or $setField."},
+		{bson.D{{Key: "$or", Value: bson.A{}}}, codeBadValue, "$or must be a nonempty array"},
+		{bson.D{{Key: "a", Value: bson.D{{Key: "$in", Value: 1}}}}, codeBadValue, "$in needs an array"},
 	}
 	for _, c := range cases {
 		_, err := compileFilter(c.filter)

@@ -109,7 +109,7 @@ func (t resumeToken) compare(u resumeToken) int {
 func decodeResumeToken(field string, v bsoncore.Value) (resumeToken, error) {
 	doc, ok := v.DocumentOK()
 	if !ok {
-		return resumeToken{}, cmdErr(CodeTypeMismatch,
+		return resumeToken{}, cmdErr(codeTypeMismatch,
 			"BSON field '$changeStream.%s' is the wrong type '%s', expected type 'object'", field, typeAlias(v.Type))
 	}
 	dv, err := doc.LookupErr("_data")
@@ -128,14 +128,14 @@ func decodeResumeToken(field string, v bsoncore.Value) (resumeToken, error) {
 // parseTokenData decodes a _data string.
 func parseTokenData(s string) (resumeToken, error) {
 	if len(s)%2 != 0 || len(s) > maxResumeTokenHexLength {
-		return resumeToken{}, cmdErr(CodeFailedToParse, "resume token string was not a valid hex string")
+		return resumeToken{}, cmdErr(codeFailedToParse, "resume token string was not a valid hex string")
 	}
 	raw := make([]byte, len(s)/2)
 	for i := 0; i < len(raw); i++ {
 		hi, ok1 := unhex(s[2*i])
 		lo, ok2 := unhex(s[2*i+1])
 		if !ok1 || !ok2 {
-			return resumeToken{}, cmdErr(CodeFailedToParse, "resume token string was not a valid hex string")
+			return resumeToken{}, cmdErr(codeFailedToParse, "resume token string was not a valid hex string")
 		}
 		raw[i] = hi<<4 | lo
 	}
@@ -146,7 +146,7 @@ func parseTokenData(s string) (resumeToken, error) {
 	// (a real server's, or garbage) is refused with InvalidResumeToken.
 	if len(raw) != tokenLen || raw[0] != tokenTypeByte || raw[tokenLen-1] != tokenEndByte ||
 		(raw[9] != tokenKindHighWaterMark && raw[9] != tokenKindEvent) || raw[10] > 1 {
-		return resumeToken{}, cmdErr(CodeInvalidResumeToken,
+		return resumeToken{}, cmdErr(codeInvalidResumeToken,
 			"KeyString format error: resume token %s was not issued by this server", s)
 	}
 	t := resumeToken{

@@ -87,14 +87,14 @@ func TestTokenDecodeGarbage(t *testing.T) {
 		require.NoError(t, err)
 		return bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: b}
 	}
-	assert.Equal(t, CodeTypeMismatch, codeOf(bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, 1)}))
+	assert.Equal(t, codeTypeMismatch, codeOf(bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, 1)}))
 	assert.Equal(t, int32(40647), codeOf(docVal(bson.D{})))
 	assert.Equal(t, int32(40647), codeOf(docVal(bson.D{{Key: "_data", Value: 1}})))
-	assert.Equal(t, CodeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "nonsense"}})))
-	assert.Equal(t, CodeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "ABC"}})))
+	assert.Equal(t, codeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "nonsense"}})))
+	assert.Equal(t, codeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "ABC"}})))
 	assert.Equal(t, int32(40649), codeOf(docVal(bson.D{{Key: "_data", Value: ""}})))
 	// A real server's token: another layout.
-	assert.Equal(t, CodeInvalidResumeToken, codeOf(docVal(bson.D{{Key: "_data", Value: "8263F5C1D6000000022B022C0100296E5A1004"}})))
+	assert.Equal(t, codeInvalidResumeToken, codeOf(docVal(bson.D{{Key: "_data", Value: "8263F5C1D6000000022B022C0100296E5A1004"}})))
 
 	// Random bytes and mutations of a valid token never panic.
 	valid := resumeToken{ts: bson.Timestamp{T: 5, I: 6}}.bytes()
@@ -239,5 +239,5 @@ func TestInternalHistoryLostDuringStream(t *testing.T) {
 	var ce mongo.CommandError
 	require.ErrorAs(t, cs.Err(), &ce)
 	assert.Equal(t, int32(286), ce.Code)
-	assert.True(t, ce.HasErrorLabel(LabelNonResumableChangeStreamError))
+	assert.True(t, ce.HasErrorLabel(labelNonResumableChangeStreamError))
 }

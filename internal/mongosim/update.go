@@ -48,12 +48,12 @@ func parseUpdate(u any) (*updateSpec, error) {
 		for _, st := range x {
 			d, ok := st.(bson.D)
 			if !ok || len(d) != 1 {
-				return nil, cmdErr(CodeFailedToParse, "A pipeline stage specification object must contain exactly one field.")
+				return nil, cmdErr(codeFailedToParse, "A pipeline stage specification object must contain exactly one field.")
 			}
 			switch d[0].Key {
 			case "$set", "$addFields", "$unset", "$project", "$replaceRoot", "$replaceWith":
 			default:
-				return nil, cmdErr(CodeInvalidOptions, "%s is not allowed to be used within an update", d[0].Key)
+				return nil, cmdErr(codeInvalidOptions, "%s is not allowed to be used within an update", d[0].Key)
 			}
 			spec.pipeline = append(spec.pipeline, d)
 		}
@@ -62,7 +62,7 @@ func parseUpdate(u any) (*updateSpec, error) {
 		if len(x) == 0 || !strings.HasPrefix(x[0].Key, "$") {
 			for _, e := range x {
 				if strings.HasPrefix(e.Key, "$") {
-					return nil, cmdErr(CodeDollarPrefixedFieldName,
+					return nil, cmdErr(codeDollarPrefixedFieldName,
 						"The dollar ($) prefixed field '%s' in '%s' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith.",
 						e.Key, e.Key)
 				}
@@ -72,12 +72,12 @@ func parseUpdate(u any) (*updateSpec, error) {
 		spec := &updateSpec{kind: updOperators}
 		for _, e := range x {
 			if !slices.Contains(updateOperators, e.Key) {
-				return nil, cmdErr(CodeFailedToParse,
+				return nil, cmdErr(codeFailedToParse,
 					"Unknown modifier: %s. Expected a valid update modifier or pipeline-style update specified as an array", e.Key)
 			}
 			fields, ok := e.Value.(bson.D)
 			if !ok {
-				return nil, cmdErr(CodeFailedToParse,
+				return nil, cmdErr(codeFailedToParse,
 					"Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}",
 					typeName(e.Value), e.Key, formatValue(e.Value))
 			}
@@ -90,10 +90,10 @@ func parseUpdate(u any) (*updateSpec, error) {
 				if e.Key == "$rename" {
 					to, ok := f.Value.(string)
 					if !ok {
-						return nil, cmdErr(CodeBadValue, "The 'to' field for $rename must be a string: %s: %s", f.Key, formatValue(f.Value))
+						return nil, cmdErr(codeBadValue, "The 'to' field for $rename must be a string: %s: %s", f.Key, formatValue(f.Value))
 					}
 					if to == f.Key {
-						return nil, cmdErr(CodeBadValue, "The source and target field for $rename must differ: %s: %s", f.Key, formatValue(f.Value))
+						return nil, cmdErr(codeBadValue, "The source and target field for $rename must differ: %s: %s", f.Key, formatValue(f.Value))
 					}
 					if op.to, err = splitUpdatePath(to); err != nil {
 						return nil, err
@@ -110,7 +110,7 @@ func parseUpdate(u any) (*updateSpec, error) {
 		}
 		return spec, nil
 	}
-	return nil, cmdErr(CodeFailedToParse, "Update argument must be either an object or an array")
+	return nil, cmdErr(codeFailedToParse, "Update argument must be either an object or an array")
 }
 
 func typeName(v any) string { return typeAlias(bsoncore.Type(bsonTypeOf(v))) }
@@ -137,15 +137,15 @@ func checkOpArg(op updateOp) error {
 			if op.op == "$mul" {
 				verb = "multiply"
 			}
-			return cmdErr(CodeTypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, op.path, formatValue(op.arg))
+			return cmdErr(codeTypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, op.path, formatValue(op.arg))
 		}
 	case "$pop":
 		if !isNumber(op.arg) || (numberFloat(op.arg) != 1 && numberFloat(op.arg) != -1) {
-			return cmdErr(CodeFailedToParse, "$pop expects 1 or -1, found: %s", formatValue(op.arg))
+			return cmdErr(codeFailedToParse, "$pop expects 1 or -1, found: %s", formatValue(op.arg))
 		}
 	case "$pullAll":
 		if _, ok := op.arg.(bson.A); !ok {
-			return cmdErr(CodeBadValue, "$pullAll requires an array argument but was given a %s", typeName(op.arg))
+			return cmdErr(codeBadValue, "$pullAll requires an array argument but was given a %s", typeName(op.arg))
 		}
 	case "$currentDate":
 		if _, ok := op.arg.(bool); ok {
@@ -154,26 +154,26 @@ func checkOpArg(op updateOp) error {
 		if d, ok := op.arg.(bson.D); ok && len(d) == 1 && d[0].Key == "$type" && (d[0].Value == "date" || d[0].Value == "timestamp") {
 			return nil
 		}
-		return cmdErr(CodeBadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
+		return cmdErr(codeBadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
 	case "$push", "$addToSet":
 		d, ok := op.arg.(bson.D)
 		if !ok || !hasKey(d, "$each") {
 			return nil
 		}
 		if _, ok := mustLookup(d, "$each").(bson.A); !ok {
-			return cmdErr(CodeBadValue, "The argument to $each in %s must be an array but it was of type: %s", op.op, typeName(mustLookup(d, "$each")))
+			return cmdErr(codeBadValue, "The argument to $each in %s must be an array but it was of type: %s", op.op, typeName(mustLookup(d, "$each")))
 		}
 		for _, e := range d {
 			switch {
 			case e.Key == "$each":
 			case op.op == "$push" && (e.Key == "$slice" || e.Key == "$position"):
 				if _, ok := numberAsInt(e.Value); !ok {
-					return cmdErr(CodeBadValue, "The value for %s must be an integer value but found %s of type %s",
+					return cmdErr(codeBadValue, "The value for %s must be an integer value but found %s of type %s",
 						e.Key, formatValue(e.Value), typeName(e.Value))
 				}
 			case op.op == "$push" && e.Key == "$sort":
 			default:
-				return cmdErr(CodeBadValue, "Unrecognized clause in %s: %s", op.op, e.Key)
+				return cmdErr(codeBadValue, "Unrecognized clause in %s: %s", op.op, e.Key)
 			}
 		}
 	}
@@ -213,7 +213,7 @@ func checkConflicts(ops []updateOp) error {
 			a, b := all[j], all[i]
 			n := min(len(a), len(b))
 			if slices.Equal(a[:n], b[:n]) {
-				return cmdErr(CodeConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'",
+				return cmdErr(codeConflictingUpdateOperators, "Updating the path '%s' would create a conflict at '%s'",
 					strings.Join(b, "."), strings.Join(b[:n], "."))
 			}
 		}
@@ -236,7 +236,7 @@ func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
 		out := make(bson.D, 0, len(s.replacement)+1)
 		if id, ok := lookup(old, "_id"); ok {
 			if rid, has := lookup(s.replacement, "_id"); has && !identical(id, rid) {
-				return nil, cmdErr(CodeImmutableField,
+				return nil, cmdErr(codeImmutableField,
 					"After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", formatValue(rid))
 			}
 			out = append(out, bson.E{Key: "_id", Value: id})
@@ -285,7 +285,7 @@ func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
 }
 
 func immutableID() error {
-	return cmdErr(CodeImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
+	return cmdErr(codeImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'")
 }
 
 // expandPositional turns a path with $[] or $[<id>] into the concrete
@@ -304,7 +304,7 @@ func expandPositional(doc bson.D, parts []string, uc *updateContext) ([][]string
 	}
 	c := parts[pos]
 	if c == "$" {
-		return nil, cmdErr(CodeBadValue, "The positional operator did not find the match needed from the query.")
+		return nil, cmdErr(codeBadValue, "The positional operator did not find the match needed from the query.")
 	}
 	if !strings.HasPrefix(c, "$[") || !strings.HasSuffix(c, "]") {
 		return [][]string{parts}, nil
@@ -314,7 +314,7 @@ func expandPositional(doc bson.D, parts []string, uc *updateContext) ([][]string
 	if id != "" {
 		filter = uc.arrayFilters[id]
 		if filter == nil {
-			return nil, cmdErr(CodeBadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(parts, "."))
+			return nil, cmdErr(codeBadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(parts, "."))
 		}
 	}
 	leaves := collectLeaves(doc, parts[:pos], nil)
@@ -498,7 +498,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 				return op.arg, actSet, nil
 			}
 			if !isNumber(cur) {
-				return nil, actKeep, cmdErr(CodeTypeMismatch,
+				return nil, actKeep, cmdErr(codeTypeMismatch,
 					"Cannot apply %s to a value of non-numeric type. %s has the field '%s' of non-numeric type %s",
 					op.op, idString(doc), parts[len(parts)-1], typeName(cur))
 			}
@@ -524,7 +524,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			return doc, nil
 		}
 		if _, isArr := getPathParentArray(doc, parts); isArr {
-			return nil, cmdErr(CodeBadValue, "The source field cannot be an array element, '%s' in doc with _id: %s has an array field called '%s'",
+			return nil, cmdErr(codeBadValue, "The source field cannot be an array element, '%s' in doc with _id: %s has an array field called '%s'",
 				path, formatValue(mustLookup(doc, "_id")), parts[0])
 		}
 		removed, err := modifyPath(doc, parts, false, func(any, bool) (any, leafAction, error) { return nil, actRemove, nil })
@@ -538,7 +538,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			if exists {
 				a, ok := cur.(bson.A)
 				if !ok {
-					return nil, actKeep, cmdErr(CodeBadValue, "The field '%s' must be an array but is of type %s in document %s",
+					return nil, actKeep, cmdErr(codeBadValue, "The field '%s' must be an array but is of type %s in document %s",
 						path, typeName(cur), idString(doc))
 				}
 				arr = a
@@ -554,7 +554,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			}
 			arr, ok := cur.(bson.A)
 			if !ok {
-				return nil, actKeep, cmdErr(CodeTypeMismatch, "Path '%s' contains an element of non-array type '%s'", path, typeName(cur))
+				return nil, actKeep, cmdErr(codeTypeMismatch, "Path '%s' contains an element of non-array type '%s'", path, typeName(cur))
 			}
 			if len(arr) == 0 {
 				return nil, actKeep, nil
@@ -575,7 +575,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			}
 			arr, ok := cur.(bson.A)
 			if !ok {
-				return nil, actKeep, cmdErr(CodeBadValue, "Cannot apply %s to a non-array value", op.op)
+				return nil, actKeep, cmdErr(codeBadValue, "Cannot apply %s to a non-array value", op.op)
 			}
 			out := make(bson.A, 0, len(arr))
 			for _, e := range arr {
@@ -589,7 +589,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			return out, actSet, nil
 		})
 	}
-	return nil, cmdErr(CodeFailedToParse, "Unknown modifier: %s", op.op)
+	return nil, cmdErr(codeFailedToParse, "Unknown modifier: %s", op.op)
 }
 
 func getPathParentArray(doc bson.D, parts []string) (any, bool) {
@@ -700,7 +700,7 @@ func sortArray(arr bson.A, spec any) error {
 	if isNumber(spec) {
 		dir := numberFloat(spec)
 		if dir != 1 && dir != -1 {
-			return cmdErr(CodeBadValue, "The $sort element value must be either 1 or -1")
+			return cmdErr(codeBadValue, "The $sort element value must be either 1 or -1")
 		}
 		sort.SliceStable(arr, func(i, j int) bool {
 			return compareValues(arr[i], arr[j])*int(dir) < 0
@@ -709,7 +709,7 @@ func sortArray(arr bson.A, spec any) error {
 	}
 	d, ok := spec.(bson.D)
 	if !ok || len(d) == 0 {
-		return cmdErr(CodeBadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
+		return cmdErr(codeBadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 	}
 	cmp, err := compileSort(d)
 	if err != nil {
@@ -902,7 +902,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 		}
 		return nd, nil
 	}
-	return nil, cmdErr(CodeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", name)
+	return nil, cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", name)
 }
 
 func isObjectExpr(v any) bool {
@@ -950,7 +950,7 @@ func evalAggExpr(root bson.D, expr any) (any, error) {
 			return cloneValue(x[0].Value), nil
 		}
 		if len(x) > 0 && strings.HasPrefix(x[0].Key, "$") {
-			return nil, cmdErr(CodeInvalidOptions, "mongosim: expression %s is not supported", x[0].Key)
+			return nil, cmdErr(codeInvalidOptions, "mongosim: expression %s is not supported", x[0].Key)
 		}
 		out := make(bson.D, 0, len(x))
 		for _, e := range x {

@@ -61,13 +61,13 @@ func TestUpdateErrors(t *testing.T) {
 		code int32
 		msg  string
 	}{
-		{bson.D{{Key: "$set", Value: bson.D{{Key: "_id", Value: 2}}}}, CodeImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'"},
-		{bson.D{{Key: "$inc", Value: bson.D{{Key: "a", Value: int32(1)}}}}, CodeTypeMismatch, "Cannot apply $inc to a value of non-numeric type. {_id: 1} has the field 'a' of non-numeric type string"},
-		{bson.D{{Key: "$foo", Value: bson.D{{Key: "a", Value: 1}}}}, CodeFailedToParse, "Unknown modifier: $foo. Expected a valid update modifier or pipeline-style update specified as an array"},
-		{bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}, {Key: "$unset", Value: bson.D{{Key: "a", Value: 1}}}}, CodeConflictingUpdateOperators, "Updating the path 'a' would create a conflict at 'a'"},
+		{bson.D{{Key: "$set", Value: bson.D{{Key: "_id", Value: 2}}}}, codeImmutableField, "Performing an update on the path '_id' would modify the immutable field '_id'"},
+		{bson.D{{Key: "$inc", Value: bson.D{{Key: "a", Value: int32(1)}}}}, codeTypeMismatch, "Cannot apply $inc to a value of non-numeric type. {_id: 1} has the field 'a' of non-numeric type string"},
+		{bson.D{{Key: "$foo", Value: bson.D{{Key: "a", Value: 1}}}}, codeFailedToParse, "Unknown modifier: $foo. Expected a valid update modifier or pipeline-style update specified as an array"},
+		{bson.D{{Key: "$set", Value: bson.D{{Key: "a", Value: 1}}}, {Key: "$unset", Value: bson.D{{Key: "a", Value: 1}}}}, codeConflictingUpdateOperators, "Updating the path 'a' would create a conflict at 'a'"},
 		{bson.D{{Key: "$set", Value: bson.D{{Key: "a.b", Value: 1}}}}, 28, "Cannot create field 'b' in element {a: \"s\"}"},
-		{bson.D{{Key: "$push", Value: bson.D{{Key: "a", Value: 1}}}}, CodeBadValue, "The field 'a' must be an array but is of type string in document {_id: 1}"},
-		{bson.D{{Key: "x", Value: 1}, {Key: "$set", Value: 1}}, CodeDollarPrefixedFieldName, "The dollar ($) prefixed field '$set' in '$set' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith."},
+		{bson.D{{Key: "$push", Value: bson.D{{Key: "a", Value: 1}}}}, codeBadValue, "The field 'a' must be an array but is of type string in document {_id: 1}"},
+		{bson.D{{Key: "x", Value: 1}, {Key: "$set", Value: 1}}, codeDollarPrefixedFieldName, "The dollar ($) prefixed field '$set' in '$set' is not allowed in the context of an update's replacement document. Consider using an aggregation pipeline with $replaceWith."},
 	}
 	for _, c := range cases {
 		_, err := applyTest(t, base, c.u)

@@ -209,7 +209,7 @@ func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 		return err
 	}
 	cs.cur = cur
-	if cur.cur.RemainingBatchLength() == 0 {
+	if cur.remaining() == 0 {
 		cs.cacheEmptyBatch(cur, sp)
 	}
 	return nil
@@ -299,13 +299,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			}
 		}
 		c := cs.cur
-		if c.cur.RemainingBatchLength() > 0 {
-			if !c.cur.TryNext(ctx) { // cannot do I/O: the batch has a document
-				return cs.handleError(ctx, c.cur.Err(), &resumed)
-			}
+		if c.remaining() > 0 {
 			return cs.accept(c)
 		}
-		if c.cur.ID() == 0 {
+		if c.id() == 0 {
 			cs.finish(ctx, nil) // the server closed the cursor: invalidated
 			return false
 		}
@@ -318,11 +315,8 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.setErr(fmt.Errorf("changestream: %w", context.DeadlineExceeded))
 			return false
 		}
-		got, err := cs.getMore(ctx, c)
+		err := cs.getMore(ctx, c)
 		asked = true
-		if got {
-			return cs.accept(c)
-		}
 		if err != nil {
 			if cs.handleError(ctx, err, &resumed) {
 				continue
@@ -330,7 +324,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			return false
 		}
 		resumed = false
-		if c.cur.ID() == 0 {
+		if c.remaining() > 0 {
+			return cs.accept(c)
+		}
+		if c.id() == 0 {
 			cs.finish(ctx, nil)
 			return false
 		}
@@ -342,16 +339,12 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 }
 
 // getMore asks the server for the next batch with a context that Close also
-// cancels, and returns whether a document is now current.
-func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) (bool, error) {
+// cancels.
+func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) error {
 	c.fitAwait(ctx, cs.cfg.maxAwaitTime)
 	opCtx, release := cs.interruptible(ctx)
-	got := c.cur.TryNext(opCtx)
-	release()
-	if got {
-		return true, nil
-	}
-	return false, c.cur.Err()
+	defer release()
+	return c.getMore(opCtx)
 }
 
 // interruptible returns a context that ends with ctx or when Close is
@@ -443,14 +436,18 @@ func (cs *ChangeStream) wrapIterError(err error) error {
 // caches its resume token: the batch's postBatchResumeToken when the event is
 // the last of its batch and the server sent one, the event's _id otherwise.
 func (cs *ChangeStream) accept(c *cursor) bool {
-	doc := c.cur.Current
+	doc, err := c.next()
+	if err != nil {
+		cs.finish(context.Background(), err)
+		return false
+	}
 	id, err := doc.LookupErr("_id")
 	if err != nil || id.Type != bson.TypeEmbeddedDocument {
 		cs.finish(context.Background(), ErrMissingResumeToken)
 		return false
 	}
 	token := bson.Raw(id.Value)
-	if c.cur.RemainingBatchLength() == 0 {
+	if c.remaining() == 0 {
 		if pbrt := c.postBatchResumeToken(); pbrt != nil {
 			token = pbrt
 		}
@@ -469,7 +466,7 @@ func (cs *ChangeStream) finish(ctx context.Context, err error) {
 	cs.alive.Store(false)
 	cs.setErr(err)
 	if cs.cur != nil {
-		if cs.cur.cur.ID() != 0 {
+		if cs.cur.id() != 0 {
 			cs.cur.kill(ctx)
 		}
 		cs.cur = nil
@@ -493,7 +490,7 @@ func (cs *ChangeStream) Decode(v any) error {
 	if cs.Current == nil || cs.cur == nil {
 		return errNoCurrent
 	}
-	return cs.cur.cur.Decode(v)
+	return cs.cur.decode(cs.Current, v)
 }
 
 // Err returns the error that made the last Next or TryNext return false, or
@@ -523,7 +520,7 @@ func (cs *ChangeStream) Close(ctx context.Context) error {
 	defer cs.mu.Unlock()
 	cs.Current = nil
 	if cs.cur != nil {
-		if cs.cur.cur.ID() != 0 {
+		if cs.cur.id() != 0 {
 			cs.cur.kill(ctx)
 		}
 		cs.cur = nil
@@ -556,7 +553,7 @@ func (cs *ChangeStream) ID() int64 {
 	if cs.cur == nil {
 		return 0
 	}
-	return cs.cur.cur.ID()
+	return cs.cur.id()
 }
 
 // RemainingBatchLength returns how many events of the current batch are
@@ -567,7 +564,7 @@ func (cs *ChangeStream) RemainingBatchLength() int {
 	if cs.cur == nil || cs.cur.stale {
 		return 0
 	}
-	return cs.cur.cur.RemainingBatchLength()
+	return cs.cur.remaining()
 }
 
 // Alive reports whether the stream can still return events: false once it

@@ -2,20 +2,31 @@ package changestream
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 )
 
-// cursor is one server-side aggregate cursor of the stream. The driver's
-// Cursor does the I/O: it pins getMore and killCursors to the server (and,
-// load-balanced, the connection) that owns the cursor and sends them in the
-// stream's session, which a RunCommand of our own could not guarantee.
+// cursor is one server-side aggregate cursor of the stream. The driver
+// does the I/O: RunCommandCursor's cursor pins getMore and killCursors to the
+// server (and, load-balanced, the connection) that owns the cursor and sends
+// them in the stream's session, which a RunCommand of our own could not
+// guarantee. The stream reads each batch's documents straight from the
+// driver's batch cursor: the public Cursor allocates for every document it
+// hands out, the batch bytes cost nothing to walk.
 type cursor struct {
-	cur *mongo.Cursor
+	cur *mongo.Cursor // owns the server cursor: Close kills it, Decode uses its registry
+	bc  *driver.BatchCursor
+	// rest holds the unread documents of the current batch as BSON array
+	// elements, and left counts them.
+	rest []byte
+	left int
 	// stale marks a cursor that may no longer be used (its last call failed
 	// or was abandoned), but that may still exist on the server: it is
 	// killed before the stream resumes.
@@ -51,11 +62,18 @@ func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config
 	if err != nil {
 		return nil, err
 	}
-	if cur.RemainingBatchLength() == 0 {
-		// The driver treats the first batch apart: the first TryNext on an
-		// empty one returns false without asking the server. Spend that call
-		// now, while it costs no I/O, so every later TryNext is one getMore.
-		cur.TryNext(ctx)
+	bc := batchCursorOf(cur)
+	if bc == nil {
+		_ = cur.Close(ctx)
+		return nil, errors.New("changestream: the driver did not expose its batch cursor; this driver version is not supported")
+	}
+	c := &cursor{cur: cur, bc: bc, awaitSet: cfg.maxAwaitTime != nil}
+	// The first batch came with the aggregate: the first Next hands it over
+	// without I/O, so that every later one is a getMore.
+	bc.Next(ctx)
+	if err := c.load(); err != nil {
+		_ = cur.Close(ctx)
+		return nil, err
 	}
 	if cfg.batchSize != nil {
 		cur.SetBatchSize(*cfg.batchSize)
@@ -63,7 +81,7 @@ func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config
 	if cfg.comment != nil {
 		cur.SetComment(cfg.comment)
 	}
-	return &cursor{cur: cur, awaitSet: cfg.maxAwaitTime != nil}, nil
+	return c, nil
 }
 
 // fitAwait sets how long the server may wait in the next getMore so that
@@ -100,21 +118,80 @@ func tooLate(ctx context.Context) bool {
 	return ok && time.Until(dl) < minGetMoreTime
 }
 
-// postBatchResumeToken returns the postBatchResumeToken of the batch the
-// cursor holds, nil if the server sent none.
+// batchCursorOf returns the driver's batch cursor under cur.
 //
 // The driver exposes it only through BatchCursorFromCursor, which it marks
-// deprecated because it returns an x/ package type. There is no other way to
-// read it, and without it a stream that sees no matching events keeps a
-// stale token and may resume from a point that has left the oplog. If a
-// future driver returns nil here, the stream still works from event _ids.
-func (c *cursor) postBatchResumeToken() bson.Raw {
-	//lint:ignore SA1019 the only way to read postBatchResumeToken; see the comment above.
-	bc := mongo.BatchCursorFromCursor(c.cur)
-	if bc == nil {
+// deprecated because it returns an x/ package type. It is the only way to
+// read postBatchResumeToken, without which a stream that sees no matching
+// events keeps a stale token and may resume from a point that has left the
+// oplog, and to read batches without an allocation per event. The driver
+// version is pinned in go.mod.
+func batchCursorOf(cur *mongo.Cursor) *driver.BatchCursor {
+	//lint:ignore SA1019 see the comment above.
+	return mongo.BatchCursorFromCursor(cur)
+}
+
+// load takes the batch the driver cursor now holds.
+func (c *cursor) load() error {
+	batch := c.bc.Batch()
+	if batch == nil || len(batch.List) <= 5 {
+		c.rest, c.left = nil, 0
 		return nil
 	}
-	pbrt := bc.PostBatchResumeToken()
+	c.rest, c.left = batch.List[4:len(batch.List)-1], batch.Count()
+	return nil
+}
+
+// remaining returns how many documents of the current batch are unread.
+func (c *cursor) remaining() int { return c.left }
+
+// next returns the next unread document of the current batch; remaining
+// must be positive. The document aliases the batch, which the driver never
+// reuses.
+func (c *cursor) next() (bson.Raw, error) {
+	elem, rest, ok := bsoncore.ReadElement(c.rest)
+	if !ok {
+		c.rest, c.left = nil, 0
+		return nil, errCorruptBatch
+	}
+	doc, ok := elem.Value().DocumentOK()
+	if !ok {
+		c.rest, c.left = nil, 0
+		return nil, errCorruptBatch
+	}
+	c.rest, c.left = rest, c.left-1
+	return bson.Raw(doc), nil
+}
+
+// getMore fetches the next batch with one getMore. A cursor the server has
+// closed (id 0) has nothing more to fetch.
+func (c *cursor) getMore(ctx context.Context) error {
+	if c.bc.ID() == 0 {
+		c.rest, c.left = nil, 0
+		return nil
+	}
+	c.bc.Next(ctx)
+	if err := c.bc.Err(); err != nil {
+		c.rest, c.left = nil, 0
+		return publicError(err)
+	}
+	return c.load()
+}
+
+// id returns the server cursor's id; 0 once the server has closed it.
+func (c *cursor) id() int64 { return c.bc.ID() }
+
+// decode unmarshals doc with the client's registry and BSON options, which
+// the driver keeps in its Cursor.
+func (c *cursor) decode(doc bson.Raw, v any) error {
+	c.cur.Current = doc
+	return c.cur.Decode(v)
+}
+
+// postBatchResumeToken returns the postBatchResumeToken of the batch the
+// cursor holds, nil if the server sent none (servers before 4.0.7).
+func (c *cursor) postBatchResumeToken() bson.Raw {
+	pbrt := c.bc.PostBatchResumeToken()
 	if pbrt == nil {
 		return nil
 	}

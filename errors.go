@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
 // ErrClosed is reported by [ChangeStream.Next], [ChangeStream.TryNext] (through
@@ -66,3 +69,50 @@ func (e *HistoryLostError) Is(target error) bool { return target == ErrHistoryLo
 
 // errNoCurrent is returned by Decode before the first event.
 var errNoCurrent = errors.New("changestream: Decode called with no current event; call Next or TryNext first and check that it returned true")
+
+// errCorruptBatch reports a reply whose batch is not an array of documents.
+var errCorruptBatch = errors.New("changestream: the server sent a batch that is not an array of documents")
+
+// publicError gives an error from the driver's x/ layer the form the
+// driver's public API gives it, so callers match it the same way: a
+// driver.Error becomes reachable as a mongo.CommandError (and
+// mongo.ServerError) with errors.As, with the same message; a closed client
+// becomes mongo.ErrClientDisconnected.
+func publicError(err error) error {
+	if errors.Is(err, topology.ErrTopologyClosed) {
+		return mongo.ErrClientDisconnected
+	}
+	var de driver.Error
+	if !errors.As(err, &de) {
+		return err
+	}
+	return &commandError{
+		ce:  mongo.CommandError{Code: de.Code, Message: de.Message, Labels: de.Labels, Name: de.Name, Wrapped: err, Raw: bson.Raw(de.Raw)},
+		err: err,
+	}
+}
+
+// commandError is a driver.Error that errors.As also finds as the
+// mongo.CommandError the driver's Cursor would have returned. Its message is
+// the driver's.
+type commandError struct {
+	ce  mongo.CommandError
+	err error
+}
+
+func (e *commandError) Error() string { return e.err.Error() }
+
+func (e *commandError) Unwrap() error { return e.err }
+
+// As fills a *mongo.CommandError or a *mongo.ServerError.
+func (e *commandError) As(target any) bool {
+	switch t := target.(type) {
+	case *mongo.CommandError:
+		*t = e.ce
+		return true
+	case *mongo.ServerError:
+		*t = e.ce
+		return true
+	}
+	return false
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
 )
 
@@ -74,7 +75,12 @@ func TestMissingResumeTokenClosesStream(t *testing.T) {
 	t.Parallel()
 	cur, err := mongo.NewCursorFromDocuments([]any{bson.D{{Key: "operationType", Value: "insert"}}}, nil, nil)
 	require.NoError(t, err)
-	cs := &ChangeStream{cfg: &config{}, cur: &cursor{cur: cur}}
+	c := &cursor{cur: cur, bc: batchCursorOf(cur)}
+	require.NotNil(t, c.bc)
+	c.bc.Next(context.Background())
+	require.NoError(t, c.load())
+	require.Equal(t, 1, c.remaining())
+	cs := &ChangeStream{cfg: &config{}, cur: c}
 	cs.closeCtx, cs.closeFn = context.WithCancel(context.Background())
 	cs.alive.Store(true)
 	assert.False(t, cs.Next(context.Background()))
@@ -95,4 +101,25 @@ func TestHistoryLostErrorMatches(t *testing.T) {
 	require.ErrorAs(t, err, &hl)
 	assert.NotNil(t, hl.ResumeToken)
 	assert.Contains(t, err.Error(), "history lost")
+}
+
+func TestPublicError(t *testing.T) {
+	t.Parallel()
+	de := driver.Error{Code: 43, Message: "cursor id 7 not found", Name: "CursorNotFound", Labels: []string{"X"}}
+	err := fmt.Errorf("changestream: %w", publicError(de))
+	var ce mongo.CommandError
+	require.ErrorAs(t, err, &ce)
+	assert.EqualValues(t, 43, ce.Code)
+	assert.True(t, ce.HasErrorLabel("X"))
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(43))
+	assert.Equal(t, "changestream: "+de.Error(), err.Error(), "the driver's own message")
+	assert.True(t, isResumable(context.Background(), err), "CursorNotFound")
+
+	timeout := driver.Error{Code: 50, Name: "MaxTimeMSExpired", Wrapped: context.DeadlineExceeded}
+	assert.ErrorIs(t, publicError(timeout), context.DeadlineExceeded)
+	assert.Equal(t, mongo.ErrClientDisconnected, publicError(topology.ErrTopologyClosed))
+	plain := errors.New("plain")
+	assert.Equal(t, plain, publicError(plain))
 }

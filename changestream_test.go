@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 )
 
 // watch opens a collection stream on e.coll and closes it at cleanup.
@@ -629,5 +630,25 @@ func TestDatabaseAndClusterStreams(t *testing.T) {
 	for _, cs := range []*changestream.ChangeStream{dbcs, clcs} {
 		ev := next(t, cs)
 		assert.Equal(t, "other", ev.Lookup("ns", "coll").StringValue())
+	}
+}
+
+func TestResumeSelectsServerWithOriginalReadPreference(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cs := watch(t, e, nil, changestream.WithReadPreference(readpref.PrimaryPreferred()))
+	e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 1}}, bson.D{
+		{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "closeConnection", Value: true},
+	})
+	e.insert(t, 1)
+	assert.Equal(t, int32(1), eventN(t, next(t, cs)))
+	aggs := e.mon.commands("aggregate")
+	require.Len(t, aggs, 2)
+	for i, agg := range aggs {
+		// Prose 6: the resume selects a server again, with the stream's
+		// read preference, which the driver sends as $readPreference.
+		mode, err := agg.LookupErr("$readPreference", "mode")
+		require.NoError(t, err, "aggregate %d: %s", i, agg)
+		assert.Equal(t, "primaryPreferred", mode.StringValue(), "aggregate %d", i)
 	}
 }

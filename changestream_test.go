@@ -399,8 +399,9 @@ func TestContextCancelMidGetMoreResumesWithoutLoss(t *testing.T) {
 	assert.Equal(t, int32(2), eventN(t, next(t, cs)))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
+	waitCancel := e.cancelMidGetMore(cancel)
 	require.False(t, cs.Next(ctx), "blocks in a getMore until cancelled")
+	waitCancel()
 	require.ErrorIs(t, cs.Err(), context.Canceled)
 	require.True(t, cs.Alive())
 

@@ -51,10 +51,11 @@ func TestComparisonWithDriverWatch(t *testing.T) {
 			name:   "a context cancelled mid-getMore",
 			opts:   func(o *options.ChangeStreamOptionsBuilder) { o.SetMaxAwaitTime(5 * time.Second) },
 			csOpts: []changestream.Option{changestream.WithMaxAwaitTime(5 * time.Second)},
-			trouble: func(t *testing.T, _ *testEnv, next func(ctx context.Context) bool) {
+			trouble: func(t *testing.T, e *testEnv, next func(ctx context.Context) bool) {
 				ctx, cancel := context.WithCancel(context.Background())
-				time.AfterFunc(50*time.Millisecond, cancel)
+				waitCancel := e.cancelMidGetMore(cancel)
 				next(ctx)
+				waitCancel()
 			},
 		},
 		{

@@ -27,6 +27,9 @@ type testEnv struct {
 	coll   *mongo.Collection
 	mon    *commandLog
 	uri    string
+	// appName names this test's client, so that a failCommand fail point on
+	// a shared real deployment hits only this test's commands.
+	appName string
 }
 
 var dbNameUnsafe = regexp.MustCompile(`[^A-Za-z0-9_]`)
@@ -43,13 +46,14 @@ func newEnv(t testing.TB, simOpts ...mongosim.Option) *testEnv {
 	} else if len(simOpts) > 0 {
 		t.Skip("needs simulator options that a real deployment cannot take")
 	}
-	e.client = e.connect(t, "")
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	e.appName = "cs-" + hex.EncodeToString(suffix[:])
+	e.client = e.connect(t, e.appName)
 	name := dbNameUnsafe.ReplaceAllString(t.Name(), "_")
 	if len(name) > 40 {
 		name = name[:40]
 	}
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
 	e.db = e.client.Database("cs_" + name + "_" + hex.EncodeToString(suffix[:]))
 	e.coll = e.db.Collection("events")
 	if e.sim == nil {
@@ -88,9 +92,16 @@ func (e *testEnv) needSim(t testing.TB) {
 }
 
 // failPoint configures failCommand (or another fail point) and turns it off
-// when the test ends.
+// when the test ends. failCommand is limited to this test's client; other
+// fail points act on every client, so on a shared real deployment, where
+// parallel tests would trip over them, the test is skipped.
 func (e *testEnv) failPoint(t testing.TB, name string, mode any, data bson.D) {
 	t.Helper()
+	if name == "failCommand" {
+		data = append(data, bson.E{Key: "appName", Value: e.appName})
+	} else {
+		e.needSim(t)
+	}
 	ctx := context.Background()
 	admin := e.client.Database("admin")
 	err := admin.RunCommand(ctx, bson.D{{Key: "configureFailPoint", Value: name}, {Key: "mode", Value: mode}, {Key: "data", Value: data}}).Err()
@@ -200,3 +211,23 @@ func ctxTimeout(t testing.TB, d time.Duration) context.Context {
 }
 
 func mongosimOplogMax(n int) mongosim.Option { return mongosim.WithOplogMax(n) }
+
+// cancelMidGetMore cancels ctx once a getMore is waiting on the server: on
+// the simulator exactly then, on a real deployment after a pause long
+// enough for the getMore to have been sent. It returns a function that
+// waits for the canceller to finish.
+func (e *testEnv) cancelMidGetMore(cancel context.CancelFunc) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cancel()
+		if e.sim == nil {
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		for e.sim.AwaitingGetMores() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() { <-done }
+}

@@ -84,26 +84,19 @@ func (a *args) doc(key string) (bson.Raw, bool) {
 	return d, ok
 }
 
+// strings reads an array of strings.
 func (a *args) strings(key string) ([]string, bool) {
-	v, ok := a.get(key)
-	if !ok {
-		return nil, false
-	}
-	arr, ok := v.ArrayOK()
-	if !ok {
-		a.errs = append(a.errs, fmt.Errorf("argument %s: expected an array, got %s", key, v.Type))
-		return nil, false
-	}
-	vals, _ := arr.Values()
-	out := make([]string, 0, len(vals))
-	for _, e := range vals {
-		out = append(out, e.StringValue())
-	}
-	return out, true
+	return arrayArg(a, key, "strings", bson.RawValue.StringValueOK)
 }
 
 // docs reads an array of documents.
 func (a *args) docs(key string) ([]bson.Raw, bool) {
+	return arrayArg(a, key, "documents", bson.RawValue.DocumentOK)
+}
+
+// arrayArg reads an array argument whose elements conv accepts; what names
+// the expected elements in the error for one it refuses.
+func arrayArg[T any](a *args, key, what string, conv func(bson.RawValue) (T, bool)) ([]T, bool) {
 	v, ok := a.get(key)
 	if !ok {
 		return nil, false
@@ -114,14 +107,14 @@ func (a *args) docs(key string) ([]bson.Raw, bool) {
 		return nil, false
 	}
 	vals, _ := arr.Values()
-	out := make([]bson.Raw, 0, len(vals))
+	out := make([]T, 0, len(vals))
 	for _, e := range vals {
-		d, ok := e.DocumentOK()
+		x, ok := conv(e)
 		if !ok {
-			a.errs = append(a.errs, fmt.Errorf("argument %s: expected documents, got a %s", key, e.Type))
+			a.errs = append(a.errs, fmt.Errorf("argument %s: expected %s, got a %s", key, what, e.Type))
 			return nil, false
 		}
-		out = append(out, d)
+		out = append(out, x)
 	}
 	return out, true
 }

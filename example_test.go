@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
-	"github.com/changestream-go/changestream/internal/mongosim"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // order is the document type of the examples.
@@ -24,21 +22,8 @@ type order struct {
 // An application gets its client from mongo.Connect with its own URI
 // instead. shutdown disconnects the client and stops the simulator.
 func exampleClient() (client *mongo.Client, shutdown func()) {
-	sim, err := mongosim.NewServer()
-	if err != nil {
-		panic(err)
-	}
-	client, err = mongo.Connect(options.Client().ApplyURI(sim.URI()))
-	if err != nil {
-		_ = sim.Close()
-		panic(err)
-	}
-	return client, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Disconnect(ctx)
-		_ = sim.Close()
-	}
+	client, _, shutdown = exampleServer()
+	return client, shutdown
 }
 
 func ExampleWatchCollection() {

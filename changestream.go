@@ -282,7 +282,9 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	if !cs.alive.Load() {
 		return false // the terminal error, if any, stays in Err
 	}
-	cs.setErr(nil)
+	if cs.err != nil { // only the iterating goroutine, holding mu, writes err
+		cs.setErr(nil)
+	}
 	resumed := false // a resume in this call, with no progress since
 	asked := false   // a getMore was sent in this call
 	for {

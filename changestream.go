@@ -469,7 +469,9 @@ func (cs *ChangeStream) finish(ctx context.Context, err error) {
 	cs.setErr(err)
 	if cs.cur != nil {
 		if cs.cur.id() != 0 {
-			cs.cur.kill(ctx)
+			killCtx, release := cs.interruptible(ctx)
+			cs.cur.kill(killCtx)
+			release()
 		}
 		cs.cur = nil
 	}

@@ -209,27 +209,38 @@ func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 		return err
 	}
 	cs.cur = cur
-	if cur.remaining() == 0 {
-		cs.cacheEmptyBatch(cur, sp)
+	if cur.remaining() == 0 && !cs.cacheEmptyBatch(cur) && sp.key == "" {
+		cs.rememberStartTime()
 	}
 	return nil
 }
 
-// cacheEmptyBatch applies the token rules to a batch with no events.
-func (cs *ChangeStream) cacheEmptyBatch(cur *cursor, sp startPoint) {
+// cacheEmptyBatch caches the postBatchResumeToken of a batch with no events
+// and reports whether the server sent one.
+func (cs *ChangeStream) cacheEmptyBatch(cur *cursor) bool {
 	pbrt := cur.postBatchResumeToken()
+	if pbrt == nil {
+		return false
+	}
+	cs.stateMu.Lock()
+	cs.token = cloneRaw(pbrt)
+	cs.stateMu.Unlock()
+	return true
+}
+
+// rememberStartTime keeps the aggregate's operationTime when a stream that
+// was given no start point opens on a server too old for
+// postBatchResumeToken, so that a resume before the first event starts
+// there and misses nothing.
+func (cs *ChangeStream) rememberStartTime() {
 	cs.stateMu.Lock()
 	defer cs.stateMu.Unlock()
-	switch {
-	case pbrt != nil:
-		cs.token = cloneRaw(pbrt)
-	case sp.key == "" && cs.token == nil && cs.opTime == nil:
-		// A server too old for postBatchResumeToken: remember where this
-		// stream started, so a resume before the first event misses nothing.
-		if t := cs.sess.OperationTime(); t != nil {
-			ot := *t
-			cs.opTime = &ot
-		}
+	if cs.token != nil || cs.opTime != nil {
+		return
+	}
+	if t := cs.sess.OperationTime(); t != nil {
+		ot := *t
+		cs.opTime = &ot
 	}
 }
 
@@ -333,7 +344,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.finish(ctx, nil)
 			return false
 		}
-		cs.cacheEmptyBatch(c, startPoint{key: "getMore"})
+		cs.cacheEmptyBatch(c)
 		if !block {
 			return false
 		}

@@ -71,10 +71,7 @@ func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config
 	// The first batch came with the aggregate: the first Next hands it over
 	// without I/O, so that every later one is a getMore.
 	bc.Next(ctx)
-	if err := c.load(); err != nil {
-		_ = cur.Close(ctx)
-		return nil, err
-	}
+	c.load()
 	if cfg.batchSize != nil {
 		cur.SetBatchSize(*cfg.batchSize)
 	}
@@ -132,14 +129,13 @@ func batchCursorOf(cur *mongo.Cursor) *driver.BatchCursor {
 }
 
 // load takes the batch the driver cursor now holds.
-func (c *cursor) load() error {
+func (c *cursor) load() {
 	batch := c.bc.Batch()
 	if batch == nil || len(batch.List) <= 5 {
 		c.rest, c.left = nil, 0
-		return nil
+		return
 	}
 	c.rest, c.left = batch.List[4:len(batch.List)-1], batch.Count()
-	return nil
 }
 
 // remaining returns how many documents of the current batch are unread.
@@ -175,7 +171,8 @@ func (c *cursor) getMore(ctx context.Context) error {
 		c.rest, c.left = nil, 0
 		return publicError(err)
 	}
-	return c.load()
+	c.load()
+	return nil
 }
 
 // id returns the server cursor's id; 0 once the server has closed it.

@@ -2,6 +2,7 @@ package mongosim
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"math/big"
@@ -80,7 +81,7 @@ func typeBracket(v any) int {
 func compareValues(a, b any) int {
 	ba, bb := typeBracket(a), typeBracket(b)
 	if ba != bb {
-		return cmpInt(ba, bb)
+		return cmp.Compare(ba, bb)
 	}
 	switch ba {
 	case bracketMinKey, bracketNull, bracketMaxKey:
@@ -96,10 +97,10 @@ func compareValues(a, b any) int {
 	case bracketBinary:
 		x, y := a.(bson.Binary), b.(bson.Binary)
 		if len(x.Data) != len(y.Data) {
-			return cmpInt(len(x.Data), len(y.Data))
+			return cmp.Compare(len(x.Data), len(y.Data))
 		}
 		if x.Subtype != y.Subtype {
-			return cmpInt(int(x.Subtype), int(y.Subtype))
+			return cmp.Compare(int(x.Subtype), int(y.Subtype))
 		}
 		return bytes.Compare(x.Data, y.Data)
 	case bracketOID:
@@ -115,13 +116,13 @@ func compareValues(a, b any) int {
 		}
 		return 1
 	case bracketDate:
-		return cmpInt(int64(a.(bson.DateTime)), int64(b.(bson.DateTime)))
+		return cmp.Compare(int64(a.(bson.DateTime)), int64(b.(bson.DateTime)))
 	case bracketTS:
 		x, y := a.(bson.Timestamp), b.(bson.Timestamp)
 		if x.T != y.T {
-			return cmpInt(x.T, y.T)
+			return cmp.Compare(x.T, y.T)
 		}
-		return cmpInt(x.I, y.I)
+		return cmp.Compare(x.I, y.I)
 	case bracketRegex:
 		x, y := a.(bson.Regex), b.(bson.Regex)
 		if c := strings.Compare(x.Pattern, y.Pattern); c != 0 {
@@ -186,16 +187,6 @@ func identical(a, b any) bool {
 	return valuesEqual(a, b)
 }
 
-func cmpInt[T int | int64 | uint32](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 func stringOf(v any) string {
 	switch s := v.(type) {
 	case string:
@@ -229,7 +220,7 @@ func asDoc(v any) bson.D {
 // matters as it does on the server.
 func compareDocs(a, b bson.D) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
-		if c := cmpInt(typeBracket(a[i].Value), typeBracket(b[i].Value)); c != 0 {
+		if c := cmp.Compare(typeBracket(a[i].Value), typeBracket(b[i].Value)); c != 0 {
 			return c
 		}
 		if c := strings.Compare(a[i].Key, b[i].Key); c != 0 {
@@ -239,19 +230,19 @@ func compareDocs(a, b bson.D) int {
 			return c
 		}
 	}
-	return cmpInt(len(a), len(b))
+	return cmp.Compare(len(a), len(b))
 }
 
 func compareArrays(a, b bson.A) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
-		if c := cmpInt(typeBracket(a[i]), typeBracket(b[i])); c != 0 {
+		if c := cmp.Compare(typeBracket(a[i]), typeBracket(b[i])); c != 0 {
 			return c
 		}
 		if c := compareValues(a[i], b[i]); c != 0 {
 			return c
 		}
 	}
-	return cmpInt(len(a), len(b))
+	return cmp.Compare(len(a), len(b))
 }
 
 // compareNumbers compares numbers of any width exactly: int64 values beyond
@@ -261,7 +252,7 @@ func compareNumbers(a, b any) int {
 	ia, aInt := a.(int64)
 	ib, bInt := b.(int64)
 	if aInt && bInt {
-		return cmpInt(ia, ib)
+		return cmp.Compare(ia, ib)
 	}
 	fa, fb := numberFloat(a), numberFloat(b)
 	naA, naB := math.IsNaN(fa), math.IsNaN(fb)
@@ -308,7 +299,7 @@ func compareFloatInt(f float64, i int64) int {
 		return -1
 	}
 	t := math.Trunc(f)
-	if c := cmpInt(int64(t), i); c != 0 {
+	if c := cmp.Compare(int64(t), i); c != 0 {
 		return c
 	}
 	switch {

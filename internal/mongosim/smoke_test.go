@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -22,7 +23,9 @@ func TestSmokePing(t *testing.T) {
 	require.NoError(t, c.Ping(ctx, nil))
 	var res bson.M
 	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&res))
-	t.Log(res["version"])
+	assert.Equal(t, mongosim.ServerVersion, res["version"])
 	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "nope", Value: 1}}).Err()
-	t.Log(err)
+	var ce mongo.CommandError
+	require.ErrorAs(t, err, &ce)
+	assert.EqualValues(t, 59, ce.Code, "an unknown command is CommandNotFound")
 }

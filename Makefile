@@ -61,5 +61,6 @@ interop-node:
 	$(GO) build -o bin/mongosim ./cmd/mongosim
 	@bin/mongosim -addr 127.0.0.1:0 > .sim.out 2> .sim.err & pid=$$!; \
 	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
-	node scripts/interop-node/watch.js "$$(head -1 .sim.out)"; status=$$?; \
+	node scripts/interop-node/watch.js "$$(head -1 .sim.out)" && \
+	node scripts/interop-node/tokens.js "$$(head -1 .sim.out)"; status=$$?; \
 	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; exit $$status

@@ -343,7 +343,10 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 		src.posToken = hwmToken(e.ts)
 		return true, nil
 	}
-	tok := eventToken(e)
+	tok, tokErr := eventToken(e)
+	if tokErr != nil {
+		return false, asCommandError(tokErr)
+	}
 	if src.verify != nil {
 		want := *src.verify
 		src.verify = nil
@@ -358,21 +361,21 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 		return true, nil
 	}
 	var doc bsoncore.Document
+	var err error
 	if src.opts.isDefault() {
-		doc = defaultEvent(e)
+		doc, err = defaultEvent(e)
 	} else {
-		var err error
 		doc, err = renderEvent(src.st, e, src.opts)
-		if err != nil {
-			return false, asCommandError(err)
-		}
 	}
-	ok, err := src.emitThroughStages(producedEvent{doc: doc, token: tok}, emit)
-	if err != nil || !ok {
+	if err != nil {
+		return false, asCommandError(err)
+	}
+	ok, cerr := src.emitThroughStages(producedEvent{doc: doc, token: tok}, emit)
+	if cerr != nil || !ok {
 		if !ok && vis == invalidating {
 			src.pendingInvalidate = e
 		}
-		return ok, err
+		return ok, cerr
 	}
 	if vis == invalidating {
 		return src.produceInvalidate(e, emit)
@@ -384,7 +387,11 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 // When the batch is full the event is held for the next one, and the
 // stream ends only once it has been returned.
 func (src *changeStreamSource) produceInvalidate(e *oplogEntry, emit func(producedEvent) bool) (bool, *CommandError) {
-	return src.emitThroughStages(producedEvent{doc: invalidateEvent(e), token: invalidateToken(e), final: true}, emit)
+	tok, err := invalidateToken(e)
+	if err != nil {
+		return false, asCommandError(err)
+	}
+	return src.emitThroughStages(producedEvent{doc: invalidateEvent(e, tok), token: tok, final: true}, emit)
 }
 
 // emitThroughStages runs the user's stages on ev and emits the result. An

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,22 @@ func tokenTime(t *testing.T, tok bson.Raw) bson.Timestamp {
 	require.GreaterOrEqual(t, len(b), 9)
 	require.Equal(t, byte(0x82), b[0])
 	return bson.Timestamp{T: binary.BigEndian.Uint32(b[1:5]), I: binary.BigEndian.Uint32(b[5:9])}
+}
+
+// hwmTokenHex writes a high-water-mark token by hand, in the server's
+// version-2 KeyString layout: Timestamp (0x82 + 8 bytes), version 2 (2B04),
+// tokenType 0 (29), txnOpIndex 0 (29), fromInvalidate false (6E), end (04).
+func hwmTokenHex(ts bson.Timestamp) string {
+	return fmt.Sprintf("82%08X%08X2B0429296E04", ts.T, ts.I)
+}
+
+// eventTokenHex writes an insert event's token by hand: tokenType 128
+// (2C0100), the UUID as binData subtype 4 (5A1004...), and an
+// eventIdentifier {operationType: "insert"} without a documentKey, so it
+// names no real event.
+func eventTokenHex(ts bson.Timestamp, uuid [16]byte) string {
+	return fmt.Sprintf("82%08X%08X2B042C0100296E5A1004%X463C%X003C%X000004",
+		ts.T, ts.I, uuid[:], "operationType", "insert")
 }
 
 func clusterTimeOf(r bson.Raw) bson.Timestamp {
@@ -430,7 +447,7 @@ func TestChangeStreamAggregateErrors(t *testing.T) {
 		}
 		return a
 	}
-	tok := bson.D{{Key: "_data", Value: "82000000010000000101000000000000000000000000000000000004"}}
+	tok := bson.D{{Key: "_data", Value: hwmTokenHex(bson.Timestamp{T: 1, I: 1})}}
 	cases := []struct {
 		name     string
 		db       string
@@ -483,13 +500,9 @@ func TestChangeStreamResumeTokenNotFound(t *testing.T) {
 	op, err = c.Database("db").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Raw()
 	require.NoError(t, err)
 	ot, oi := op.Lookup("operationTime").Timestamp()
-	b := make([]byte, 28)
-	b[0] = 0x82
-	binary.BigEndian.PutUint32(b[1:5], ot)
-	binary.BigEndian.PutUint32(b[5:9], oi)
-	b[9], b[27] = 2, 4
-	b[11] = 0xAB // a collection UUID no event has
-	tok := bson.D{{Key: "_data", Value: hex.EncodeToString(b)}}
+	// A collection UUID no event has.
+	uuid := [16]byte{0xAB}
+	tok := bson.D{{Key: "_data", Value: eventTokenHex(bson.Timestamp{T: ot, I: oi}, uuid)}}
 	_, err = coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tok))
 	ce := cmdErrOf(t, err)
 	assert.Equal(t, int32(280), ce.Code)

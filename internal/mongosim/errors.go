@@ -35,6 +35,9 @@ const (
 	codeUnrecognizedPipelineStage  int32 = 40324
 	codeChangeStreamNotReplSet     int32 = 40573
 	codeCursorInUseByOtherSession  int32 = 50738
+	codeNotImplemented             int32 = 238
+	codeBSONObjectTooLarge         int32 = 10334
+	codeCappedPositionLost         int32 = 136
 )
 
 // codeNames maps codes to the codeName a real server sends. Codes that the
@@ -59,6 +62,7 @@ var codeNames = map[int32]string{
 	16:  "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
 	56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
 	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
+	136: "CappedPositionLost", 238: "NotImplemented", 10334: "BSONObjectTooLarge", 17419: "Location17419",
 }
 
 // resumableChangeStreamCodes are the codes for which a real server adds the
@@ -105,6 +109,14 @@ func codeName(code int32) string {
 // cmdErr builds a CommandError with a formatted message.
 func cmdErr(code int32, format string, args ...any) *CommandError {
 	return &CommandError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// notImplemented is the simulator's refusal of something a real server
+// does but the simulator does not: NotImplemented (238), with a message
+// that names the simulator, so a test never mistakes it for a server's
+// answer.
+func notImplemented(format string, args ...any) *CommandError {
+	return cmdErr(codeNotImplemented, "mongosim does not implement "+format, args...)
 }
 
 // errCloseConnection asks the connection loop to close the socket without

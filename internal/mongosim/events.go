@@ -30,30 +30,60 @@ func (o eventOptions) isDefault() bool {
 	return o.fullDocument == fullDocDefault && o.fullDocumentBeforeChange == fullDocOff && !o.expanded
 }
 
-// eventToken returns the resume token of the event e produces.
-func eventToken(e *oplogEntry) resumeToken {
-	t := resumeToken{ts: e.ts}
-	if e.op != opDropDatabase {
-		t.uuid = e.collUUID
-	}
-	return t
+// eventToken returns the resume token of the event e produces, built once
+// per entry. It fails only for a documentKey the keystring package cannot
+// encode.
+func eventToken(e *oplogEntry) (resumeToken, error) {
+	e.tokenOnce.Do(func() { e.token, e.tokenErr = buildEventToken(e, false) })
+	return e.token, e.tokenErr
 }
 
-// invalidateToken returns the token of the invalidate event that e causes.
-func invalidateToken(e *oplogEntry) resumeToken {
-	t := eventToken(e)
-	t.fromInvalidate = true
-	return t
+// invalidateToken returns the token of the invalidate event that e causes:
+// the token of e, marked fromInvalidate, so that it sorts right after it.
+func invalidateToken(e *oplogEntry) (resumeToken, error) { return buildEventToken(e, true) }
+
+// buildEventToken builds the token of e as the server does for version-2
+// tokens: the collection UUID and an eventIdentifier of the operation type
+// with the documentKey (CRUD) or the operationDescription (DDL). A
+// dropDatabase event has no collection, so its token carries neither.
+func buildEventToken(e *oplogEntry, fromInvalidate bool) (resumeToken, error) {
+	sp := tokenSpec{ts: e.ts, txnOpIndex: e.txnOpIndex, fromInvalidate: fromInvalidate}
+	if e.op != opDropDatabase {
+		u := e.collUUID
+		sp.uuid = &u
+		id := bsoncore.NewDocumentBuilder().AppendString("operationType", e.op)
+		var err error
+		switch e.op {
+		case opInsert, opUpdate, opReplace, opDelete:
+			id, err = appendDocField(id, "documentKey", e.docKey)
+		default:
+			if e.opDesc != nil {
+				id, err = appendDocField(id, "operationDescription", e.opDesc)
+			}
+		}
+		if err != nil {
+			return resumeToken{}, err
+		}
+		sp.eventID = id.Build()
+	}
+	return sp.build()
+}
+
+func appendDocField(b *bsoncore.DocumentBuilder, key string, d bson.D) (*bsoncore.DocumentBuilder, error) {
+	raw, err := bson.Marshal(d)
+	if err != nil {
+		return nil, cmdErr(codeInternalError, "mongosim: encoding %s: %v", key, err)
+	}
+	return b.AppendDocument(key, raw), nil
 }
 
 // defaultEvent returns the event of e in the default shape, built once per
 // entry and shared by every stream: this is the hot path.
-func defaultEvent(e *oplogEntry) bsoncore.Document {
+func defaultEvent(e *oplogEntry) (bsoncore.Document, error) {
 	e.encodeOnce.Do(func() {
-		doc, _ := renderEvent(nil, e, eventOptions{fullDocument: fullDocDefault, fullDocumentBeforeChange: fullDocOff})
-		e.encoded = doc
+		e.encoded, e.encodeErr = renderEvent(nil, e, eventOptions{fullDocument: fullDocDefault, fullDocumentBeforeChange: fullDocOff})
 	})
-	return e.encoded
+	return e.encoded, e.encodeErr
 }
 
 // renderEvent builds the event of e. st is consulted only for updateLookup
@@ -62,7 +92,10 @@ func defaultEvent(e *oplogEntry) bsoncore.Document {
 func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, error) {
 	dst := make([]byte, 0, 256+estimateSize(e))
 	idx, dst := bsoncore.AppendDocumentStart(dst)
-	tok := eventToken(e)
+	tok, err := eventToken(e)
+	if err != nil {
+		return nil, err
+	}
 	dst = bsoncore.AppendDocumentElement(dst, "_id", tok.doc())
 	dst = bsoncore.AppendStringElement(dst, "operationType", e.op)
 	dst = bsoncore.AppendTimestampElement(dst, "clusterTime", e.ts.T, e.ts.I)
@@ -126,10 +159,10 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 }
 
 // invalidateEvent builds the invalidate event that e causes.
-func invalidateEvent(e *oplogEntry) bsoncore.Document {
+func invalidateEvent(e *oplogEntry, tok resumeToken) bsoncore.Document {
 	dst := make([]byte, 0, 128)
 	idx, dst := bsoncore.AppendDocumentStart(dst)
-	dst = bsoncore.AppendDocumentElement(dst, "_id", invalidateToken(e).doc())
+	dst = bsoncore.AppendDocumentElement(dst, "_id", tok.doc())
 	dst = bsoncore.AppendStringElement(dst, "operationType", "invalidate")
 	dst = bsoncore.AppendTimestampElement(dst, "clusterTime", e.ts.T, e.ts.I)
 	dst = bsoncore.AppendDateTimeElement(dst, "wallTime", e.wall.UnixMilli())

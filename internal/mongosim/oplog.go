@@ -48,10 +48,17 @@ type oplogEntry struct {
 	// nsType is what a create made: "collection", "view" or "timeseries".
 	nsType string
 
+	// txnOpIndex is the operation's index inside its transaction.
+	txnOpIndex int32
+
 	// encoded caches the default rendering of the event, built once by the
-	// first change stream that needs it.
+	// first change stream that needs it; token caches its resume token.
 	encodeOnce sync.Once
 	encoded    bsoncore.Document
+	encodeErr  error
+	tokenOnce  sync.Once
+	token      resumeToken
+	tokenErr   error
 }
 
 // updateDescription is the updateDescription field of an update event.

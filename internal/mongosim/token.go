@@ -5,103 +5,182 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 
+	"github.com/changestream-go/changestream/internal/mongosim/keystring"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// Resume tokens are {_data: "<uppercase hex>"}. The bytes are laid out so
-// that comparing them (or their hex, which preserves byte order) orders the
-// tokens as the stream orders its positions, as a real server's KeyString
-// encoding does:
+// Resume tokens are {_data: "<uppercase hex>", _typeBits?: BinData(0)}, in
+// the server's own format: _data is the KeyString (package keystring) of
+// the version-2 resume token data, in this order:
 //
-//	0      0x82, the KeyString type byte of a Timestamp
-//	1..8   cluster time: seconds then increment, 4 bytes big-endian each,
-//	       so tools that read the time out of a real token read ours too
-//	9      kind: tokenKindHighWaterMark < tokenKindEvent, so that a
-//	       high-water mark at T sorts before any event at T
-//	10     fromInvalidate: 0, or 1 for an invalidate event, which sorts
-//	       after the drop or rename that caused it (same cluster time)
-//	11..26 UUID of the event's collection (zero for high-water marks and
-//	       dropDatabase); it lets a resume detect a token from elsewhere
-//	27     0x04, the KeyString end marker
+//	clusterTime     Timestamp
+//	version         2
+//	tokenType       128 for an event, 0 for a high-water mark
+//	txnOpIndex      the operation's index inside its transaction, else 0
+//	fromInvalidate  true only for an invalidate event
+//	collectionUUID  binData subtype 4; absent for high-water marks and
+//	                dropDatabase
+//	eventIdentifier {operationType, documentKey} for CRUD events,
+//	                {operationType, operationDescription} for DDL events;
+//	                absent where the UUID is absent
+//	fragmentNum     for a fragment of a split event: 0 for the first
 //
-// Every oplog entry has its own cluster time, so the time identifies the
-// event; the UUID is a consistency check.
+// _typeBits carries the numeric types of the documentKey (an int64 or a
+// double _id), and is sent only when one of its bits is set. Comparing the
+// KeyStrings orders the tokens as the server orders them: by cluster
+// time, then a high-water mark before every event at that time, then by
+// txnOpIndex, the invalidate after the event that caused it, and the
+// fragments of an event after the event itself.
 const (
-	tokenTypeByte           = 0x82
-	tokenEndByte            = 0x04
-	tokenKindHighWaterMark  = 0x01
-	tokenKindEvent          = 0x02
-	tokenLen                = 28
-	tokenHexLen             = 2 * tokenLen
-	maxResumeTokenHexLength = 1 << 12
+	tokenVersion            = 2
+	tokenTypeEvent          = 128
+	tokenTypeHighWaterMark  = 0
+	maxResumeTokenHexLength = 1 << 16
 )
 
-// resumeToken is a decoded token.
+// resumeToken is a token with its decoded head. key and typeBits are the
+// token's bytes exactly as sent, so a token read from a client is written
+// back unchanged.
 type resumeToken struct {
 	ts             bson.Timestamp
 	highWaterMark  bool
+	txnOpIndex     int32
 	fromInvalidate bool
+	hasUUID        bool
 	uuid           [16]byte
+	// fragment is fragmentNum+1 for a fragment of a split event, else 0.
+	fragment int32
+
+	key      string // the KeyString, end byte included
+	typeBits string // serialized type bits, "" when all zero
+	// unsplit is the key of the whole event for a fragment's token
+	// (without fragmentNum); for other tokens it equals key.
+	unsplit string
 }
 
-func hwmToken(ts bson.Timestamp) resumeToken { return resumeToken{ts: ts, highWaterMark: true} }
+// tokenSpec is what a token is built from.
+type tokenSpec struct {
+	ts             bson.Timestamp
+	highWaterMark  bool
+	txnOpIndex     int32
+	fromInvalidate bool
+	uuid           *[16]byte
+	eventID        bsoncore.Document // nil for high-water marks
+	fragment       int32             // fragmentNum+1, or 0
+}
 
-// bytes returns the binary form described above.
-func (t resumeToken) bytes() [tokenLen]byte {
-	var b [tokenLen]byte
-	b[0] = tokenTypeByte
-	binary.BigEndian.PutUint32(b[1:5], t.ts.T)
-	binary.BigEndian.PutUint32(b[5:9], t.ts.I)
-	if t.highWaterMark {
-		b[9] = tokenKindHighWaterMark
+// build encodes the spec. It fails only for an eventIdentifier holding a
+// value the keystring package does not encode.
+func (sp tokenSpec) build() (resumeToken, error) {
+	var b keystring.Builder
+	b.AppendTimestamp(sp.ts.T, sp.ts.I)
+	b.AppendInt(tokenVersion)
+	if sp.highWaterMark {
+		b.AppendInt(tokenTypeHighWaterMark)
 	} else {
-		b[9] = tokenKindEvent
+		b.AppendInt(tokenTypeEvent)
 	}
-	if t.fromInvalidate {
-		b[10] = 1
+	b.AppendInt(sp.txnOpIndex)
+	b.AppendBool(sp.fromInvalidate)
+	if sp.uuid != nil {
+		b.AppendUUID(*sp.uuid)
+		if sp.eventID != nil {
+			if err := b.AppendDocument(sp.eventID); err != nil {
+				return resumeToken{}, notImplemented("a resume token for this event: %v", err)
+			}
+		}
 	}
-	copy(b[11:27], t.uuid[:])
-	b[27] = tokenEndByte
-	return b
+	var unsplit []byte
+	if sp.fragment > 0 {
+		k, _, err := b.Key()
+		if err != nil {
+			return resumeToken{}, notImplemented("a resume token for this event: %v", err)
+		}
+		unsplit = k
+		b.AppendInt(sp.fragment - 1)
+	}
+	key, tb, err := b.Key()
+	if err != nil {
+		return resumeToken{}, notImplemented("a resume token for this event: %v", err)
+	}
+	if unsplit == nil {
+		unsplit = key
+	}
+	t := resumeToken{
+		ts: sp.ts, highWaterMark: sp.highWaterMark, txnOpIndex: sp.txnOpIndex,
+		fromInvalidate: sp.fromInvalidate, fragment: sp.fragment,
+		key: string(key), typeBits: string(tb), unsplit: string(unsplit),
+	}
+	if sp.uuid != nil {
+		t.hasUUID, t.uuid = true, *sp.uuid
+	}
+	return t, nil
 }
+
+// hwmToken returns the high-water mark at ts.
+func hwmToken(ts bson.Timestamp) resumeToken {
+	t, err := tokenSpec{ts: ts, highWaterMark: true}.build()
+	if err != nil {
+		panic("mongosim: a high-water mark cannot fail to encode: " + err.Error())
+	}
+	return t
+}
+
+// withFragment returns the token of fragment n (1-based) of the event t.
+func (t resumeToken) withFragment(n int32) resumeToken {
+	// Re-encoding from the parts would need the eventIdentifier as BSON;
+	// the fragment number is simply appended before the end byte.
+	var b keystring.Builder
+	b.AppendInt(n - 1)
+	suffix, _, _ := b.Key()
+	out := t
+	out.fragment = n
+	out.unsplit = t.key
+	out.key = t.key[:len(t.key)-1] + string(suffix)
+	return out
+}
+
+// isFragment reports whether the token is a fragment's.
+func (t resumeToken) isFragment() bool { return t.fragment > 0 }
 
 const upperHex = "0123456789ABCDEF"
 
-// appendData appends the uppercase hex of the token, the _data string.
+// appendData appends the uppercase hex of the KeyString, the _data string.
 func (t resumeToken) appendData(dst []byte) []byte {
-	b := t.bytes()
-	for _, c := range b {
+	for i := 0; i < len(t.key); i++ {
+		c := t.key[i]
 		dst = append(dst, upperHex[c>>4], upperHex[c&0x0f])
 	}
 	return dst
 }
 
 // data returns the _data string.
-func (t resumeToken) data() string { return string(t.appendData(make([]byte, 0, tokenHexLen))) }
+func (t resumeToken) data() string { return string(t.appendData(make([]byte, 0, 2*len(t.key)))) }
 
-// appendDoc appends the token document {_data: "..."} to dst.
+// appendDoc appends the token document {_data: "...", _typeBits?} to dst.
 func (t resumeToken) appendDoc(dst []byte) []byte {
-	var hexBuf [tokenHexLen]byte
-	h := t.appendData(hexBuf[:0])
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	dst = bsoncore.AppendHeader(dst, bsoncore.TypeString, "_data")
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(h)+1))
-	dst = append(dst, h...)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(2*len(t.key)+1))
+	dst = t.appendData(dst)
 	dst = append(dst, 0)
+	if t.typeBits != "" {
+		dst = bsoncore.AppendBinaryElement(dst, "_typeBits", 0, []byte(t.typeBits))
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
 }
 
 // doc returns the token document.
-func (t resumeToken) doc() bsoncore.Document { return t.appendDoc(make([]byte, 0, tokenHexLen+20)) }
-
-// compare orders tokens as their bytes order them.
-func (t resumeToken) compare(u resumeToken) int {
-	a, b := t.bytes(), u.bytes()
-	return bytes.Compare(a[:], b[:])
+func (t resumeToken) doc() bsoncore.Document {
+	return t.appendDoc(make([]byte, 0, 2*len(t.key)+32+len(t.typeBits)))
 }
+
+// compare orders tokens as the server does: by their KeyStrings.
+func (t resumeToken) compare(u resumeToken) int { return strings.Compare(t.key, u.key) }
 
 // decodeResumeToken reads the value of resumeAfter or startAfter (field
 // names the option in errors). It never panics, whatever the input, and
@@ -122,11 +201,15 @@ func decodeResumeToken(field string, v bsoncore.Value) (resumeToken, error) {
 			return resumeToken{}, cmdErr(40648, "Bad resume token: _typeBits of wrong type %s", docString(doc))
 		}
 	}
-	return parseTokenData(dv.StringValue())
+	var typeBits []byte
+	if tb, err := doc.LookupErr("_typeBits"); err == nil {
+		_, typeBits, _ = tb.BinaryOK()
+	}
+	return parseTokenData(dv.StringValue(), typeBits)
 }
 
-// parseTokenData decodes a _data string.
-func parseTokenData(s string) (resumeToken, error) {
+// parseTokenData decodes a _data string and its _typeBits.
+func parseTokenData(s string, typeBits []byte) (resumeToken, error) {
 	if len(s)%2 != 0 || len(s) > maxResumeTokenHexLength {
 		return resumeToken{}, cmdErr(codeFailedToParse, "resume token string was not a valid hex string")
 	}
@@ -142,22 +225,88 @@ func parseTokenData(s string) (resumeToken, error) {
 	if len(raw) == 0 {
 		return resumeToken{}, cmdErr(40649, "invalid empty resume token")
 	}
-	// A real server decodes its KeyString here; a token of another layout
-	// (a real server's, or garbage) is refused with InvalidResumeToken.
-	if len(raw) != tokenLen || raw[0] != tokenTypeByte || raw[tokenLen-1] != tokenEndByte ||
-		(raw[9] != tokenKindHighWaterMark && raw[9] != tokenKindEvent) || raw[10] > 1 {
-		return resumeToken{}, cmdErr(codeInvalidResumeToken,
-			"KeyString format error: resume token %s was not issued by this server", s)
+	t, err := readToken(raw)
+	if err != nil {
+		return resumeToken{}, cmdErr(codeInvalidResumeToken, "KeyString format error: %v", err)
 	}
-	t := resumeToken{
-		ts:             bson.Timestamp{T: binary.BigEndian.Uint32(raw[1:5]), I: binary.BigEndian.Uint32(raw[5:9])},
-		highWaterMark:  raw[9] == tokenKindHighWaterMark,
-		fromInvalidate: raw[10] == 1,
-	}
-	copy(t.uuid[:], raw[11:27])
-	if t.highWaterMark && (t.fromInvalidate || t.uuid != [16]byte{}) {
+	t.typeBits = string(typeBits)
+	if t.highWaterMark && (t.fromInvalidate || t.hasUUID || t.txnOpIndex != 0) {
 		return resumeToken{}, cmdErr(6189504, "Invalid high water mark token")
 	}
+	return t, nil
+}
+
+// readToken reads the fields of a version-2 token out of its KeyString.
+func readToken(raw []byte) (resumeToken, error) {
+	r := keystring.NewReader(raw)
+	var t resumeToken
+	ts, i, err := r.Timestamp()
+	if err != nil {
+		return t, err
+	}
+	t.ts = bson.Timestamp{T: ts, I: i}
+	version, err := r.Integer()
+	if err != nil {
+		return t, err
+	}
+	if version != tokenVersion {
+		return t, fmt.Errorf("mongosim reads only version %d resume tokens, this one is version %d", tokenVersion, version)
+	}
+	typ, err := r.Integer()
+	if err != nil {
+		return t, err
+	}
+	switch typ {
+	case tokenTypeEvent:
+	case tokenTypeHighWaterMark:
+		t.highWaterMark = true
+	default:
+		return t, fmt.Errorf("unknown token type %d", typ)
+	}
+	op, err := r.Integer()
+	if err != nil {
+		return t, err
+	}
+	if op < 0 || op > math.MaxInt32 {
+		return t, fmt.Errorf("txnOpIndex %d out of range", op)
+	}
+	t.txnOpIndex = int32(op)
+	if t.fromInvalidate, err = r.Bool(); err != nil {
+		return t, err
+	}
+	if r.IsBinary() {
+		sub, data, err := r.Binary()
+		if err != nil {
+			return t, err
+		}
+		if sub != 4 || len(data) != 16 {
+			return t, fmt.Errorf("collection UUID is not a UUID")
+		}
+		t.hasUUID = true
+		copy(t.uuid[:], data)
+		if r.IsObject() {
+			if _, err := r.Skip(); err != nil {
+				return t, err
+			}
+		}
+	}
+	t.unsplit = string(raw)
+	if r.IsNumber() {
+		unsplit := r.Offset()
+		n, err := r.Integer()
+		if err != nil {
+			return t, err
+		}
+		if n < 0 || n >= math.MaxInt32 {
+			return t, fmt.Errorf("fragmentNum %d out of range", n)
+		}
+		t.fragment = int32(n) + 1
+		t.unsplit = string(raw[:unsplit]) + string(raw[len(raw)-1])
+	}
+	if err := r.Done(); err != nil {
+		return t, err
+	}
+	t.key = string(raw)
 	return t, nil
 }
 

@@ -18,13 +18,45 @@ import (
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
+// testEventToken builds an event token the way buildEventToken does.
+func testEventToken(t *testing.T, ts bson.Timestamp, uuid [16]byte, eventID bson.D, fromInvalidate bool, txnOpIndex int32) resumeToken {
+	t.Helper()
+	raw, err := bson.Marshal(eventID)
+	require.NoError(t, err)
+	tok, err := tokenSpec{ts: ts, uuid: &uuid, eventID: raw, fromInvalidate: fromInvalidate, txnOpIndex: txnOpIndex}.build()
+	require.NoError(t, err)
+	return tok
+}
+
+func crudID(op string, id any) bson.D {
+	return bson.D{{Key: "operationType", Value: op}, {Key: "documentKey", Value: bson.D{{Key: "_id", Value: id}}}}
+}
+
+// TestTokenRoundTrip pins the byte layout of version-2 tokens against the
+// example the MongoDB manual gives for an insert ("Resume Tokens from
+// Change Events": 82635019A0000000012B042C0100296E5A1004AB11...0004) and
+// checks that every token decodes to what it was built from.
 func TestTokenRoundTrip(t *testing.T) {
 	t.Parallel()
+	uuid := [16]byte{0xAB, 0x11, 0x54, 0xAC, 0xAC, 0xD8, 0x49, 0xA4, 0x8C, 0x61, 0x75, 0x6D, 0x70, 0xD3, 0xB2, 0x1F}
+	oid, err := bson.ObjectIDFromHex("635019A078BE67426D7CF4D2")
+	require.NoError(t, err)
+	manual := testEventToken(t, bson.Timestamp{T: 0x635019A0, I: 1}, uuid, crudID("insert", oid), false, 0)
+	assert.Equal(t, "82635019A0000000012B042C0100296E5A1004AB1154ACACD849A48C61756D70D3B21F"+
+		"463C6F7065726174696F6E54797065003C696E736572740046646F63756D656E744B65790046645F69640064635019A078BE67426D7CF4D2000004",
+		manual.data())
+	assert.Empty(t, manual.typeBits, "an ObjectId key needs no type bits")
+
 	cases := []resumeToken{
 		hwmToken(bson.Timestamp{T: 1, I: 0}),
 		hwmToken(bson.Timestamp{T: 1700000000, I: 42}),
-		{ts: bson.Timestamp{T: 1700000000, I: 7}, uuid: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
-		{ts: bson.Timestamp{T: 0xFFFFFFFF, I: 0xFFFFFFFF}, fromInvalidate: true, uuid: [16]byte{0xff}},
+		manual,
+		manual.withFragment(1),
+		manual.withFragment(3),
+		testEventToken(t, bson.Timestamp{T: 1700000000, I: 7}, uuid, crudID("update", int32(-5)), false, 3),
+		testEventToken(t, bson.Timestamp{T: 1700000000, I: 7}, uuid, crudID("delete", int64(1)<<40), false, 0),
+		testEventToken(t, bson.Timestamp{T: 1700000000, I: 7}, uuid, crudID("replace", 2.0), false, 0),
+		testEventToken(t, bson.Timestamp{T: 0xFFFFFFFF, I: 0xFFFFFFFF}, uuid, bson.D{{Key: "operationType", Value: "drop"}}, true, 0),
 	}
 	for _, tok := range cases {
 		doc := tok.doc()
@@ -32,34 +64,76 @@ func TestTokenRoundTrip(t *testing.T) {
 		require.NoError(t, err)
 		s := v.StringValue()
 		assert.Equal(t, strings.ToUpper(s), s, "the hex is upper case")
-		raw, err := hex.DecodeString(s)
-		require.NoError(t, err)
-		assert.Equal(t, byte(0x82), raw[0])
-		assert.Equal(t, tok.ts.T, uint32(raw[1])<<24|uint32(raw[2])<<16|uint32(raw[3])<<8|uint32(raw[4]))
-		assert.Equal(t, tok.ts.I, uint32(raw[5])<<24|uint32(raw[6])<<16|uint32(raw[7])<<8|uint32(raw[8]))
 		got, err := decodeResumeToken("resumeAfter", bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: doc})
 		require.NoError(t, err)
 		assert.Equal(t, tok, got)
 		// Lower-case hex decodes too, as a real server accepts it.
-		got, err = parseTokenData(strings.ToLower(s))
+		got, err = parseTokenData(strings.ToLower(s), []byte(tok.typeBits))
 		require.NoError(t, err)
 		assert.Equal(t, tok, got)
 	}
+}
+
+// TestTokenTypeBits pins when _typeBits appear: only when a number of the
+// key is not an int32 (key_string.h packs two bits per number, one per
+// string, low bit first, and omits them when all are zero).
+func TestTokenTypeBits(t *testing.T) {
+	t.Parallel()
+	uuid := [16]byte{1}
+	ts := bson.Timestamp{T: 10, I: 1}
+	for _, tc := range []struct {
+		id   any
+		bits []byte
+	}{
+		{int32(7), nil},
+		{"seven", nil},
+		// version, tokenType, txnOpIndex (6 bits), "insert" (1), then
+		// the number: a long is 1 then 0, bits 7 and 8; the zero bit
+		// still opens a second byte: 0x82 (two bytes follow) 0x80 0x00.
+		{int64(7), []byte{0x82, 0x80, 0x00}},
+		// A double is 01: bit 8 set, in a second byte.
+		{7.0, []byte{0x82, 0x00, 0x01}},
+	} {
+		tok := testEventToken(t, ts, uuid, crudID("insert", tc.id), false, 0)
+		assert.Equal(t, string(tc.bits), tok.typeBits, "%T", tc.id)
+		doc := tok.doc()
+		if tc.bits == nil {
+			_, err := doc.LookupErr("_typeBits")
+			assert.Error(t, err, "no _typeBits field for %T", tc.id)
+		} else {
+			sub, data, ok := doc.Lookup("_typeBits").BinaryOK()
+			require.True(t, ok)
+			assert.Equal(t, byte(0), sub)
+			assert.Equal(t, tc.bits, data)
+		}
+	}
+	// 1, int64(1) and 1.0 are one key: a resume compares KeyStrings.
+	a := testEventToken(t, ts, uuid, crudID("insert", int32(1)), false, 0)
+	b := testEventToken(t, ts, uuid, crudID("insert", 1.0), false, 0)
+	assert.Zero(t, a.compare(b))
 }
 
 func TestTokenOrdering(t *testing.T) {
 	t.Parallel()
 	ts := func(t, i uint32) bson.Timestamp { return bson.Timestamp{T: t, I: i} }
 	uuid := [16]byte{9, 9, 9}
+	ev := func(tm bson.Timestamp, op int32, inv bool) resumeToken {
+		return testEventToken(t, tm, uuid, crudID("insert", int32(1)), inv, op)
+	}
 	// In stream order.
 	ordered := []resumeToken{
 		hwmToken(ts(10, 1)),
-		{ts: ts(10, 1), uuid: uuid},
-		{ts: ts(10, 1), uuid: uuid, fromInvalidate: true},
+		ev(ts(10, 1), 0, false),
+		ev(ts(10, 1), 0, false).withFragment(1),
+		ev(ts(10, 1), 0, false).withFragment(2),
+		ev(ts(10, 1), 0, true),
 		hwmToken(ts(10, 2)),
-		{ts: ts(10, 2)},
+		ev(ts(10, 2), 0, false),
+		ev(ts(10, 2), 1, false),
+		ev(ts(10, 2), 200, false),
+		ev(ts(10, 2), 70000, false),
 		hwmToken(ts(11, 0)),
-		{ts: ts(11, 0), uuid: uuid},
+		ev(ts(11, 0), 0, false),
 		hwmToken(ts(1<<31, 1)),
 	}
 	for i := 1; i < len(ordered); i++ {
@@ -93,11 +167,11 @@ func TestTokenDecodeGarbage(t *testing.T) {
 	assert.Equal(t, codeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "nonsense"}})))
 	assert.Equal(t, codeFailedToParse, codeOf(docVal(bson.D{{Key: "_data", Value: "ABC"}})))
 	assert.Equal(t, int32(40649), codeOf(docVal(bson.D{{Key: "_data", Value: ""}})))
-	// A real server's token: another layout.
+	// A version-1 token of a 6.0 server: refused, naming the simulator.
 	assert.Equal(t, codeInvalidResumeToken, codeOf(docVal(bson.D{{Key: "_data", Value: "8263F5C1D6000000022B022C0100296E5A1004"}})))
 
 	// Random bytes and mutations of a valid token never panic.
-	valid := resumeToken{ts: bson.Timestamp{T: 5, I: 6}}.bytes()
+	valid := []byte(testEventToken(t, bson.Timestamp{T: 5, I: 6}, [16]byte{3}, crudID("insert", "k"), false, 0).key)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 20000; i++ {
 		var b []byte
@@ -107,14 +181,13 @@ func TestTokenDecodeGarbage(t *testing.T) {
 				b[j] = byte(r.Uint32())
 			}
 		} else {
-			b = append([]byte(nil), valid[:]...)
+			b = append([]byte(nil), valid...)
 			b[r.IntN(len(b))] = byte(r.Uint32())
 			b = b[:r.IntN(len(b)+1)]
 		}
 		s := strings.ToUpper(hex.EncodeToString(b))
-		if tok, err := parseTokenData(s); err == nil {
-			again := tok.bytes()
-			assert.True(t, bytes.Equal(again[:], b), "a token that decodes re-encodes to its bytes")
+		if tok, err := parseTokenData(s, nil); err == nil {
+			assert.True(t, bytes.Equal([]byte(tok.key), b), "a token that decodes keeps its bytes")
 		}
 		// Arbitrary bytes as the whole value.
 		_, _ = decodeResumeToken("startAfter", bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: b})

@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:27017", "TCP `host:port` to listen on; port 0 picks a free one")
 	replSet := fs.String("replset", "rs0", "replica set `name` reported by hello")
 	oplogMax := fs.Int("oplog-max", 0, "keep only the newest `n` oplog entries (0: unbounded); older resume tokens fail with ChangeStreamHistoryLost")
+	noop := fs.Duration("noop-interval", mongosim.DefaultNoopInterval, "write a no-op oplog entry after this long without writes, as a primary's periodic no-op writer does (0: off)")
 	version := fs.Bool("version", false, "print the simulated server version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mongosim [flags]\n\n"+
@@ -86,12 +87,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *replSet == "" {
 		return usageError("-replset must not be empty")
 	}
+	if *noop < 0 {
+		return usageError("-noop-interval must be 0 or more, got %v", *noop)
+	}
 
 	logger := log.New(stderr, "mongosim: ", log.LstdFlags)
 	s, err := mongosim.NewServer(
 		mongosim.WithAddr(*addr),
 		mongosim.WithReplSetName(*replSet),
 		mongosim.WithOplogMax(*oplogMax),
+		mongosim.WithNoopInterval(*noop),
 	)
 	if err != nil {
 		logger.Print(err)

@@ -342,41 +342,47 @@ var knownStages = map[string]bool{
 // come in stage order; a stage that is not allowed in a change stream is
 // reported only after every stage parsed, as the server validates the
 // whole pipeline after parsing it.
-func parseStreamStages(stages []bsoncore.Value) ([]eventStage, error) {
-	var out []eventStage
+func parseStreamStages(stages []bsoncore.Value) (out []eventStage, split bool, err error) {
 	var notPermitted string
-	for _, v := range stages {
+	for i, v := range stages {
 		d, ok := v.DocumentOK()
 		if !ok {
-			return nil, cmdErr(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
+			return nil, false, cmdErr(codeTypeMismatch, "Each element of the 'pipeline' array must be an object")
 		}
-		elems, err := d.Elements()
-		if err != nil || len(elems) != 1 {
-			return nil, cmdErr(40323, "A pipeline stage specification object must contain exactly one field.")
+		elems, perr := d.Elements()
+		if perr != nil || len(elems) != 1 {
+			return nil, false, cmdErr(40323, "A pipeline stage specification object must contain exactly one field.")
 		}
 		name, spec := elems[0].Key(), elems[0].Value()
 		if name == "$changeStream" {
-			return nil, cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
+			return nil, false, cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
 		}
 		if !allowedStreamStages[name] {
 			if !knownStages[name] {
-				return nil, cmdErr(40324, "Unrecognized pipeline stage name: '%s'", name)
+				return nil, false, cmdErr(40324, "Unrecognized pipeline stage name: '%s'", name)
 			}
 			if notPermitted == "" {
 				notPermitted = name
 			}
 			continue
 		}
+		if name == splitStageName {
+			if err := parseSplitStage(spec, i, len(stages)); err != nil {
+				return nil, false, err
+			}
+			split = true
+			continue
+		}
 		st, err := compileEventStage(name, spec)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if st != nil {
 			out = append(out, st)
 		}
 	}
 	if notPermitted != "" {
-		return nil, cmdErr(codeIllegalOperation, "%s is not permitted in a $changeStream pipeline", notPermitted)
+		return nil, false, cmdErr(codeIllegalOperation, "%s is not permitted in a $changeStream pipeline", notPermitted)
 	}
-	return out, nil
+	return out, split, nil
 }

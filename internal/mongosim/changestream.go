@@ -27,6 +27,7 @@ type changeStreamSource struct {
 	nsString  string // the namespace named in executor error messages
 	opts      eventOptions
 	stages    []eventStage
+	split     bool // the pipeline ends with $changeStreamSplitLargeEvent
 	firstDone bool
 
 	// pos is the scan position: every entry with ts <= pos was scanned.
@@ -41,8 +42,12 @@ type changeStreamSource struct {
 	// pendingInvalidate is an invalidating entry whose invalidate event
 	// is still to be returned (the batch filled up after its drop/rename).
 	pendingInvalidate *oplogEntry
-	// held is an event that did not fit in the previous batch.
-	held *producedEvent
+	// held are events that did not fit in the previous batch: one event,
+	// or the remaining fragments of a split one.
+	held []producedEvent
+	// skipFragments is how many fragments of the next event the stream
+	// already returned before it resumed from a fragment's token.
+	skipFragments int32
 	// done is set once the invalidate has been produced.
 	done bool
 }
@@ -60,7 +65,7 @@ func newChangeStreamSource(cc *cmdCtx, target string, stages []bsoncore.Value) (
 	if err != nil {
 		return nil, err
 	}
-	evStages, err := parseStreamStages(stages[1:])
+	evStages, split, err := parseStreamStages(stages[1:])
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +75,7 @@ func newChangeStreamSource(cc *cmdCtx, target string, stages []bsoncore.Value) (
 		db:     cc.db,
 		coll:   target,
 		stages: evStages,
+		split:  split,
 		opts: eventOptions{
 			fullDocument:             spec.fullDocument,
 			fullDocumentBeforeChange: spec.fullDocumentBeforeChange,
@@ -128,6 +134,15 @@ func historyLostError() *CommandError {
 		Message: "Resume of change stream was not possible, as the resume point may no longer be in the oplog.",
 		Labels:  []string{labelNonResumableChangeStreamError},
 	}
+}
+
+// cappedPositionLostError is the oplog scan's error when the entry after
+// its position was truncated; the record id of an oplog entry is its
+// timestamp as one 64-bit number.
+func cappedPositionLostError(pos bson.Timestamp) *CommandError {
+	return cmdErr(codeCappedPositionLost,
+		"CollectionScan died due to position in capped collection being deleted. Last seen record id: RecordId(%d)",
+		int64(pos.T)<<32|int64(pos.I))
 }
 
 // executorError words err as a real server reports an error raised while
@@ -196,12 +211,7 @@ func (src *changeStreamSource) nextBatch(cc *cmdCtx, batchSize int, maxTime time
 // oplog has nothing more, or the stream is invalidated.
 func (src *changeStreamSource) scan(cc *cmdCtx, out *batch, size *int, limit int) (full bool, err *CommandError) {
 	emit := func(ev producedEvent) bool {
-		if len(out.docs) >= limit {
-			src.held = &ev
-			return false
-		}
-		if len(out.docs) > 0 && *size+len(ev.doc) > maxBatchBytes {
-			src.held = &ev
+		if len(out.docs) >= limit || (len(out.docs) > 0 && *size+len(ev.doc) > maxBatchBytes) {
 			return false
 		}
 		out.docs = append(out.docs, ev.doc)
@@ -210,13 +220,13 @@ func (src *changeStreamSource) scan(cc *cmdCtx, out *batch, size *int, limit int
 		src.done = src.done || ev.final
 		return true
 	}
-	if src.held != nil {
-		ev := *src.held
-		src.held = nil
-		if !emit(ev) {
+	for len(src.held) > 0 {
+		if !emit(src.held[0]) {
 			return true, nil
 		}
+		src.held = src.held[1:]
 	}
+	src.held = nil
 	if src.pendingInvalidate != nil {
 		e := src.pendingInvalidate
 		src.pendingInvalidate = nil
@@ -228,7 +238,7 @@ func (src *changeStreamSource) scan(cc *cmdCtx, out *batch, size *int, limit int
 		if len(out.docs) >= limit {
 			return true, nil
 		}
-		entries, err := src.nextEntries()
+		entries, err := src.nextEntries(cc.name == "getMore")
 		if err != nil {
 			return false, err
 		}
@@ -256,12 +266,19 @@ func (src *changeStreamSource) scan(cc *cmdCtx, out *batch, size *int, limit int
 }
 
 // nextEntries copies the next retained entries out of the oplog, failing
-// when entries the stream has not scanned were dropped.
-func (src *changeStreamSource) nextEntries() ([]*oplogEntry, *CommandError) {
+// when entries the stream has not scanned were dropped: on an open
+// stream's getMore that is the oplog scan losing its place,
+// CappedPositionLost (136) without a resumable label
+// (change_streams_oplog_rollover.js); only a new aggregate from a lost
+// position gets ChangeStreamHistoryLost (286).
+func (src *changeStreamSource) nextEntries(getMore bool) ([]*oplogEntry, *CommandError) {
 	st := src.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.oplog.lostAfter(src.pos) {
+		if getMore {
+			return nil, cappedPositionLostError(src.pos)
+		}
 		return nil, historyLostError()
 	}
 	after := st.oplog.after(src.pos)
@@ -287,6 +304,9 @@ const (
 )
 
 func (src *changeStreamSource) classify(e *oplogEntry) visibility {
+	if e.op == opNoop {
+		return hidden
+	}
 	switch src.scope {
 	case scopeCollection:
 		mine := e.db == src.db && e.coll == src.coll
@@ -350,15 +370,23 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 	if src.verify != nil {
 		want := *src.verify
 		src.verify = nil
-		if want.compare(tok) != 0 {
+		if want.unsplit != tok.key {
 			return false, resumeTokenNotFound(tok)
 		}
-		// The stream already returned this event before it resumed.
-		src.posToken = tok
-		if vis == invalidating {
-			return src.produceInvalidate(e, emit)
+		if !want.isFragment() {
+			// The stream already returned this event before it resumed.
+			src.posToken = tok
+			if vis == invalidating {
+				return src.produceInvalidate(e, emit)
+			}
+			return true, nil
 		}
-		return true, nil
+		// It returned the fragments up to want's: split the event again
+		// and return the rest.
+		if !src.split {
+			return false, splitResumeWithoutStage()
+		}
+		src.skipFragments = want.fragment
 	}
 	var doc bsoncore.Document
 	var err error
@@ -394,8 +422,10 @@ func (src *changeStreamSource) produceInvalidate(e *oplogEntry, emit func(produc
 	return src.emitThroughStages(producedEvent{doc: invalidateEvent(e, tok), token: tok, final: true}, emit)
 }
 
-// emitThroughStages runs the user's stages on ev and emits the result. An
-// event filtered out still moves the postBatchResumeToken past it.
+// emitThroughStages runs the user's stages on ev and emits the result,
+// split into fragments when it is too large and the pipeline asks for
+// that. An event filtered out still moves the postBatchResumeToken past it.
+// Whatever the batch cannot take is held for the next one.
 func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(producedEvent) bool) (bool, *CommandError) {
 	if len(src.stages) > 0 {
 		var d bson.D
@@ -430,7 +460,36 @@ func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(pro
 		}
 		ev.doc = b
 	}
-	return emit(ev), nil
+	evs := []producedEvent{ev}
+	skip := src.skipFragments
+	src.skipFragments = 0
+	switch {
+	case src.split && len(ev.doc) > maxUserObjectSize:
+		frags, err := splitEvent(ev.doc, ev.token, skip)
+		if err != nil {
+			return false, err
+		}
+		if len(frags) > 0 {
+			frags[len(frags)-1].final = ev.final
+		}
+		evs = frags
+	case skip > 0:
+		// The event the token split no longer needs splitting.
+		return false, resumeTokenNotFound(ev.token.withFragment(skip))
+	case len(ev.doc) > maxInternalObjectSize:
+		return false, eventTooLarge(ev.doc)
+	}
+	for i, e := range evs {
+		if !emit(e) {
+			src.held = append(src.held[:0:0], evs[i:]...)
+			return false, nil
+		}
+	}
+	if len(evs) == 0 {
+		// Resumed after the last fragment: the event is behind us.
+		src.posToken = ev.token.withFragment(skip)
+	}
+	return true, nil
 }
 
 // filteredToken is the position after an event the user's $match dropped:

@@ -200,7 +200,7 @@ func TestChangeStreamPostBatchResumeToken(t *testing.T) {
 	// batchSize 0: an empty first batch and an open cursor.
 	agg, err = db.RunCommand(sctx, bson.D{
 		{Key: "aggregate", Value: "c"},
-		{Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{{Key: "startAtOperationTime", Value: bson.Timestamp{T: 1, I: 0}}}}}}},
+		{Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{{Key: "startAtOperationTime", Value: bson.Timestamp{T: ot, I: oi}}}}}}},
 		{Key: "cursor", Value: bson.D{{Key: "batchSize", Value: 0}}},
 	}).Raw()
 	require.NoError(t, err)

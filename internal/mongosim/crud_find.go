@@ -371,6 +371,8 @@ func checkStage(s bson.D) error {
 		return nil
 	case "$changeStream":
 		return cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
+	case splitStageName:
+		return splitStageOutsideChangeStream()
 	}
 	if strings.HasPrefix(s[0].Key, "$") {
 		return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)

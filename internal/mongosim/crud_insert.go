@@ -150,6 +150,9 @@ func checkNewDoc(d bson.D) error {
 
 // insertLocked stores one new document and logs it. st.mu must be held.
 func (st *store) insertLocked(c *collection, d bson.D) error {
+	if err := checkUserDocSize(d, true); err != nil {
+		return err
+	}
 	id, _ := lookup(d, "_id")
 	if !c.docs.insert(idKey(id), d) {
 		return dupKeyError(c.db, c.name, id)

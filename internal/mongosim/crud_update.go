@@ -154,6 +154,9 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		if identical(old, nd) {
 			continue
 		}
+		if err := checkUserDocSize(nd, false); err != nil {
+			return out, err
+		}
 		id, _ := lookup(old, "_id")
 		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
 		if u.spec.kind == updReplacement {

@@ -357,10 +357,6 @@ func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
 			}
 			return d, true, nil
 		}, nil
-	case "$changeStreamSplitLargeEvent":
-		// Events here stay under 16 MB unless a test writes huge
-		// documents; splitting is not simulated.
-		return nil, nil
 	case "$redact":
 		return nil, cmdErr(codeIllegalOperation, "mongosim does not implement $redact in a $changeStream pipeline")
 	}

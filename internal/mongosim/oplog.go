@@ -24,6 +24,11 @@ const (
 	opCreateIndexes = "createIndexes"
 	opDropIndexes   = "dropIndexes"
 	opModify        = "modify"
+	// opNoop is a no-op entry ("n" in a real oplog): the entry that
+	// initiates the replica set, and the periodic no-op writer's. It is
+	// never an event, but a stream that scans it moves its
+	// postBatchResumeToken past it.
+	opNoop = "n"
 )
 
 // oplogEntry is one change, written by a command under store.mu. Every entry
@@ -78,9 +83,6 @@ type truncatedArray struct {
 type oplog struct {
 	entries []*oplogEntry
 	max     int // 0: unbounded
-	// lostBefore is the earliest cluster time still covered: changes before
-	// it have been dropped. Zero while nothing has been dropped.
-	lostBefore bson.Timestamp
 	// lastDropped is the newest dropped entry's cluster time: a stream
 	// that has scanned up to it has lost nothing.
 	lastDropped bson.Timestamp
@@ -94,7 +96,6 @@ func (o *oplog) append(e *oplogEntry) {
 }
 
 func (o *oplog) dropOldest(n int) {
-	o.lostBefore = o.entries[n].ts
 	o.lastDropped = o.entries[n-1].ts
 	clear(o.entries[:n])
 	o.entries = o.entries[n:]
@@ -110,10 +111,12 @@ func (o *oplog) truncate() {
 	}
 }
 
-// historyLost reports whether changes at or after ts may have been dropped,
-// so that a stream cannot start or resume from ts.
+// historyLost reports whether ts is older than the oldest retained entry,
+// so that a stream cannot start or resume from it: the server's check
+// (change_stream_history_lost.js) compares the start point with the
+// oplog's first entry, whether or not anything was ever truncated.
 func (o *oplog) historyLost(ts bson.Timestamp) bool {
-	return o.lostBefore.T != 0 && tsLess(ts, o.lostBefore)
+	return len(o.entries) > 0 && tsLess(ts, o.entries[0].ts)
 }
 
 // after returns the retained entries with a cluster time later than ts.

@@ -27,10 +27,15 @@ type config struct {
 	standalone  bool
 	oplogMax    int
 	logMax      int
+	noop        time.Duration
 }
 
+// DefaultNoopInterval is how often an idle primary writes a no-op to its
+// oplog: the server's periodicNoopIntervalSecs, 10 by default.
+const DefaultNoopInterval = 10 * time.Second
+
 func defaultConfig() config {
-	return config{addr: "127.0.0.1:0", replSetName: "rs0", logMax: 10_000}
+	return config{addr: "127.0.0.1:0", replSetName: "rs0", logMax: 10_000, noop: DefaultNoopInterval}
 }
 
 // WithAddr sets the listen address (default "127.0.0.1:0", a free loopback port).
@@ -50,6 +55,13 @@ func WithStandalone() Option { return func(c *config) { c.standalone = true } }
 // entry fails with ChangeStreamHistoryLost (286), as on a real server whose
 // oplog has rolled over.
 func WithOplogMax(n int) Option { return func(c *config) { c.oplogMax = n } }
+
+// WithNoopInterval sets the period of the no-op writer (default
+// DefaultNoopInterval; 0 turns it off). A real primary writes a no-op
+// oplog entry when nothing was written for periodicNoopIntervalSecs, so
+// an idle change stream's postBatchResumeToken keeps moving; a no-op is
+// never an event. Tests that need a quiet oplog turn it off.
+func WithNoopInterval(d time.Duration) Option { return func(c *config) { c.noop = d } }
 
 // WithCommandLogMax bounds the command log to the newest n commands
 // (default 10,000; 0 disables the log).
@@ -91,6 +103,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	if cfg.replSetName == "" {
 		return nil, errors.New("mongosim: empty replica set name")
 	}
+	if cfg.noop < 0 {
+		return nil, fmt.Errorf("mongosim: negative no-op interval %v", cfg.noop)
+	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return nil, fmt.Errorf("mongosim: listen: %w", err)
@@ -111,7 +126,29 @@ func NewServer(opts ...Option) (*Server, error) {
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
+	if cfg.noop > 0 && !cfg.standalone {
+		s.wg.Add(1)
+		go s.noopWriter(cfg.noop)
+	}
 	return s, nil
+}
+
+// noopWriter writes a no-op entry each period in which nothing else was
+// written, until the server closes.
+func (s *Server) noopWriter(period time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.store.mu.Lock()
+			s.store.appendNoopIfIdleLocked(period)
+			s.store.mu.Unlock()
+		}
+	}
 }
 
 // Addr returns the host:port the server listens on.

@@ -45,20 +45,37 @@ type collection struct {
 }
 
 func newStore(oplogMax int) *store {
-	return &store{
+	st := &store{
 		dbs:     make(map[string]*database),
 		oplog:   oplog{max: oplogMax},
 		changed: make(chan struct{}),
 	}
+	// A replica set's oplog starts with the no-op that initiated it, so
+	// a start point older than that is lost history (286), as it is on a
+	// new deployment. The clock starts one second ahead of the wall
+	// clock: a simulator restarted within the second its previous life
+	// ended would otherwise hand out times that life already used, and a
+	// token from it would silently skip the new events.
+	st.clock = bson.Timestamp{T: uint32(time.Now().Unix()) + 1}
+	st.appendLocked(&oplogEntry{op: opNoop, opDesc: bson.D{{Key: "msg", Value: "initiating set"}}})
+	return st
+}
+
+// appendNoopIfIdleLocked writes a periodic no-op entry when nothing was
+// written for at least idle, as a primary's periodic no-op writer does
+// every periodicNoopIntervalSecs. st.mu must be held.
+func (st *store) appendNoopIfIdleLocked(idle time.Duration) bool {
+	if n := len(st.oplog.entries); n > 0 && time.Since(st.oplog.entries[n-1].wall) < idle {
+		return false
+	}
+	st.appendLocked(&oplogEntry{op: opNoop, opDesc: bson.D{{Key: "msg", Value: "periodic noop"}}})
+	return true
 }
 
 // clusterTime returns the newest cluster time, the operationTime of a reply.
 func (st *store) clusterTime() bson.Timestamp {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.clock.T == 0 {
-		st.clock = st.nextTimeLocked()
-	}
 	return st.clock
 }
 

@@ -304,13 +304,22 @@ func TestInternalHistoryLostDuringStream(t *testing.T) {
 	appendTestEntry(s, insertEntry("db", "c", 2))
 	require.True(t, cs.Next(ctx))
 	require.True(t, cs.Next(ctx))
-	// Three more before the next getMore: one is lost.
+	// Three more before the next getMore: one is lost. The open stream's
+	// scan loses its place: CappedPositionLost (136), with no label, as
+	// in the server's change_streams_oplog_rollover.js; only a new
+	// aggregate from there gets ChangeStreamHistoryLost (286).
 	for i := 3; i < 6; i++ {
 		appendTestEntry(s, insertEntry("db", "c", i))
 	}
 	require.False(t, cs.Next(ctx))
 	var ce mongo.CommandError
 	require.ErrorAs(t, cs.Err(), &ce)
+	assert.Equal(t, int32(136), ce.Code)
+	assert.Empty(t, ce.Labels)
+	assert.Contains(t, ce.Message, "Executor error during getMore :: caused by :: CollectionScan died due to position in capped collection being deleted")
+
+	_, err = coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(cs.ResumeToken()))
+	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, int32(286), ce.Code)
 	assert.True(t, ce.HasErrorLabel(labelNonResumableChangeStreamError))
 }

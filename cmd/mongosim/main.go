@@ -111,6 +111,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q, listening on %s",
 		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, s.Addr())
+	if !s.IsLoopback() {
+		logger.Printf("warning: -addr %s is not a loopback address and the simulator has no authentication: "+
+			"anyone who can reach it can read and change its data", *addr)
+	}
 
 	<-ctx.Done()
 	logger.Print("shutting down")

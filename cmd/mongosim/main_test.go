@@ -65,35 +65,55 @@ func pingURI(t *testing.T, uri string) {
 	require.NoError(t, c.Ping(ctx, nil))
 }
 
+// TestRunServesUntilCancelled runs the program on loopback and on every
+// interface: either way the URI is one a client connects to, and only the
+// second warns that the unauthenticated simulator is reachable from
+// elsewhere.
 func TestRunServesUntilCancelled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	stderr := &syncBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		code := run(ctx, []string{"-addr", "127.0.0.1:0", "-replset", "rsTest", "-oplog-max", "100"}, pw, stderr)
-		_ = pw.Close()
-		done <- code
-	}()
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{
+		{"127.0.0.1:0", false},
+		{"0.0.0.0:0", true},
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pr, pw := io.Pipe()
+			stderr := &syncBuffer{}
+			done := make(chan int, 1)
+			go func() {
+				code := run(ctx, []string{"-addr", tc.addr, "-replset", "rsTest", "-oplog-max", "100", "-noop-interval", "1s"}, pw, stderr)
+				_ = pw.Close()
+				done <- code
+			}()
 
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	require.NoError(t, err, "stderr: %s", stderr.String())
-	uri := strings.TrimSuffix(line, "\n")
-	assert.Regexp(t, `^mongodb://127\.0\.0\.1:[1-9][0-9]*/\?replicaSet=rsTest$`, uri)
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			require.NoError(t, err, "stderr: %s", stderr.String())
+			uri := strings.TrimSuffix(line, "\n")
+			assert.Regexp(t, `^mongodb://127\.0\.0\.1:[1-9][0-9]*/\?replicaSet=rsTest$`, uri)
+			go func() { _, _ = io.Copy(io.Discard, pr) }()
 
-	pingURI(t, uri)
+			pingURI(t, uri)
 
-	cancel()
-	select {
-	case code := <-done:
-		assert.Equal(t, 0, code, "stderr: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
+			cancel()
+			select {
+			case code := <-done:
+				assert.Equal(t, 0, code, "stderr: %s", stderr.String())
+			case <-time.After(30 * time.Second):
+				t.Fatal("run did not return after its context was cancelled")
+			}
+			assert.Contains(t, stderr.String(), "listening on")
+			if tc.warn {
+				assert.Contains(t, stderr.String(), "warning: -addr 0.0.0.0:0 is not a loopback address and the simulator has no authentication")
+			} else {
+				assert.NotContains(t, stderr.String(), "warning")
+			}
+		})
 	}
-	assert.Contains(t, stderr.String(), "listening on")
 }
 
 func TestRunVersion(t *testing.T) {
@@ -116,6 +136,7 @@ func TestRunBadFlags(t *testing.T) {
 		{"oplog-max not a number", []string{"-oplog-max", "many"}, `invalid value "many" for flag -oplog-max`},
 		{"negative oplog-max", []string{"-oplog-max", "-1"}, "-oplog-max must be 0 or more"},
 		{"empty replset", []string{"-replset", ""}, "-replset must not be empty"},
+		{"negative noop-interval", []string{"-noop-interval", "-1s"}, "-noop-interval must be 0 or more"},
 		{"positional argument", []string{"serve"}, `unexpected argument "serve"`},
 		{"missing value", []string{"-addr"}, "flag needs an argument: -addr"},
 	} {

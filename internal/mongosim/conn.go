@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
@@ -55,11 +56,19 @@ func (c *conn) serve() {
 	defer c.close()
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var in, out []byte
+	// A connection may idle between messages as long as it likes (drivers
+	// pool them), but once a message has started it must arrive whole
+	// within the message timeout: a client that sends half a message, or
+	// a byte a second, is dropped instead of pinning a goroutine and a
+	// buffer for ever.
+	timeout := c.s.cfg.messageTimeout
+	started := func() { _ = c.nc.SetReadDeadline(time.Now().Add(timeout)) }
 	for {
-		msg, err := readMessage(r, in)
+		msg, err := readMessage(r, in, started)
 		if err != nil {
 			return
 		}
+		_ = c.nc.SetReadDeadline(time.Time{})
 		in = msg[:0]
 		req, err := parseRequest(msg)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,14 +30,22 @@ type config struct {
 	oplogMax    int
 	logMax      int
 	noop        time.Duration
+	// messageTimeout bounds how long one message may take to arrive once
+	// its first byte has.
+	messageTimeout time.Duration
 }
+
+// DefaultMessageTimeout is how long a client may take to send one whole
+// message once it has started it.
+const DefaultMessageTimeout = 30 * time.Second
 
 // DefaultNoopInterval is how often an idle primary writes a no-op to its
 // oplog: the server's periodicNoopIntervalSecs, 10 by default.
 const DefaultNoopInterval = 10 * time.Second
 
 func defaultConfig() config {
-	return config{addr: "127.0.0.1:0", replSetName: "rs0", logMax: 10_000, noop: DefaultNoopInterval}
+	return config{addr: "127.0.0.1:0", replSetName: "rs0", logMax: 10_000, noop: DefaultNoopInterval,
+		messageTimeout: DefaultMessageTimeout}
 }
 
 // WithAddr sets the listen address (default "127.0.0.1:0", a free loopback port).
@@ -62,6 +72,12 @@ func WithOplogMax(n int) Option { return func(c *config) { c.oplogMax = n } }
 // an idle change stream's postBatchResumeToken keeps moving; a no-op is
 // never an event. Tests that need a quiet oplog turn it off.
 func WithNoopInterval(d time.Duration) Option { return func(c *config) { c.noop = d } }
+
+// WithMessageTimeout bounds how long a client may take to send one whole
+// message once its first byte has arrived (default DefaultMessageTimeout);
+// a slower client is disconnected. Idle time between messages is not
+// limited.
+func WithMessageTimeout(d time.Duration) Option { return func(c *config) { c.messageTimeout = d } }
 
 // WithCommandLogMax bounds the command log to the newest n commands
 // (default 10,000; 0 disables the log).
@@ -103,6 +119,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	if cfg.replSetName == "" {
 		return nil, errors.New("mongosim: empty replica set name")
 	}
+	if cfg.messageTimeout <= 0 {
+		return nil, fmt.Errorf("mongosim: message timeout must be positive, got %v", cfg.messageTimeout)
+	}
 	if cfg.noop < 0 {
 		return nil, fmt.Errorf("mongosim: negative no-op interval %v", cfg.noop)
 	}
@@ -114,7 +133,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		ln:         ln,
-		addr:       ln.Addr().String(),
+		addr:       advertisedAddr(ln.Addr(), cfg.addr),
 		ctx:        ctx,
 		cancel:     cancel,
 		conns:      make(map[*conn]struct{}),
@@ -149,6 +168,31 @@ func (s *Server) noopWriter(period time.Duration) {
 			s.store.mu.Unlock()
 		}
 	}
+}
+
+// advertisedAddr is the host:port that hello, the URI and replSetGetStatus
+// name: the listening address, except that a wildcard (0.0.0.0 or ::, or
+// no host) is no address a client can connect to, so its loopback stands
+// in. Go reports a 0.0.0.0 listener as [::] (one dual-stack socket), so the
+// address asked for decides which loopback.
+func advertisedAddr(a net.Addr, asked string) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return a.String()
+	}
+	host := "127.0.0.1"
+	if h, _, err := net.SplitHostPort(asked); err == nil && strings.Contains(h, ":") {
+		host = "::1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+}
+
+// IsLoopback reports whether the server listens on loopback addresses only.
+// The simulator has no authentication: anything that can reach it can read
+// and change its data.
+func (s *Server) IsLoopback() bool {
+	tcp, ok := s.ln.Addr().(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Addr returns the host:port the server listens on.

@@ -46,24 +46,41 @@ type request struct {
 	moreToCome bool                           // no reply is expected
 }
 
+// readChunk is how much of a message body is read, and allocated, at a
+// time: a header that claims a large length costs memory only as the bytes
+// really arrive.
+const readChunk = 64 << 10
+
 // readMessage reads one whole wire message, header included. It rejects
-// lengths a real server would refuse before reading the body.
-func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+// lengths a real server would refuse before reading the body. started, if
+// not nil, is called once the first byte of the message has arrived, so
+// the caller can bound how long the rest may take.
+func readMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
 	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:1]); err != nil {
+		return nil, err
+	}
+	for _, f := range started {
+		f()
+	}
+	if _, err := io.ReadFull(r, hdr[1:]); err != nil {
 		return nil, err
 	}
 	length := int32(binary.LittleEndian.Uint32(hdr[:]))
 	if length < headerLen || length > maxMessageSizeBytes {
 		return nil, fmt.Errorf("%w: message length %d out of range", errBadMessage, length)
 	}
-	if cap(buf) < int(length) {
-		buf = make([]byte, length)
-	}
-	buf = buf[:length]
-	copy(buf, hdr[:])
-	if _, err := io.ReadFull(r, buf[4:]); err != nil {
-		return nil, err
+	buf = append(buf[:0], hdr[:]...)
+	for len(buf) < int(length) {
+		n := min(int(length)-len(buf), readChunk)
+		if cap(buf)-len(buf) < n {
+			// Grow by what arrives, not by what the header claims.
+			buf = append(buf, make([]byte, n)...)[:len(buf)]
+		}
+		if _, err := io.ReadFull(r, buf[len(buf):len(buf)+n]); err != nil {
+			return nil, err
+		}
+		buf = buf[:len(buf)+n]
 	}
 	return buf, nil
 }

@@ -48,6 +48,10 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	if cc.s.cfg.standalone {
 		return nil, cmdErr(codeChangeStreamNotReplSet, "The $changeStream stage is only supported on replica sets")
 	}
+	if cc.txn != nil {
+		return nil, cmdErr(codeOperationNotSupportedInTransaction,
+			"Operation not permitted in transaction :: caused by :: $changeStream is not allowed in a multi-document transaction")
+	}
 	if explain {
 		return nil, cmdErr(codeIllegalOperation, "mongosim does not explain $changeStream pipelines")
 	}

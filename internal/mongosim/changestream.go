@@ -30,8 +30,8 @@ type changeStreamSource struct {
 	split     bool // the pipeline ends with $changeStreamSplitLargeEvent
 	firstDone bool
 
-	// pos is the scan position: every entry with ts <= pos was scanned.
-	pos bson.Timestamp
+	// pos is the scan position: every entry up to pos was scanned.
+	pos oplogPos
 	// posToken is what the postBatchResumeToken says when no event is
 	// newer: a high-water mark at pos, or the last event's token.
 	posToken resumeToken
@@ -56,6 +56,9 @@ type producedEvent struct {
 	doc   bsoncore.Document
 	token resumeToken
 	final bool // the invalidate: once returned, the stream is done
+	// midTxn: more entries of the same commit follow, so a filtered
+	// event must not move the position to a high-water mark at its time.
+	midTxn bool
 }
 
 // newChangeStreamSource parses the $changeStream stage and the stages after
@@ -94,18 +97,21 @@ func newChangeStreamSource(cc *cmdCtx, target string, stages []bsoncore.Value) (
 	case tok != nil && (tok.highWaterMark || tok.fromInvalidate):
 		// A high-water mark at T: every event at or before T was seen.
 		// An invalidate token (startAfter only): start after its event.
-		src.pos, src.posToken, startTs = tok.ts, *tok, tok.ts
+		src.pos, src.posToken, startTs = posAfter(tok.ts), *tok, tok.ts
 	case tok != nil:
-		src.pos, src.posToken, startTs = tsPrev(tok.ts), *tok, tok.ts
+		// Just before the token's event, which may sit inside a
+		// transaction: the scan meets it first and checks it.
+		src.pos = oplogPos{ts: tok.ts, idx: int64(tok.txnOpIndex) - 1}
+		src.posToken, startTs = *tok, tok.ts
 		t := *tok
 		src.verify = &t
 	case spec.startAtOperationTime != nil:
 		t := *spec.startAtOperationTime
-		src.pos, startTs = tsPrev(t), t
-		src.posToken = hwmToken(src.pos)
+		src.pos, startTs = posBefore(t), t
+		src.posToken = hwmToken(tsPrev(t))
 	default:
 		now := st.clusterTime()
-		src.pos, src.posToken = now, hwmToken(now)
+		src.pos, src.posToken = posAfter(now), hwmToken(now)
 		check = false
 	}
 	if check {
@@ -252,7 +258,7 @@ func (src *changeStreamSource) scan(cc *cmdCtx, out *batch, size *int, limit int
 			if len(out.docs) >= limit {
 				return true, nil
 			}
-			src.pos = e.ts
+			src.pos = e.pos()
 			ok, err := src.produce(e, emit)
 			if err != nil {
 				return false, err
@@ -277,7 +283,7 @@ func (src *changeStreamSource) nextEntries(getMore bool) ([]*oplogEntry, *Comman
 	defer st.mu.Unlock()
 	if st.oplog.lostAfter(src.pos) {
 		if getMore {
-			return nil, cappedPositionLostError(src.pos)
+			return nil, cappedPositionLostError(src.pos.ts)
 		}
 		return nil, historyLostError()
 	}
@@ -286,12 +292,6 @@ func (src *changeStreamSource) nextEntries(getMore bool) ([]*oplogEntry, *Comman
 		after = after[:scanChunk]
 	}
 	return append([]*oplogEntry(nil), after...), nil
-}
-
-// lostAfter reports whether an entry later than ts was dropped, so that a
-// stream that has scanned up to ts has missed it.
-func (o *oplog) lostAfter(ts bson.Timestamp) bool {
-	return o.lastDropped.T != 0 && tsLess(ts, o.lastDropped)
 }
 
 // visibility says what an entry means to this stream.
@@ -360,7 +360,11 @@ func (src *changeStreamSource) classify(e *oplogEntry) visibility {
 func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) bool) (bool, *CommandError) {
 	vis := src.classify(e)
 	if vis == hidden {
-		src.posToken = hwmToken(e.ts)
+		// A high-water mark at e's time says every entry at that time
+		// was seen: inside a transaction that holds only at its end.
+		if e.endsTxn() {
+			src.posToken = hwmToken(e.ts)
+		}
 		return true, nil
 	}
 	tok, tokErr := eventToken(e)
@@ -398,7 +402,7 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 	if err != nil {
 		return false, asCommandError(err)
 	}
-	ok, cerr := src.emitThroughStages(producedEvent{doc: doc, token: tok}, emit)
+	ok, cerr := src.emitThroughStages(producedEvent{doc: doc, token: tok, midTxn: !e.endsTxn()}, emit)
 	if cerr != nil || !ok {
 		if !ok && vis == invalidating {
 			src.pendingInvalidate = e
@@ -440,7 +444,9 @@ func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(pro
 				return false, asCommandError(err)
 			}
 			if !keep {
-				src.posToken = filteredToken(ev.token)
+				if !ev.midTxn {
+					src.posToken = filteredToken(ev.token)
+				}
 				src.done = src.done || ev.final
 				return true, nil
 			}

@@ -33,14 +33,18 @@ func matchingLocked(c *collection, match matcher, order func(a, b bson.D) int, m
 }
 
 // deleteDocLocked removes one stored document and logs it.
-func (st *store) deleteDocLocked(c *collection, d bson.D) {
+func (st *store) deleteDocLocked(c *collection, d bson.D) error {
 	id, _ := lookup(d, "_id")
+	if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
+		return err
+	}
 	c.docs.remove(idKey(id))
 	e := &oplogEntry{op: opDelete, db: c.db, coll: c.name, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
 	if c.preAndPostImages {
 		e.preImage = d
 	}
 	st.appendLocked(e)
+	return nil
 }
 
 func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
@@ -83,7 +87,7 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 			return err
 		}()
 	}
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
@@ -101,7 +105,9 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		c := st.collLocked(cc.db, coll)
 		for _, d := range matchingLocked(c, s.match, nil, s.multi) {
-			st.deleteDocLocked(c, d)
+			if err := st.deleteDocLocked(c, d); err != nil {
+				return nil, err
+			}
 			n++
 		}
 	}

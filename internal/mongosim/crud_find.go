@@ -251,7 +251,7 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	all, err := st.readDocsLocked(cc.db, coll, 0)
 	st.mu.Unlock()
@@ -350,7 +350,7 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 			return nil, err
 		}
 	}
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	docs, err := st.readDocsLocked(cc.db, coll, 0)
 	st.mu.Unlock()

@@ -154,6 +154,9 @@ func (st *store) insertLocked(c *collection, d bson.D) error {
 		return err
 	}
 	id, _ := lookup(d, "_id")
+	if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
+		return err
+	}
 	if !c.docs.insert(idKey(id), d) {
 		return dupKeyError(c.db, c.name, id)
 	}
@@ -174,7 +177,7 @@ func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		docs[i] = withIDFirst(docs[i])
 	}
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {

@@ -158,6 +158,9 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 			return out, err
 		}
 		id, _ := lookup(old, "_id")
+		if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
+			return out, err
+		}
 		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
 		if u.spec.kind == updReplacement {
 			e.op, e.fullDoc = opReplace, nd
@@ -226,7 +229,7 @@ func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
 	for i, r := range raws {
 		stmts[i], perrs[i] = parseUpdateStmt(r)
 	}
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	n, nModified := 0, 0

@@ -30,6 +30,7 @@ type cmdCtx struct {
 	cmd  bsoncore.Document // the command body
 	seqs map[string][]bsoncore.Document
 	lsid []byte // the raw lsid document, nil when the command has none
+	txn  *transaction // the transaction the command runs in, or nil
 }
 
 // commandTable maps command names to handlers. Names are case-sensitive, as
@@ -73,6 +74,8 @@ func init() {
 		"dbstats":            handleDBStats,
 		"replSetGetStatus":   handleReplSetGetStatus,
 		"findandmodify":      handleFindAndModify,
+		"commitTransaction":  handleCommitTransaction,
+		"abortTransaction":   handleAbortTransaction,
 	}
 }
 
@@ -111,12 +114,15 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	if err := s.failPoints.beforeCommand(cc); err != nil {
 		return nil, err
 	}
+	if cc.txn, err = s.enterTxn(cc); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			body, err = nil, cmdErr(codeInternalError, "mongosim: panic in %s: %v\n%s", cc.name, r, debug.Stack())
 		}
 	}()
-	return h(cc)
+	return cc.finishTxnCommand(h(cc))
 }
 
 func isHelloName(name string) bool {

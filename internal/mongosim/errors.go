@@ -36,6 +36,7 @@ const (
 	codeChangeStreamNotReplSet     int32 = 40573
 	codeCursorInUseByOtherSession  int32 = 50738
 	codeNotImplemented             int32 = 238
+	codeUnauthorized               int32 = 13
 	codeBSONObjectTooLarge         int32 = 10334
 	codeCappedPositionLost         int32 = 136
 )
@@ -62,6 +63,8 @@ var codeNames = map[int32]string{
 	16:  "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
 	56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
 	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
+	112: "WriteConflict", 117: "ConflictingOperationInProgress", 225: "TransactionTooOld",
+	251: "NoSuchTransaction", 256: "TransactionCommitted", 263: "OperationNotSupportedInTransaction",
 	136: "CappedPositionLost", 238: "NotImplemented", 10334: "BSONObjectTooLarge", 17419: "Location17419",
 }
 

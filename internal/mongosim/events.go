@@ -123,6 +123,12 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 	if e.op == opUpdate {
 		dst = appendUpdateDescription(dst, e.updateDesc, o.expanded)
 	}
+	if e.lsid != nil {
+		// An event of a transaction names it: the session as the oplog
+		// recorded it ({id, uid}) and the transaction number.
+		dst = bsoncore.AppendDocumentElement(dst, "lsid", e.lsid)
+		dst = bsoncore.AppendInt64Element(dst, "txnNumber", e.txnNumber)
+	}
 	if o.expanded {
 		switch e.op {
 		case opRename, opCreate, opCreateIndexes, opDropIndexes, opModify:

@@ -89,7 +89,7 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 		stmt.order = order
 	}
 
-	st := cc.s.store
+	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	var value any
@@ -101,7 +101,9 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 		docs := matchingLocked(c, stmt.match, order, false)
 		for _, d := range docs {
-			st.deleteDocLocked(c, d)
+			if err := st.deleteDocLocked(c, d); err != nil {
+				return nil, err
+			}
 			value = proj(d)
 		}
 		leo = append(leo, bson.E{Key: "n", Value: int32(len(docs))})

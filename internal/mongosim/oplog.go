@@ -1,6 +1,7 @@
 package mongosim
 
 import (
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -31,8 +32,9 @@ const (
 	opNoop = "n"
 )
 
-// oplogEntry is one change, written by a command under store.mu. Every entry
-// has its own cluster time, so ts alone orders and identifies entries.
+// oplogEntry is one change, written by a command under store.mu. An entry
+// is identified by its position: its cluster time, then its txnOpIndex,
+// since all the entries of one transaction share the commit's time.
 type oplogEntry struct {
 	ts       bson.Timestamp
 	wall     time.Time
@@ -53,8 +55,13 @@ type oplogEntry struct {
 	// nsType is what a create made: "collection", "view" or "timeseries".
 	nsType string
 
-	// txnOpIndex is the operation's index inside its transaction.
+	// Transactions: every entry of one commit shares its cluster time and
+	// is told apart by txnOpIndex; lsid and txnNumber name the session's
+	// transaction, and txnLast marks its last entry.
 	txnOpIndex int32
+	lsid       bson.Raw
+	txnNumber  int64
+	txnLast    bool
 
 	// encoded caches the default rendering of the event, built once by the
 	// first change stream that needs it; token caches its resume token.
@@ -83,9 +90,9 @@ type truncatedArray struct {
 type oplog struct {
 	entries []*oplogEntry
 	max     int // 0: unbounded
-	// lastDropped is the newest dropped entry's cluster time: a stream
-	// that has scanned up to it has lost nothing.
-	lastDropped bson.Timestamp
+	// lastDropped is the newest dropped entry's position: a stream that
+	// has scanned up to it has lost nothing.
+	lastDropped oplogPos
 }
 
 func (o *oplog) append(e *oplogEntry) {
@@ -96,7 +103,7 @@ func (o *oplog) append(e *oplogEntry) {
 }
 
 func (o *oplog) dropOldest(n int) {
-	o.lastDropped = o.entries[n-1].ts
+	o.lastDropped = o.entries[n-1].pos()
 	clear(o.entries[:n])
 	o.entries = o.entries[n:]
 	if cap(o.entries) > 4*len(o.entries)+1024 {
@@ -119,12 +126,43 @@ func (o *oplog) historyLost(ts bson.Timestamp) bool {
 	return len(o.entries) > 0 && tsLess(ts, o.entries[0].ts)
 }
 
-// after returns the retained entries with a cluster time later than ts.
-// The slice aliases the oplog; entries are never modified once appended.
-func (o *oplog) after(ts bson.Timestamp) []*oplogEntry {
-	i := sort.Search(len(o.entries), func(i int) bool { return tsLess(ts, o.entries[i].ts) })
+// after returns the retained entries past p. The slice aliases the oplog;
+// entries are never modified once appended.
+func (o *oplog) after(p oplogPos) []*oplogEntry {
+	i := sort.Search(len(o.entries), func(i int) bool { return p.less(o.entries[i].pos()) })
 	return o.entries[i:len(o.entries):len(o.entries)]
 }
+
+// lostAfter reports whether an entry past p was dropped, so that a stream
+// that has scanned up to p has missed it.
+func (o *oplog) lostAfter(p oplogPos) bool {
+	return o.lastDropped.ts.T != 0 && p.less(o.lastDropped)
+}
+
+// oplogPos is a position in the oplog: a cluster time and an index among
+// the entries of a transaction committed at that time.
+type oplogPos struct {
+	ts  bson.Timestamp
+	idx int64
+}
+
+// Positions around a cluster time: before every entry at ts, and after
+// every entry at ts.
+func posBefore(ts bson.Timestamp) oplogPos { return oplogPos{ts: ts, idx: -1} }
+func posAfter(ts bson.Timestamp) oplogPos  { return oplogPos{ts: ts, idx: math.MaxInt64} }
+
+func (p oplogPos) less(q oplogPos) bool {
+	if p.ts != q.ts {
+		return tsLess(p.ts, q.ts)
+	}
+	return p.idx < q.idx
+}
+
+func (e *oplogEntry) pos() oplogPos { return oplogPos{ts: e.ts, idx: int64(e.txnOpIndex)} }
+
+// endsTxn reports whether nothing of e's commit follows it: true for an
+// entry outside a transaction and for a transaction's last entry.
+func (e *oplogEntry) endsTxn() bool { return e.lsid == nil || e.txnLast }
 
 // tsLess orders cluster times.
 func tsLess(a, b bson.Timestamp) bool {

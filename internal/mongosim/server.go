@@ -104,6 +104,7 @@ type Server struct {
 	cursors    *cursorRegistry
 	failPoints *failPoints
 	log        *commandLog
+	txns       *transactions
 }
 
 // NewServer starts a server listening as configured by opts. The caller must
@@ -141,6 +142,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		cursors:    newCursorRegistry(),
 		failPoints: newFailPoints(),
 		log:        newCommandLog(cfg.logMax),
+		txns:       newTransactions(),
 		started:    time.Now(),
 	}
 	s.wg.Add(1)

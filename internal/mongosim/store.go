@@ -25,6 +25,12 @@ type store struct {
 	clock   bson.Timestamp // the newest cluster time handed out
 	oplog   oplog
 	changed chan struct{} // closed and replaced on every oplog append
+
+	// txn is set on a transaction's snapshot: its writes are recorded
+	// for the commit instead of logged.
+	txn *transaction
+	// txnLocks are the documents open transactions wrote.
+	txnLocks map[docRef]*transaction
 }
 
 type database struct {
@@ -96,6 +102,10 @@ func (st *store) nextTimeLocked() bson.Timestamp {
 // appends it to the oplog and wakes every waiting change stream. st.mu must
 // be held.
 func (st *store) appendLocked(e *oplogEntry) {
+	if st.txn != nil {
+		st.txn.record(e)
+		return
+	}
 	st.clock = st.nextTimeLocked()
 	e.ts = st.clock
 	e.wall = time.Now()
@@ -222,6 +232,30 @@ type docSet struct {
 	byID  map[string]*storedDoc
 	order []*storedDoc
 	dead  int // deleted entries still in order
+	// lastWrite is the writeSeq of the last change to each key, kept so
+	// that a transaction can tell what changed after its snapshot.
+	lastWrite map[string]uint64
+}
+
+// clone returns a copy whose changes do not reach s (the documents, being
+// immutable, are shared).
+func (s *docSet) clone() docSet {
+	out := docSet{byID: make(map[string]*storedDoc, len(s.byID)), order: make([]*storedDoc, 0, len(s.byID))}
+	for _, d := range s.order {
+		if !d.deleted {
+			cp := &storedDoc{key: d.key, doc: d.doc}
+			out.byID[d.key] = cp
+			out.order = append(out.order, cp)
+		}
+	}
+	return out
+}
+
+func (s *docSet) touch(key string) {
+	if s.lastWrite == nil {
+		s.lastWrite = make(map[string]uint64)
+	}
+	s.lastWrite[key] = writeSeq.Add(1)
 }
 
 type storedDoc struct {
@@ -249,6 +283,7 @@ func (s *docSet) insert(key string, doc bson.D) bool {
 		return false
 	}
 	sd := &storedDoc{key: key, doc: doc}
+	s.touch(key)
 	s.byID[key] = sd
 	s.order = append(s.order, sd)
 	return true
@@ -258,6 +293,7 @@ func (s *docSet) insert(key string, doc bson.D) bool {
 func (s *docSet) replace(key string, doc bson.D) {
 	if sd := s.byID[key]; sd != nil {
 		sd.doc = doc
+		s.touch(key)
 	}
 }
 
@@ -268,6 +304,7 @@ func (s *docSet) remove(key string) {
 		return
 	}
 	sd.deleted = true
+	s.touch(key)
 	delete(s.byID, key)
 	s.dead++
 	if s.dead > 64 && s.dead > len(s.order)/2 {

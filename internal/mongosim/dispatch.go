@@ -29,7 +29,7 @@ type cmdCtx struct {
 	name string            // the command name as sent (first key)
 	cmd  bsoncore.Document // the command body
 	seqs map[string][]bsoncore.Document
-	lsid []byte // the raw lsid document, nil when the command has none
+	lsid []byte       // the raw lsid document, nil when the command has none
 	txn  *transaction // the transaction the command runs in, or nil
 }
 

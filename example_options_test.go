@@ -422,8 +422,11 @@ func ExampleWithComment() {
 }
 
 // The collation applies to the string comparisons of the pipeline's
-// stages. At strength 2 the $match below ignores case: it would let
-// "Apple" and "APPLE" through too.
+// stages; without it the stream uses the collection's default collation.
+// Here the simple collation makes the $match compare bytes, so "apple"
+// matches exactly "apple", whatever case-insensitive default the
+// collection was created with. (The embedded simulator implements only
+// the simple collation and refuses others; a server applies any.)
 func ExampleWithCollation() {
 	client, shutdown := exampleClient()
 	defer shutdown()
@@ -433,7 +436,7 @@ func ExampleWithCollation() {
 
 	apples := mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "fullDocument.item", Value: "apple"}}}}}
 	cs, err := changestream.WatchCollection(ctx, orders, apples,
-		changestream.WithCollation(&options.Collation{Locale: "en", Strength: 2}))
+		changestream.WithCollation(&options.Collation{Locale: "simple"}))
 	if err != nil {
 		fmt.Println("watch:", err)
 		return
@@ -442,7 +445,7 @@ func ExampleWithCollation() {
 
 	_, _ = orders.InsertMany(ctx, []any{
 		order{ID: 1, Item: "apple", Qty: 3},
-		order{ID: 2, Item: "pear", Qty: 5},
+		order{ID: 2, Item: "APPLE", Qty: 5},
 		order{ID: 3, Item: "apple", Qty: 2},
 	})
 	for range 2 {

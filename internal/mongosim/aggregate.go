@@ -16,6 +16,9 @@ const defaultFirstBatchSize = 101
 // checks run in the order a real server runs them, so that a command with
 // several faults fails with the same error.
 func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
+	if err := cc.checkKnownFields(aggregateFields); err != nil {
+		return nil, err
+	}
 	target, err := aggregateTarget(cc)
 	if err != nil {
 		return nil, err
@@ -47,6 +50,12 @@ func handleAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	if cc.s.cfg.standalone {
 		return nil, cmdErr(codeChangeStreamNotReplSet, "The $changeStream stage is only supported on replica sets")
+	}
+	if err := checkChangeStreamReadConcern(cc); err != nil {
+		return nil, err
+	}
+	if err := checkNotView(cc, target); err != nil {
+		return nil, err
 	}
 	if cc.txn != nil {
 		return nil, cmdErr(codeOperationNotSupportedInTransaction,

@@ -374,10 +374,7 @@ func checkStage(s bson.D) error {
 	case splitStageName:
 		return splitStageOutsideChangeStream()
 	}
-	if strings.HasPrefix(s[0].Key, "$") {
-		return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
-	}
-	return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", s[0].Key)
+	return unsupportedStage(s[0].Key)
 }
 
 // runStages applies the supported pipeline stages to docs, which it does
@@ -497,7 +494,7 @@ func groupStage(docs []bson.D, spec any) ([]bson.D, error) {
 		switch ad[0].Key {
 		case "$sum", "$avg", "$min", "$max", "$first", "$last", "$push", "$count":
 		default:
-			return nil, cmdErr(15952, "unknown group operator '%s'", ad[0].Key)
+			return nil, unsupportedAccumulator(ad[0].Key)
 		}
 		accs = append(accs, acc{name: e.Key, op: ad[0].Key, arg: ad[0].Value})
 	}

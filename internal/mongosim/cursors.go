@@ -188,6 +188,9 @@ func cloneBytes(b []byte) []byte {
 const defaultAwaitTime = time.Second
 
 func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
+	if err := cc.checkKnownFields(getMoreFields); err != nil {
+		return nil, err
+	}
 	idVal, ok := cc.field("getMore")
 	if !ok {
 		return nil, cmdErr(codeFailedToParse, "BSON field 'getMore.getMore' is missing but a required field")

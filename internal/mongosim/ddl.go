@@ -76,6 +76,9 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, cmdErr(codeNamespaceExists, "namespace %s.%s already exists, but with different options: %s",
 			cc.db, coll, formatDoc(append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, c.options...)))
 	}
+	if err := checkCollectionOptions(opts); err != nil {
+		return nil, err
+	}
 	st.createCollLocked(cc.db, coll, opts)
 	return nil, nil
 }
@@ -398,6 +401,9 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 				spec = append(spec, e)
 			}
 		}
+		if err := checkIndexSpec(spec); err != nil {
+			return nil, err
+		}
 		wanted = append(wanted, spec)
 	}
 	st := cc.s.store
@@ -529,6 +535,9 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	opts, err := cc.commandOptions()
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCollectionOptions(opts); err != nil {
 		return nil, err
 	}
 	for _, e := range opts {

@@ -117,6 +117,9 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	if cc.txn, err = s.enterTxn(cc); err != nil {
 		return nil, err
 	}
+	if err := cc.checkCollations(); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			body, err = nil, cmdErr(codeInternalError, "mongosim: panic in %s: %v\n%s", cc.name, r, debug.Stack())

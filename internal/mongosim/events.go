@@ -409,7 +409,7 @@ func checkExpr(v any) error {
 			if x[0].Key == "$literal" && len(x) == 1 {
 				return nil
 			}
-			return cmdErr(168, "Unrecognized expression '%s'", x[0].Key)
+			return unsupportedExpression(x[0].Key)
 		}
 		for _, f := range x {
 			if err := checkExpr(f.Value); err != nil {

@@ -50,7 +50,7 @@ func compileProjection(spec bson.D) (projector, error) {
 		for _, e := range spec {
 			full := prefix + e.Key
 			if strings.HasPrefix(e.Key, "$") {
-				return cmdErr(31395, "mongosim: projection operator %s is not supported", e.Key)
+				return notImplemented("the projection operator %s", e.Key)
 			}
 			parts := strings.Split(e.Key, ".")
 			node := n
@@ -83,12 +83,18 @@ func compileProjection(spec bson.D) (projector, error) {
 					continue
 				}
 				if len(v) > 0 && (v[0].Key == "$slice" || v[0].Key == "$elemMatch") {
-					return cmdErr(31395, "mongosim: projection operator %s is not supported", v[0].Key)
+					return notImplemented("the projection operator %s", v[0].Key)
+				}
+				if err := checkExpr(v); err != nil {
+					return err
 				}
 				m = 1
 				f := node.get(last)
 				f.expr, f.hasExpr = v, true
 			default:
+				if err := checkExpr(v); err != nil {
+					return err
+				}
 				m = 1
 				f := node.get(last)
 				f.expr, f.hasExpr = v, true

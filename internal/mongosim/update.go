@@ -304,7 +304,9 @@ func expandPositional(doc bson.D, parts []string, uc *updateContext) ([][]string
 	}
 	c := parts[pos]
 	if c == "$" {
-		return nil, cmdErr(codeBadValue, "The positional operator did not find the match needed from the query.")
+		// The server resolves $ to the array position the query matched;
+		// the matcher here does not report positions.
+		return nil, notImplemented("the positional $ update operator (use $[] or $[<identifier>] with arrayFilters)")
 	}
 	if !strings.HasPrefix(c, "$[") || !strings.HasSuffix(c, "]") {
 		return [][]string{parts}, nil
@@ -950,7 +952,7 @@ func evalAggExpr(root bson.D, expr any) (any, error) {
 			return cloneValue(x[0].Value), nil
 		}
 		if len(x) > 0 && strings.HasPrefix(x[0].Key, "$") {
-			return nil, cmdErr(codeInvalidOptions, "mongosim: expression %s is not supported", x[0].Key)
+			return nil, unsupportedExpression(x[0].Key)
 		}
 		out := make(bson.D, 0, len(x))
 		for _, e := range x {

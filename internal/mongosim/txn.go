@@ -69,15 +69,14 @@ type transaction struct {
 	number int64
 	state  txnState
 
-	parent      *store // the server's store
-	snap        *store // the snapshot the transaction reads and writes
-	snapSeq     uint64
-	snapUUIDs   map[[2]string][16]byte
-	written     map[docRef]bool
-	entries     []*oplogEntry
-	conflict    *CommandError
-	commitTime  bson.Timestamp
-	commitCount int
+	parent     *store // the server's store
+	snap       *store // the snapshot the transaction reads and writes
+	snapSeq    uint64
+	snapUUIDs  map[[2]string][16]byte
+	written    map[docRef]bool
+	entries    []*oplogEntry
+	conflict   *CommandError
+	commitTime bson.Timestamp
 }
 
 // transactions are the sessions' transactions, by session id.

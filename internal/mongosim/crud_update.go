@@ -144,7 +144,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		return out, err
 	}
 	for _, old := range matchingLocked(c, u.match, u.order, u.multi) {
-		uc := &updateContext{arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked()}
+		uc := &updateContext{arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked(), log: &updateLog{}}
 		nd, err := u.spec.apply(old, uc)
 		if err != nil {
 			return out, err
@@ -165,7 +165,12 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		if u.spec.kind == updReplacement {
 			e.op, e.fullDoc = opReplace, nd
 		} else {
-			e.op, e.updateDesc = opUpdate, diffUpdate(old, nd)
+			e.op = opUpdate
+			if u.spec.kind == updPipeline {
+				e.updateDesc = diffUpdate(old, nd)
+			} else {
+				e.updateDesc = uc.log.describe(nd)
+			}
 			if e.updateDesc == nil {
 				continue
 			}

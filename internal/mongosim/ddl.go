@@ -441,10 +441,24 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 			added = append(added, spec)
 		}
 	}
+	// On a collection with documents the server builds the indexes of one
+	// command together and commits them in one oplog entry
+	// (commitIndexBuild), so one event lists them all; on an empty one it
+	// creates each at once and logs one entry apiece
+	// (index_builds_coordinator.cpp, createIndexesOnEmptyCollection).
+	var together bson.A
 	for _, spec := range added {
 		c.indexes = append(slices.Clip(c.indexes), spec)
+		if c.docs.len() > 0 {
+			together = append(together, spec)
+			continue
+		}
 		st.appendLocked(&oplogEntry{op: opCreateIndexes, db: cc.db, coll: coll, collUUID: c.uuid,
 			opDesc: bson.D{{Key: "indexes", Value: bson.A{spec}}}})
+	}
+	if len(together) > 0 {
+		st.appendLocked(&oplogEntry{op: opCreateIndexes, db: cc.db, coll: coll, collUUID: c.uuid,
+			opDesc: bson.D{{Key: "indexes", Value: together}}})
 	}
 	reply := bson.D{{Key: "numIndexesBefore", Value: before}, {Key: "numIndexesAfter", Value: int32(len(c.indexes) + 1)}}
 	if len(added) == 0 {
@@ -563,15 +577,66 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A modify event carries the state the change replaced
+	// (stateBeforeChange): the collection's options with its uuid, and
+	// for an index change the index's previous values of what changed.
+	before := bson.D{{Key: "collectionOptions", Value: append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, cloneDoc(c.options)...)}}
 	newOpts := cloneDoc(c.options)
 	for _, e := range opts {
-		if e.Key == "index" || e.Key == "dryRun" {
-			continue
+		switch e.Key {
+		case "dryRun":
+		case "index":
+			prev, err := c.modifyIndex(cc.db, e.Value)
+			if err != nil {
+				return nil, err
+			}
+			before = append(before, bson.E{Key: "indexOptions", Value: prev})
+		default:
+			newOpts = setOrAppend(newOpts, e.Key, e.Value)
 		}
-		newOpts = setOrAppend(newOpts, e.Key, e.Value)
 	}
 	c.options = newOpts
 	c.preAndPostImages = preAndPostImagesEnabled(newOpts)
-	st.appendLocked(&oplogEntry{op: opModify, db: cc.db, coll: coll, collUUID: c.uuid, opDesc: opts})
+	st.appendLocked(&oplogEntry{op: opModify, db: cc.db, coll: coll, collUUID: c.uuid, opDesc: opts, stateBefore: before})
 	return nil, nil
+}
+
+// modifyIndex applies collMod's index option ({name or keyPattern, then
+// the options to change}) and returns the previous values of what changed.
+func (c *collection) modifyIndex(db string, v any) (bson.D, error) {
+	spec, ok := v.(bson.D)
+	if !ok {
+		return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.index' is the wrong type '%s', expected type 'object'", typeName(v))
+	}
+	name, hasName := lookup(spec, "name")
+	key, hasKey := lookup(spec, "keyPattern")
+	if !hasName && !hasKey {
+		return nil, cmdErr(codeInvalidOptions, "no name or key pattern specified")
+	}
+	for i, ix := range c.indexes {
+		if (hasName && identical(name, mustLookup(ix, "name"))) || (hasKey && identical(key, mustLookup(ix, "key"))) {
+			prev := bson.D{}
+			updated := cloneDoc(ix)
+			for _, e := range spec {
+				if e.Key == "name" || e.Key == "keyPattern" {
+					continue
+				}
+				old, had := lookup(ix, e.Key)
+				if !had && e.Key == "hidden" {
+					old, had = false, true
+				}
+				if had {
+					prev = append(prev, bson.E{Key: e.Key, Value: old})
+				}
+				updated = setOrAppend(updated, e.Key, e.Value)
+			}
+			c.indexes = append(slices.Clip(c.indexes[:i]), append([]bson.D{updated}, c.indexes[i+1:]...)...)
+			return prev, nil
+		}
+	}
+	what := name
+	if !hasName {
+		what = key
+	}
+	return nil, cmdErr(27, "cannot find index %s for ns %s.%s", formatValue(what), db, c.name)
 }

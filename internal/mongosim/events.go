@@ -137,6 +137,9 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 			// the rename replaced an existing collection.
 			dst = appendDocValue(dst, "operationDescription", e.opDesc)
 		}
+		if e.op == opModify && e.stateBefore != nil {
+			dst = appendDocValue(dst, "stateBeforeChange", e.stateBefore)
+		}
 		if e.op == opCreate && reportsNSType {
 			dst = bsoncore.AppendStringElement(dst, "nsType", e.nsType)
 		}

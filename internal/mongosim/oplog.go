@@ -52,6 +52,7 @@ type oplogEntry struct {
 	// DDL changes.
 	toDB, toColl string // rename target
 	opDesc       bson.D // operationDescription for expanded events
+	stateBefore  bson.D // a modify event's stateBeforeChange
 	// nsType is what a create made: "collection", "view" or "timeseries".
 	nsType string
 

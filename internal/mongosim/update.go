@@ -227,6 +227,9 @@ type updateContext struct {
 	arrayFilters map[string]matcher
 	now          time.Time
 	ts           bson.Timestamp // for $currentDate {$type: "timestamp"}
+	// log, when set, collects what each operator changed, for the
+	// change event's updateDescription.
+	log *updateLog
 }
 
 // apply returns the updated copy of old; old is not modified.
@@ -271,6 +274,12 @@ func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
 			var v any
 			if v, err = applyOp(doc, op, parts, uc); err != nil {
 				return nil, err
+			}
+			if uc.log != nil {
+				// old, which apply never modifies, is the state before
+				// this operator: the operators of one update touch
+				// disjoint paths (checkConflicts).
+				uc.log.record(op, parts, old, v.(bson.D))
 			}
 			doc = v.(bson.D)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/changestream-go/changestream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
 // An update event names the namespace and the key of the changed document
@@ -118,10 +119,15 @@ func ExampleUpdateDescription() {
 	}
 	defer cs.Close(context.Background())
 
-	_, _ = orders.UpdateByID(ctx, int32(1), bson.D{
-		{Key: "$set", Value: bson.D{{Key: "qty", Value: int32(4)}}},
-		{Key: "$unset", Value: bson.D{{Key: "note", Value: ""}}},
-		{Key: "$pop", Value: bson.D{{Key: "tags", Value: 1}}},
+	// A pipeline update: the server describes it by diffing the document,
+	// so the shortened array is reported as truncated. (An operator such
+	// as $pop would report the whole new array in UpdatedFields instead.)
+	_, _ = orders.UpdateByID(ctx, int32(1), mongo.Pipeline{
+		{{Key: "$set", Value: bson.D{
+			{Key: "qty", Value: int32(4)},
+			{Key: "tags", Value: bson.D{{Key: "$literal", Value: bson.A{"red", "fresh"}}}},
+		}}},
+		{{Key: "$unset", Value: "note"}},
 	})
 	if !cs.Next(ctx) {
 		fmt.Println("stream:", cs.Err())

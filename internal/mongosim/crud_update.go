@@ -168,13 +168,18 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 			e.op = opUpdate
 			if u.spec.kind == updPipeline {
 				e.updateDesc = diffUpdate(old, nd)
+				if e.updateDesc != nil && diffLargerThan(e.updateDesc, nd) {
+					// The server logs such an update as a replacement,
+					// and a change stream reports a replace.
+					e.op, e.fullDoc, e.updateDesc = opReplace, nd, nil
+				}
 			} else {
 				e.updateDesc = uc.log.describe(nd)
 			}
-			if e.updateDesc == nil {
+			if e.op == opUpdate && e.updateDesc == nil {
 				continue
 			}
-			if c.preAndPostImages {
+			if c.preAndPostImages && e.op == opUpdate {
 				e.postImage = nd
 			}
 		}

@@ -139,3 +139,32 @@ func TestNoOpUpdateHasNoEvent(t *testing.T) {
 	require.True(t, cs.Next(ctx), "%v", cs.Err())
 	assert.Equal(t, "insert", cs.Current.Lookup("operationType").StringValue(), "no update event came first")
 }
+
+// TestPipelineUpdateAsReplace: a pipeline update that rewrites most of the
+// document is logged whole, and the event is a replace
+// (jstests/change_streams/pipeline_style_updates.js).
+func TestPipelineUpdateAsReplace(t *testing.T) {
+	t.Parallel()
+	_, c, ctx := csSetup(t)
+	coll := c.Database("db").Collection("c")
+	_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "a", Value: 1}, {Key: "b", Value: 2}})
+	require.NoError(t, err)
+	cs, err := coll.Watch(ctx, mongo.Pipeline{})
+	require.NoError(t, err)
+	defer cs.Close(ctx)
+	_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, mongo.Pipeline{
+		{{Key: "$unset", Value: bson.A{"a", "b"}}},
+		{{Key: "$set", Value: bson.D{{Key: "c", Value: 3}}}},
+	})
+	require.NoError(t, err)
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	assert.Equal(t, "replace", cs.Current.Lookup("operationType").StringValue())
+	assert.Equal(t, bson.Raw(mustMarshal(t, bson.D{{Key: "_id", Value: int32(1)}, {Key: "c", Value: int32(3)}})), cs.Current.Lookup("fullDocument").Document())
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := bson.Marshal(v)
+	require.NoError(t, err)
+	return b
+}

@@ -202,3 +202,30 @@ func componentStrings(p []pathComponent) []string {
 	}
 	return out
 }
+
+// diffLargerThan reports whether the delta of a pipeline update is larger
+// than the updated document, in which case the server logs the whole
+// document instead (doc_diff::computeOplogDiff gives up on a diff larger
+// than the post-image; jstests/change_streams/pipeline_style_updates.js).
+// The size is that of the delta as {u: {path: value}, d: {path: false}}
+// plus the truncated arrays, within a few bytes per field of the server's
+// nested encoding.
+func diffLargerThan(ud *updateDescription, post bson.D) bool {
+	delta := bson.D{}
+	if len(ud.updatedFields) > 0 {
+		delta = append(delta, bson.E{Key: "u", Value: ud.updatedFields})
+	}
+	if len(ud.removedFields) > 0 {
+		d := make(bson.D, len(ud.removedFields))
+		for i, f := range ud.removedFields {
+			d[i] = bson.E{Key: f, Value: false}
+		}
+		delta = append(delta, bson.E{Key: "d", Value: d})
+	}
+	for _, t := range ud.truncatedArrays {
+		delta = append(delta, bson.E{Key: "s" + t.field, Value: bson.D{{Key: "a", Value: true}, {Key: "l", Value: t.newSize}}})
+	}
+	a, err1 := bson.Marshal(delta)
+	b, err2 := bson.Marshal(post)
+	return err1 == nil && err2 == nil && len(a) > len(b)
+}

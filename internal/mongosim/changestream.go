@@ -466,9 +466,17 @@ func (src *changeStreamSource) emitThroughStages(ev producedEvent, emit func(pro
 		}
 		ev.doc = b
 	}
-	evs := []producedEvent{ev}
 	skip := src.skipFragments
 	src.skipFragments = 0
+	if skip == 0 && len(ev.doc) <= maxUserObjectSize {
+		// The common case: one event, whole.
+		if !emit(ev) {
+			src.held = append(src.held[:0:0], ev)
+			return false, nil
+		}
+		return true, nil
+	}
+	evs := []producedEvent{ev}
 	switch {
 	case src.split && len(ev.doc) > maxUserObjectSize:
 		frags, err := splitEvent(ev.doc, ev.token, skip)

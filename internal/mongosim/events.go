@@ -50,30 +50,29 @@ func buildEventToken(e *oplogEntry, fromInvalidate bool) (resumeToken, error) {
 	if e.op != opDropDatabase {
 		u := e.collUUID
 		sp.uuid = &u
-		id := bsoncore.NewDocumentBuilder().AppendString("operationType", e.op)
-		var err error
+		sp.opType = e.op
+		var d bson.D
 		switch e.op {
 		case opInsert, opUpdate, opReplace, opDelete:
-			id, err = appendDocField(id, "documentKey", e.docKey)
+			if len(e.docKey) == 1 && e.docKey[0].Key == "_id" {
+				sp.docKeyID = e.docKey[0].Value
+				break
+			}
+			sp.idKey, d = "documentKey", e.docKey
 		default:
 			if e.opDesc != nil {
-				id, err = appendDocField(id, "operationDescription", e.opDesc)
+				sp.idKey, d = "operationDescription", e.opDesc
 			}
 		}
-		if err != nil {
-			return resumeToken{}, err
+		if sp.idKey != "" {
+			raw, err := bson.Marshal(d)
+			if err != nil {
+				return resumeToken{}, cmdErr(codeInternalError, "mongosim: encoding %s: %v", sp.idKey, err)
+			}
+			sp.idValue = bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: raw}
 		}
-		sp.eventID = id.Build()
 	}
 	return sp.build()
-}
-
-func appendDocField(b *bsoncore.DocumentBuilder, key string, d bson.D) (*bsoncore.DocumentBuilder, error) {
-	raw, err := bson.Marshal(d)
-	if err != nil {
-		return nil, cmdErr(codeInternalError, "mongosim: encoding %s: %v", key, err)
-	}
-	return b.AppendDocument(key, raw), nil
 }
 
 // defaultEvent returns the event of e in the default shape, built once per
@@ -95,7 +94,8 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 	if err != nil {
 		return nil, err
 	}
-	dst = bsoncore.AppendDocumentElement(dst, "_id", tok.doc())
+	dst = bsoncore.AppendHeader(dst, bsoncore.TypeEmbeddedDocument, "_id")
+	dst = tok.appendDoc(dst)
 	dst = bsoncore.AppendStringElement(dst, "operationType", e.op)
 	dst = bsoncore.AppendTimestampElement(dst, "clusterTime", e.ts.T, e.ts.I)
 	if o.expanded && e.op != opDropDatabase && e.nsType != "view" {

@@ -121,7 +121,7 @@ func (o *oplog) truncate() {
 
 // historyLost reports whether ts is older than the oldest retained entry,
 // so that a stream cannot start or resume from it: the server's check
-// (change_stream_history_lost.js) compares the start point with the
+// (DocumentSourceChangeStreamCheckResumability) compares the start point with the
 // oplog's first entry, whether or not anything was ever truncated.
 func (o *oplog) historyLost(ts bson.Timestamp) bool {
 	return len(o.entries) > 0 && tsLess(ts, o.entries[0].ts)

@@ -57,10 +57,9 @@ func TestNoopIntervalNegative(t *testing.T) {
 // TestTokenFromAnotherLife: a token older than the oldest retained oplog
 // entry is lost history (286) even though nothing was ever truncated, as
 // on a new deployment, whose oplog starts with the entry that initiated
-// it: a simulator started after the one that issued the token (even in
-// the same second) refuses it instead of silently skipping events
-// (change_stream_history_lost.js checks the start against the oplog's
-// first entry).
+// it: a simulator started after the one that issued the token refuses it
+// instead of silently skipping events (the resumability check compares
+// the start with the oplog's first entry).
 func TestTokenFromAnotherLife(t *testing.T) {
 	t.Parallel()
 	_, c1, ctx := csSetup(t)

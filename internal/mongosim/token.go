@@ -69,13 +69,47 @@ type tokenSpec struct {
 	fromInvalidate bool
 	uuid           *[16]byte
 	eventID        bsoncore.Document // nil for high-water marks
-	fragment       int32             // fragmentNum+1, or 0
+	// Or, without building that document: the operation type and the
+	// one field that follows it (documentKey or operationDescription).
+	opType   string
+	idKey    string
+	idValue  bsoncore.Value
+	docKeyID any   // for a documentKey of {_id} alone: the _id
+	fragment int32 // fragmentNum+1, or 0
+}
+
+// appendIDField appends the field _id: id, directly for the common types
+// of an _id and through BSON for the others.
+func appendIDField(b *keystring.Builder, id any) error {
+	var scratch [16]byte
+	var v bsoncore.Value
+	switch x := id.(type) {
+	case int32:
+		v = bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(scratch[:0], x)}
+	case int64:
+		v = bsoncore.Value{Type: bsoncore.TypeInt64, Data: bsoncore.AppendInt64(scratch[:0], x)}
+	case bson.ObjectID:
+		v = bsoncore.Value{Type: bsoncore.TypeObjectID, Data: append(scratch[:0], x[:]...)}
+	case string:
+		b.AppendStringField("_id", x)
+		return nil
+	default:
+		t, data, err := bson.MarshalValue(id)
+		if err != nil {
+			return err
+		}
+		v = bsoncore.Value{Type: bsoncore.Type(t), Data: data}
+	}
+	return b.AppendField("_id", v)
 }
 
 // build encodes the spec. It fails only for an eventIdentifier holding a
 // value the keystring package does not encode.
 func (sp tokenSpec) build() (resumeToken, error) {
+	// Built in a stack buffer: the key is copied out as a string below.
+	var scratch [160]byte
 	var b keystring.Builder
+	b.Reset(scratch[:0])
 	b.AppendTimestamp(sp.ts.T, sp.ts.I)
 	b.AppendInt(tokenVersion)
 	if sp.highWaterMark {
@@ -87,32 +121,46 @@ func (sp tokenSpec) build() (resumeToken, error) {
 	b.AppendBool(sp.fromInvalidate)
 	if sp.uuid != nil {
 		b.AppendUUID(*sp.uuid)
-		if sp.eventID != nil {
-			if err := b.AppendDocument(sp.eventID); err != nil {
-				return resumeToken{}, notImplemented("a resume token for this event: %v", err)
+		var err error
+		switch {
+		case sp.eventID != nil:
+			err = b.AppendDocument(sp.eventID)
+		case sp.opType != "":
+			b.StartObject()
+			b.AppendStringField("operationType", sp.opType)
+			switch {
+			case sp.docKeyID != nil:
+				// {documentKey: {_id: <id>}} without encoding it as BSON.
+				b.StartField("documentKey", bsoncore.TypeEmbeddedDocument)
+				b.StartObject()
+				err = appendIDField(&b, sp.docKeyID)
+				b.EndObject()
+			case sp.idKey != "":
+				err = b.AppendField(sp.idKey, sp.idValue)
 			}
+			b.EndObject()
+		}
+		if err != nil {
+			return resumeToken{}, notImplemented("a resume token for this event: %v", err)
 		}
 	}
 	var unsplit []byte
 	if sp.fragment > 0 {
-		k, _, err := b.Key()
-		if err != nil {
-			return resumeToken{}, notImplemented("a resume token for this event: %v", err)
-		}
-		unsplit = k
+		unsplit = b.Snapshot()
 		b.AppendInt(sp.fragment - 1)
 	}
 	key, tb, err := b.Key()
 	if err != nil {
 		return resumeToken{}, notImplemented("a resume token for this event: %v", err)
 	}
-	if unsplit == nil {
-		unsplit = key
-	}
 	t := resumeToken{
 		ts: sp.ts, highWaterMark: sp.highWaterMark, txnOpIndex: sp.txnOpIndex,
 		fromInvalidate: sp.fromInvalidate, fragment: sp.fragment,
-		key: string(key), typeBits: string(tb), unsplit: string(unsplit),
+		key: string(key), typeBits: string(tb),
+	}
+	t.unsplit = t.key
+	if unsplit != nil {
+		t.unsplit = string(unsplit)
 	}
 	if sp.uuid != nil {
 		t.hasUUID, t.uuid = true, *sp.uuid

@@ -20,7 +20,7 @@ import (
 //     anyone changed since the snapshot, fails at once with WriteConflict
 //     (112), labelled TransientTransactionError, and aborts the
 //     transaction (the server's write-conflict rule under snapshot
-//     isolation; jstests/core/txns/write_conflicts_with_non_txns.js).
+//     isolation, as the manual's "Transactions and Write Conflicts" has it).
 //   - commitTransaction logs every write of the transaction at one cluster
 //     time, numbered by txnOpIndex, with the session's lsid and txnNumber,
 //     as the server expands an applyOps entry into change events.

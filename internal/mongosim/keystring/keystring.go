@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -75,10 +76,52 @@ const maxExactInteger = 1 << 53
 // ErrUnsupported reports a value this package does not encode.
 var ErrUnsupported = errors.New("keystring: value not supported by the simulator's KeyString encoder")
 
-// Builder appends values to a KeyString. The zero value is ready to use.
+// Builder appends values to a KeyString. The zero value is ready to use;
+// Grow avoids reallocations when the size is known.
 type Builder struct {
 	buf  []byte
 	bits typeBits
+}
+
+// Grow makes room for n more bytes.
+func (b *Builder) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
+
+// Reset empties the builder and makes it write into buf's storage, so a
+// caller can build a key in a stack buffer.
+func (b *Builder) Reset(buf []byte) { *b = Builder{buf: buf[:0]} }
+
+// StartObject begins an object whose fields follow (AppendField), closed
+// by EndObject.
+func (b *Builder) StartObject() { b.buf = append(b.buf, typeObject) }
+
+// EndObject closes the object StartObject began.
+func (b *Builder) EndObject() { b.buf = append(b.buf, 0) }
+
+// StartField begins a field of an open object whose value the caller
+// appends next (StartObject for a document).
+func (b *Builder) StartField(name string, t bsoncore.Type) {
+	b.buf = append(b.buf, genericType(t))
+	b.buf = append(append(b.buf, name...), 0)
+}
+
+// AppendStringField appends a string field of an open object.
+func (b *Builder) AppendStringField(name, s string) {
+	b.buf = append(b.buf, typeStringLike)
+	b.buf = append(append(b.buf, name...), 0)
+	b.bits.append(0)
+	b.buf = append(b.buf, typeStringLike)
+	b.appendStringLike(s)
+}
+
+// AppendField appends one field of an open object.
+func (b *Builder) AppendField(name string, v bsoncore.Value) error {
+	t := genericType(v.Type)
+	if t == 0 {
+		return fmt.Errorf("%w: BSON type %s in field %q", ErrUnsupported, v.Type, name)
+	}
+	b.buf = append(b.buf, t)
+	b.buf = append(append(b.buf, name...), 0)
+	return b.AppendValue(v)
 }
 
 // AppendTimestamp appends a BSON timestamp.
@@ -243,33 +286,37 @@ func (b *Builder) AppendDocument(doc bsoncore.Document) error {
 	if err != nil {
 		return fmt.Errorf("keystring: malformed document: %w", err)
 	}
-	b.buf = append(b.buf, typeObject)
+	b.StartObject()
 	for _, e := range elems {
-		v := e.Value()
-		t := genericType(v.Type)
-		if t == 0 {
-			return fmt.Errorf("%w: BSON type %s in field %q", ErrUnsupported, v.Type, e.Key())
-		}
 		// (generic type, name, value): objects order by the kind of each
 		// field's value before its name, as the server orders them.
-		b.buf = append(b.buf, t)
-		b.buf = append(append(b.buf, e.Key()...), 0)
-		if err := b.AppendValue(v); err != nil {
+		if err := b.AppendField(e.Key(), e.Value()); err != nil {
 			return err
 		}
 	}
-	b.buf = append(b.buf, 0)
+	b.EndObject()
 	return nil
 }
 
 // Key returns the KeyString with its end byte, and the serialized type
-// bits, nil when every bit is zero (the server then sends none).
+// bits, nil when every bit is zero (the server then sends none). The key
+// shares the builder's buffer: the builder must not be used afterwards
+// except through Snapshot.
 func (b *Builder) Key() (key, typeBits []byte, err error) {
 	tb, err := b.bits.serialize()
 	if err != nil {
 		return nil, nil, err
 	}
-	return append(append([]byte(nil), b.buf...), end), tb, nil
+	return append(b.buf, end), tb, nil
+}
+
+// Snapshot returns a copy of the key so far, with its end byte, and leaves
+// the builder usable.
+func (b *Builder) Snapshot() []byte {
+	out := make([]byte, len(b.buf)+1)
+	copy(out, b.buf)
+	out[len(b.buf)] = end
+	return out
 }
 
 func (b *Builder) appendBinary(sub byte, data []byte) {
@@ -371,20 +418,37 @@ func errMalformed(v bsoncore.Value) error {
 // each number (2 bits) and string versus symbol (1 bit), packed from the low
 // bit of each byte up.
 type typeBits struct {
-	data []byte
+	// low holds the first 64 bits, so the common key (a few numbers and
+	// strings) costs no allocation; more spill into high.
+	low  uint64
+	high []byte
 	n    int // bits written
 	any  bool
 }
 
 func (t *typeBits) append(bit byte) {
-	if t.n%8 == 0 {
-		t.data = append(t.data, 0)
+	if t.n >= 64 && (t.n-64)%8 == 0 {
+		t.high = append(t.high, 0)
 	}
 	if bit != 0 {
-		t.data[t.n/8] |= 1 << (t.n % 8)
 		t.any = true
+		if t.n < 64 {
+			t.low |= 1 << t.n
+		} else {
+			t.high[(t.n-64)/8] |= 1 << ((t.n - 64) % 8)
+		}
 	}
 	t.n++
+}
+
+// bytes returns the bits written, packed low bit first.
+func (t *typeBits) bytes() []byte {
+	nbytes := (t.n + 7) / 8
+	out := make([]byte, 0, nbytes)
+	for i := 0; i < min(nbytes, 8); i++ {
+		out = append(out, byte(t.low>>(8*i)))
+	}
+	return append(out, t.high...)
 }
 
 func (t *typeBits) appendNumber(kind byte) {
@@ -396,15 +460,17 @@ func (t *typeBits) appendNumber(kind byte) {
 // every bit is zero; a single byte when the bits fit in one byte whose high
 // bit is clear; otherwise a size byte (0x80 | length) and the data bytes.
 func (t *typeBits) serialize() ([]byte, error) {
-	switch {
-	case !t.any:
+	if !t.any {
 		return nil, nil
-	case len(t.data) == 1 && t.data[0]&0x80 == 0:
-		return []byte{t.data[0]}, nil
-	case len(t.data) > maxShortTypeBits:
+	}
+	data := t.bytes()
+	switch {
+	case len(data) == 1 && data[0]&0x80 == 0:
+		return data, nil
+	case len(data) > maxShortTypeBits:
 		return nil, fmt.Errorf("%w: more than %d bytes of type bits", ErrUnsupported, maxShortTypeBits)
 	}
-	return append([]byte{0x80 | byte(len(t.data))}, t.data...), nil
+	return append([]byte{0x80 | byte(len(data))}, data...), nil
 }
 
 // maxShortTypeBits is the most data bytes a size byte can announce.

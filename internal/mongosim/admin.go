@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -53,14 +54,14 @@ func handleDistinct(cc *cmdCtx) (bsoncore.Document, error) {
 	values := bson.A{}
 	add := func(v any) {
 		for _, seen := range values {
-			if compareValues(seen, v) == 0 {
+			if query.CompareValues(seen, v) == 0 {
 				return
 			}
 		}
 		values = append(values, v)
 	}
 	for _, d := range docs {
-		v, ok := docPathValue(d, strings.Split(key, "."))
+		v, ok := query.DocPathValue(d, strings.Split(key, "."))
 		if !ok {
 			continue
 		}
@@ -89,7 +90,7 @@ func (cc *cmdCtx) matchingDocs(cmd, filterKey string) ([]bson.D, error) {
 	if err != nil {
 		return nil, err
 	}
-	match, err := compileFilter(filter)
+	match, err := query.CompileFilter(filter)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package mongosim
 import (
 	"strings"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -102,7 +103,7 @@ func aggregateTarget(cc *cmdCtx) (string, error) {
 		}
 		return "", nil
 	}
-	return "", cmdErr(codeBadValue, "collection name has invalid type %s", typeAlias(v.Type))
+	return "", cmdErr(codeBadValue, "collection name has invalid type %s", query.TypeAlias(v.Type))
 }
 
 // aggregateCursorArg reads cursor.batchSize: it returns the first batch
@@ -331,31 +332,11 @@ func parseChangeStreamSpec(cc *cmdCtx, target string, v bsoncore.Value) (streamS
 	return spec, scope, nil
 }
 
-// allowedStreamStages are the stages a real server accepts after
-// $changeStream.
-var allowedStreamStages = map[string]bool{
-	"$match": true, "$project": true, "$addFields": true, "$set": true, "$unset": true,
-	"$replaceRoot": true, "$replaceWith": true, "$redact": true, "$changeStreamSplitLargeEvent": true,
-}
-
-// knownStages are the other stage names a real server parses; any of them
-// after $changeStream is refused as not permitted rather than unrecognized.
-var knownStages = map[string]bool{
-	"$bucket": true, "$bucketAuto": true, "$changeStream": true, "$collStats": true, "$count": true,
-	"$currentOp": true, "$densify": true, "$documents": true, "$facet": true, "$fill": true,
-	"$geoNear": true, "$graphLookup": true, "$group": true, "$indexStats": true, "$limit": true,
-	"$listLocalSessions": true, "$listSessions": true, "$lookup": true, "$merge": true, "$out": true,
-	"$planCacheStats": true, "$sample": true, "$search": true, "$searchMeta": true,
-	"$setWindowFields": true, "$skip": true, "$sort": true, "$sortByCount": true, "$unionWith": true,
-	"$unwind": true, "$vectorSearch": true, "$listSearchIndexes": true, "$querySettings": true,
-	"$queryStats": true, "$shardedDataDistribution": true, "$listSampledQueries": true,
-}
-
 // parseStreamStages compiles the stages after $changeStream. Parse errors
 // come in stage order; a stage that is not allowed in a change stream is
 // reported only after every stage parsed, as the server validates the
 // whole pipeline after parsing it.
-func parseStreamStages(stages []bsoncore.Value) (out []eventStage, split bool, err error) {
+func parseStreamStages(stages []bsoncore.Value) (out []query.EventStage, split bool, err error) {
 	var notPermitted string
 	for i, v := range stages {
 		d, ok := v.DocumentOK()
@@ -370,8 +351,8 @@ func parseStreamStages(stages []bsoncore.Value) (out []eventStage, split bool, e
 		if name == "$changeStream" {
 			return nil, false, cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
 		}
-		if !allowedStreamStages[name] {
-			if !knownStages[name] {
+		if !query.AllowedStreamStages[name] {
+			if !query.KnownStages[name] {
 				return nil, false, cmdErr(40324, "Unrecognized pipeline stage name: '%s'", name)
 			}
 			if notPermitted == "" {
@@ -379,14 +360,14 @@ func parseStreamStages(stages []bsoncore.Value) (out []eventStage, split bool, e
 			}
 			continue
 		}
-		if name == splitStageName {
+		if name == query.SplitStageName {
 			if err := parseSplitStage(spec, i, len(stages)); err != nil {
 				return nil, false, err
 			}
 			split = true
 			continue
 		}
-		st, err := compileEventStage(name, spec)
+		st, err := query.CompileEventStage(name, spec)
 		if err != nil {
 			return nil, false, err
 		}

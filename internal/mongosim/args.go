@@ -3,6 +3,7 @@ package mongosim
 import (
 	"math"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -21,43 +22,7 @@ func (cc *cmdCtx) field(key string) (bsoncore.Value, bool) {
 
 func typeMismatch(cmd, key string, got bsoncore.Type, want string) *CommandError {
 	return cmdErr(codeTypeMismatch, "BSON field '%s.%s' is the wrong type '%s', expected type '%s'",
-		cmd, key, typeAlias(got), want)
-}
-
-// typeAlias is the server's name for a BSON type in error messages.
-func typeAlias(t bsoncore.Type) string {
-	switch t {
-	case bsoncore.TypeDouble:
-		return "double"
-	case bsoncore.TypeString:
-		return "string"
-	case bsoncore.TypeEmbeddedDocument:
-		return "object"
-	case bsoncore.TypeArray:
-		return "array"
-	case bsoncore.TypeBinary:
-		return "binData"
-	case bsoncore.TypeObjectID:
-		return "objectId"
-	case bsoncore.TypeBoolean:
-		return "bool"
-	case bsoncore.TypeDateTime:
-		return "date"
-	case bsoncore.TypeNull:
-		return "null"
-	case bsoncore.TypeRegex:
-		return "regex"
-	case bsoncore.TypeInt32:
-		return "int"
-	case bsoncore.TypeTimestamp:
-		return "timestamp"
-	case bsoncore.TypeInt64:
-		return "long"
-	case bsoncore.TypeDecimal128:
-		return "decimal"
-	default:
-		return t.String()
-	}
+		cmd, key, query.TypeAlias(got), want)
 }
 
 // stringArg reads a string field.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -26,7 +27,7 @@ type changeStreamSource struct {
 	db, coll  string
 	nsString  string // the namespace named in executor error messages
 	opts      eventOptions
-	stages    []eventStage
+	stages    []query.EventStage
 	split     bool // the pipeline ends with $changeStreamSplitLargeEvent
 	firstDone bool
 

@@ -1,13 +1,14 @@
 package mongosim
 
 import (
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // matchingLocked returns the documents of c that match, in natural order
 // or sorted; at most one unless multi. st.mu must be held.
-func matchingLocked(c *collection, match matcher, order func(a, b bson.D) int, multi bool) []bson.D {
+func matchingLocked(c *collection, match query.Matcher, order func(a, b bson.D) int, multi bool) []bson.D {
 	if c == nil {
 		return nil
 	}
@@ -34,7 +35,7 @@ func matchingLocked(c *collection, match matcher, order func(a, b bson.D) int, m
 
 // deleteDocLocked removes one stored document and logs it.
 func (st *store) deleteDocLocked(c *collection, d bson.D) error {
-	id, _ := lookup(d, "_id")
+	id, _ := query.Lookup(d, "_id")
 	if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	type stmt struct {
-		match matcher
+		match query.Matcher
 		multi bool
 		err   error
 	}
@@ -83,7 +84,7 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 				return cmdErr(codeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 			}
 			stmts[i].multi = limit == 0
-			stmts[i].match, err = compileFilter(q)
+			stmts[i].match, err = query.CompileFilter(q)
 			return err
 		}()
 	}

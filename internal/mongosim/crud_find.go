@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -51,7 +52,7 @@ func (cc *cmdCtx) collName() (string, error) {
 	}
 	s, ok := v.StringValueOK()
 	if !ok {
-		return "", cmdErr(codeInvalidNamespace, "collection name has invalid type %s", typeAlias(v.Type))
+		return "", cmdErr(codeInvalidNamespace, "collection name has invalid type %s", query.TypeAlias(v.Type))
 	}
 	if s == "" || strings.ContainsAny(s, "\x00$") || strings.HasPrefix(s, ".") {
 		return "", cmdErr(codeInvalidNamespace, "Invalid namespace specified '%s.%s'", cc.db, s)
@@ -59,71 +60,15 @@ func (cc *cmdCtx) collName() (string, error) {
 	return s, nil
 }
 
-// compileSort compiles a sort specification into a document comparison.
-// An array field sorts by its smallest element ascending and its largest
-// descending, as on the server.
-func compileSort(spec bson.D) (func(a, b bson.D) int, error) {
-	type key struct {
-		parts []string
-		dir   int
-	}
-	keys := make([]key, 0, len(spec))
-	for _, e := range spec {
-		if e.Key == "" {
-			return nil, cmdErr(codeBadValue, "Empty field name in $sort")
-		}
-		if d, ok := e.Value.(bson.D); ok && len(d) > 0 && d[0].Key == "$meta" {
-			return nil, cmdErr(codeBadValue, "mongosim: $meta sort is not supported")
-		}
-		if !isNumber(e.Value) {
-			return nil, cmdErr(15974, "Illegal key in $sort specification: %s: %s", e.Key, formatValue(e.Value))
-		}
-		f := numberFloat(e.Value)
-		if f != 1 && f != -1 {
-			return nil, cmdErr(15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
-		}
-		keys = append(keys, key{parts: strings.Split(e.Key, "."), dir: int(f)})
-	}
-	sortKey := func(d bson.D, k key) any {
-		var best any
-		found := false
-		for _, l := range collectLeaves(d, k.parts, nil) {
-			vals := []any{l.v}
-			if !l.ok {
-				vals = []any{nil}
-			} else if arr, ok := l.v.(bson.A); ok {
-				vals = arr
-				if len(arr) == 0 {
-					vals = []any{bson.Undefined{}}
-				}
-			}
-			for _, v := range vals {
-				if !found || compareValues(v, best)*k.dir < 0 {
-					best, found = v, true
-				}
-			}
-		}
-		return best
-	}
-	return func(a, b bson.D) int {
-		for _, k := range keys {
-			if c := compareValues(sortKey(a, k), sortKey(b, k)); c != 0 {
-				return c * k.dir
-			}
-		}
-		return 0
-	}, nil
-}
-
 // viewOn returns the source and pipeline of a view, ok=false for a
 // collection.
 func (c *collection) viewOn() (string, bson.A, bool) {
-	v, ok := lookup(c.options, "viewOn")
+	v, ok := query.Lookup(c.options, "viewOn")
 	if !ok {
 		return "", nil, false
 	}
 	src, _ := v.(string)
-	p, _ := lookup(c.options, "pipeline")
+	p, _ := query.Lookup(c.options, "pipeline")
 	pipe, _ := p.(bson.A)
 	return src, pipe, true
 }
@@ -152,7 +97,7 @@ func (st *store) readDocsLocked(db, name string, depth int) ([]bson.D, error) {
 			stages = append(stages, d)
 		}
 	}
-	return runStages(docs, stages)
+	return query.RunStages(docs, stages)
 }
 
 // findSource serves the batches of a find or plain aggregate cursor from a
@@ -237,17 +182,17 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 		// A negative limit is the legacy "single batch of n".
 		limit, single = -limit, true
 	}
-	match, err := compileFilter(filter)
+	match, err := query.CompileFilter(filter)
 	if err != nil {
 		return nil, err
 	}
 	var less func(a, b bson.D) int
 	if len(sortSpec) > 0 {
-		if less, err = compileSort(sortSpec); err != nil {
+		if less, err = query.CompileSort(sortSpec); err != nil {
 			return nil, err
 		}
 	}
-	proj, err := compileProjection(projSpec)
+	proj, err := query.CompileProjection(projSpec)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +291,7 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, cmdErr(codeInvalidNamespace, "{aggregate: 1} is not valid for an empty pipeline.")
 	}
 	for _, s := range stages {
-		if err := checkStage(s); err != nil {
+		if err := query.CheckStage(s); err != nil {
 			return nil, err
 		}
 	}
@@ -357,7 +302,7 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := runStages(docs, stages)
+	out, err := query.RunStages(docs, stages)
 	if err != nil {
 		return nil, err
 	}

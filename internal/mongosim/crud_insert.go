@@ -3,6 +3,7 @@ package mongosim
 import (
 	"strings"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -37,7 +38,7 @@ func toCmdErr(err error) *CommandError {
 
 func dupKeyError(db, coll string, id any) *CommandError {
 	return cmdErr(codeDuplicateKey, "E11000 duplicate key error collection: %s.%s index: _id_ dup key: { _id: %s }",
-		db, coll, formatValue(id))
+		db, coll, query.FormatValue(id))
 }
 
 // writeReply builds {n, nModified?, upserted?, writeErrors?}.
@@ -136,7 +137,7 @@ func checkNewDoc(d bson.D) error {
 			return cmdErr(codeBadValue, "Document can't have $ prefixed field names: %s", e.Key)
 		}
 	}
-	id, _ := lookup(d, "_id")
+	id, _ := query.Lookup(d, "_id")
 	switch id.(type) {
 	case bson.A:
 		return cmdErr(53, "The '_id' value cannot be of type array")
@@ -153,7 +154,7 @@ func (st *store) insertLocked(c *collection, d bson.D) error {
 	if err := checkUserDocSize(d, true); err != nil {
 		return err
 	}
-	id, _ := lookup(d, "_id")
+	id, _ := query.Lookup(d, "_id")
 	if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
 		if docs[i], err = decodeDoc(r); err != nil {
 			return nil, err
 		}
-		docs[i] = withIDFirst(docs[i])
+		docs[i] = query.WithIDFirst(docs[i])
 	}
 	st := cc.store()
 	st.mu.Lock()
@@ -191,7 +192,7 @@ func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
 		} else {
 			c := st.implicitCollLocked(cc.db, coll)
 			if err := st.insertLocked(c, d); err != nil {
-				id, _ := lookup(d, "_id")
+				id, _ := query.Lookup(d, "_id")
 				werrs = append(werrs, writeError{index: i, err: toCmdErr(err), dupKey: true, keyValue: id})
 			} else {
 				n++

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -12,11 +13,11 @@ import (
 // findAndModify.
 type updateStmt struct {
 	query        bson.D
-	match        matcher
-	spec         *updateSpec
+	match        query.Matcher
+	spec         *query.UpdateSpec
 	upsert       bool
 	multi        bool
-	arrayFilters map[string]matcher
+	arrayFilters map[string]query.Matcher
 	order        func(a, b bson.D) int // findAndModify's sort
 }
 
@@ -78,13 +79,13 @@ func parseUpdateStmt(raw bsoncore.Document) (*updateStmt, error) {
 func buildUpdateStmt(q bson.D, u any, upsert, multi bool, filters bson.A) (*updateStmt, error) {
 	s := &updateStmt{query: q, upsert: upsert, multi: multi}
 	var err error
-	if s.match, err = compileFilter(q); err != nil {
+	if s.match, err = query.CompileFilter(q); err != nil {
 		return nil, err
 	}
-	if s.spec, err = parseUpdate(u); err != nil {
+	if s.spec, err = query.ParseUpdate(u); err != nil {
 		return nil, err
 	}
-	if multi && s.spec.kind == updReplacement {
+	if multi && s.spec.Kind == query.UpdReplacement {
 		return nil, cmdErr(codeFailedToParse, "multi update is not supported for replacement-style update")
 	}
 	if s.arrayFilters, err = compileArrayFilters(filters); err != nil {
@@ -93,13 +94,13 @@ func buildUpdateStmt(q bson.D, u any, upsert, multi bool, filters bson.A) (*upda
 	return s, nil
 }
 
-// compileArrayFilters compiles arrayFilters: each filter names one
+// compileArrayFilters compiles ArrayFilters: each filter names one
 // identifier as the first component of all its fields.
-func compileArrayFilters(filters bson.A) (map[string]matcher, error) {
+func compileArrayFilters(filters bson.A) (map[string]query.Matcher, error) {
 	if len(filters) == 0 {
 		return nil, nil
 	}
-	out := make(map[string]matcher, len(filters))
+	out := make(map[string]query.Matcher, len(filters))
 	for _, f := range filters {
 		d, ok := f.(bson.D)
 		if !ok {
@@ -125,7 +126,7 @@ func compileArrayFilters(filters bson.A) (map[string]matcher, error) {
 		if _, dup := out[id]; dup {
 			return nil, cmdErr(codeFailedToParse, "Found multiple array filters with the same top-level field name %s", id)
 		}
-		m, err := compileFilter(d)
+		m, err := query.CompileFilter(d)
 		if err != nil {
 			return nil, err
 		}
@@ -144,37 +145,37 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		return out, err
 	}
 	for _, old := range matchingLocked(c, u.match, u.order, u.multi) {
-		uc := &updateContext{arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked(), log: &updateLog{}}
-		nd, err := u.spec.apply(old, uc)
+		uc := &query.UpdateContext{ArrayFilters: u.arrayFilters, Now: time.Now(), TS: st.nextTimeLocked(), Log: &query.UpdateLog{}}
+		nd, err := u.spec.Apply(old, uc)
 		if err != nil {
 			return out, err
 		}
 		out.matched++
 		out.before, out.after = old, nd
-		if identical(old, nd) {
+		if query.Identical(old, nd) {
 			continue
 		}
 		if err := checkUserDocSize(nd, false); err != nil {
 			return out, err
 		}
-		id, _ := lookup(old, "_id")
+		id, _ := query.Lookup(old, "_id")
 		if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
 			return out, err
 		}
 		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
-		if u.spec.kind == updReplacement {
+		if u.spec.Kind == query.UpdReplacement {
 			e.op, e.fullDoc = opReplace, nd
 		} else {
 			e.op = opUpdate
-			if u.spec.kind == updPipeline {
-				e.updateDesc = diffUpdate(old, nd)
-				if e.updateDesc != nil && diffLargerThan(e.updateDesc, nd) {
+			if u.spec.Kind == query.UpdPipeline {
+				e.updateDesc = query.DiffUpdate(old, nd)
+				if e.updateDesc != nil && query.DiffLargerThan(e.updateDesc, nd) {
 					// The server logs such an update as a replacement,
 					// and a change stream reports a replace.
 					e.op, e.fullDoc, e.updateDesc = opReplace, nd, nil
 				}
 			} else {
-				e.updateDesc = uc.log.describe(nd)
+				e.updateDesc = uc.Log.Describe(nd)
 			}
 			if e.op == opUpdate && e.updateDesc == nil {
 				continue
@@ -194,28 +195,28 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		return out, nil
 	}
 	var doc bson.D
-	if u.spec.kind == updReplacement {
-		doc = cloneDoc(u.spec.replacement)
-		if !hasKey(doc, "_id") {
-			if id, ok := lookup(u.query, "_id"); ok {
+	if u.spec.Kind == query.UpdReplacement {
+		doc = query.CloneDoc(u.spec.Replacement)
+		if !query.HasKey(doc, "_id") {
+			if id, ok := query.Lookup(u.query, "_id"); ok {
 				if d, isOp := id.(bson.D); !isOp || len(d) == 0 || !strings.HasPrefix(d[0].Key, "$") {
-					doc = append(bson.D{{Key: "_id", Value: cloneValue(id)}}, doc...)
-				} else if eq, ok := lookup(d, "$eq"); ok {
-					doc = append(bson.D{{Key: "_id", Value: cloneValue(eq)}}, doc...)
+					doc = append(bson.D{{Key: "_id", Value: query.CloneValue(id)}}, doc...)
+				} else if eq, ok := query.Lookup(d, "$eq"); ok {
+					doc = append(bson.D{{Key: "_id", Value: query.CloneValue(eq)}}, doc...)
 				}
 			}
 		}
 	} else {
-		seed, err := upsertSeed(u.query)
+		seed, err := query.UpsertSeed(u.query)
 		if err != nil {
 			return out, err
 		}
-		uc := &updateContext{inserting: true, arrayFilters: u.arrayFilters, now: time.Now(), ts: st.nextTimeLocked()}
-		if doc, err = u.spec.apply(seed, uc); err != nil {
+		uc := &query.UpdateContext{Inserting: true, ArrayFilters: u.arrayFilters, Now: time.Now(), TS: st.nextTimeLocked()}
+		if doc, err = u.spec.Apply(seed, uc); err != nil {
 			return out, err
 		}
 	}
-	doc = withIDFirst(doc)
+	doc = query.WithIDFirst(doc)
 	if err := checkNewDoc(doc); err != nil {
 		return out, err
 	}
@@ -224,7 +225,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		return out, err
 	}
 	out.upserted = true
-	out.upsertedID, _ = lookup(doc, "_id")
+	out.upsertedID, _ = query.Lookup(doc, "_id")
 	out.after = doc
 	return out, nil
 }
@@ -281,12 +282,12 @@ func dupKeyValue(s *updateStmt) any {
 	if s == nil {
 		return nil
 	}
-	if s.spec.kind == updReplacement {
-		if id, ok := lookup(s.spec.replacement, "_id"); ok {
+	if s.spec.Kind == query.UpdReplacement {
+		if id, ok := query.Lookup(s.spec.Replacement, "_id"); ok {
 			return id
 		}
 	}
-	seed, _ := upsertSeed(s.query)
-	id, _ := lookup(seed, "_id")
+	seed, _ := query.UpsertSeed(s.query)
+	id, _ := query.Lookup(seed, "_id")
 	return id
 }

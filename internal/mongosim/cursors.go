@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -311,7 +312,7 @@ func handleKillCursors(cc *cmdCtx) (bsoncore.Document, error) {
 	for _, v := range vals {
 		id, ok := v.Int64OK()
 		if !ok {
-			return nil, cmdErr(codeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'long'", typeAlias(v.Type))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'killCursors.cursors' is the wrong type '%s', expected type 'long'", query.TypeAlias(v.Type))
 		}
 		c := cc.s.cursors.get(id)
 		if c != nil && c.db == cc.db && c.coll == coll && cc.s.cursors.remove(id) {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -46,21 +47,21 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v, ok := lookup(opts, "viewOn"); ok {
+	if v, ok := query.Lookup(opts, "viewOn"); ok {
 		if _, isStr := v.(string); !isStr {
-			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.viewOn' is the wrong type '%s', expected type 'string'", typeName(v))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.viewOn' is the wrong type '%s', expected type 'string'", query.TypeName(v))
 		}
-		if p, ok := lookup(opts, "pipeline"); ok {
+		if p, ok := query.Lookup(opts, "pipeline"); ok {
 			if _, isArr := p.(bson.A); !isArr {
-				return nil, cmdErr(codeTypeMismatch, "BSON field 'create.pipeline' is the wrong type '%s', expected type 'array'", typeName(p))
+				return nil, cmdErr(codeTypeMismatch, "BSON field 'create.pipeline' is the wrong type '%s', expected type 'array'", query.TypeName(p))
 			}
 		} else {
 			opts = append(opts, bson.E{Key: "pipeline", Value: bson.A{}})
 		}
 	}
-	if v, ok := lookup(opts, "changeStreamPreAndPostImages"); ok {
+	if v, ok := query.Lookup(opts, "changeStreamPreAndPostImages"); ok {
 		if _, isDoc := v.(bson.D); !isDoc {
-			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(v))
+			return nil, cmdErr(codeTypeMismatch, "BSON field 'create.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", query.TypeName(v))
 		}
 	}
 	if len(opts) == 0 {
@@ -70,11 +71,11 @@ func handleCreate(cc *cmdCtx) (bsoncore.Document, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if c := st.collLocked(cc.db, coll); c != nil {
-		if identical(c.options, opts) || (len(c.options) == 0 && len(opts) == 0) {
+		if query.Identical(c.options, opts) || (len(c.options) == 0 && len(opts) == 0) {
 			return nil, nil
 		}
 		return nil, cmdErr(codeNamespaceExists, "namespace %s.%s already exists, but with different options: %s",
-			cc.db, coll, formatDoc(append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, c.options...)))
+			cc.db, coll, query.FormatDoc(append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, c.options...)))
 	}
 	if err := checkCollectionOptions(opts); err != nil {
 		return nil, err
@@ -206,7 +207,7 @@ func handleListDatabases(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	match, err := compileFilter(filter)
+	match, err := query.CompileFilter(filter)
 	if err != nil {
 		return nil, err
 	}
@@ -288,7 +289,7 @@ func handleListCollections(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	match, err := compileFilter(filter)
+	match, err := query.CompileFilter(filter)
 	if err != nil {
 		return nil, err
 	}
@@ -301,9 +302,9 @@ func handleListCollections(cc *cmdCtx) (bsoncore.Document, error) {
 			var entry bson.D
 			if _, _, isView := c.viewOn(); isView {
 				entry = bson.D{{Key: "name", Value: name}, {Key: "type", Value: "view"},
-					{Key: "options", Value: cloneDoc(c.options)}, {Key: "info", Value: bson.D{{Key: "readOnly", Value: true}}}}
+					{Key: "options", Value: query.CloneDoc(c.options)}, {Key: "info", Value: bson.D{{Key: "readOnly", Value: true}}}}
 			} else {
-				opts := cloneDoc(c.options)
+				opts := query.CloneDoc(c.options)
 				if opts == nil {
 					opts = bson.D{}
 				}
@@ -384,16 +385,16 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 	for _, s := range specs {
 		d, ok := s.(bson.D)
 		if !ok {
-			return nil, cmdErr(codeTypeMismatch, "The elements of the 'indexes' array must be objects, but found a %s", typeName(s))
+			return nil, cmdErr(codeTypeMismatch, "The elements of the 'indexes' array must be objects, but found a %s", query.TypeName(s))
 		}
-		key, _ := lookup(d, "key")
+		key, _ := query.Lookup(d, "key")
 		kd, ok := key.(bson.D)
 		if !ok || len(kd) == 0 {
-			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", formatDoc(d))
+			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'key' field is a required property of an index specification", query.FormatDoc(d))
 		}
-		name, ok := mustLookup(d, "name").(string)
+		name, ok := query.MustLookup(d, "name").(string)
 		if !ok || name == "" {
-			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'name' field is a required property of an index specification", formatDoc(d))
+			return nil, cmdErr(codeFailedToParse, "Error in specification %s :: caused by :: The 'name' field is a required property of an index specification", query.FormatDoc(d))
 		}
 		spec := bson.D{{Key: "v", Value: int32(2)}, {Key: "key", Value: kd}, {Key: "name", Value: name}}
 		for _, e := range d {
@@ -420,7 +421,7 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 	for _, spec := range wanted {
 		name := spec[2].Value.(string)
 		key := spec[1].Value.(bson.D)
-		if name == "_id_" || (len(key) == 1 && key[0].Key == "_id" && numberFloat(key[0].Value) == 1) {
+		if name == "_id_" || (len(key) == 1 && key[0].Key == "_id" && query.NumberFloat(key[0].Value) == 1) {
 			continue
 		}
 		exists := false
@@ -428,12 +429,12 @@ func handleCreateIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 			ixName := ix[2].Value.(string)
 			ixKey := ix[1].Value.(bson.D)
 			switch {
-			case ixName == name && identical(ixKey, key):
+			case ixName == name && query.Identical(ixKey, key):
 				exists = true
 			case ixName == name:
 				return nil, cmdErr(86, "An existing index has the same name as the requested index. When index names are not specified, they are auto generated and can cause conflicts. Please refer to our documentation. Requested index: %s, existing index: %s",
-					formatDoc(spec), formatDoc(ix))
-			case identical(ixKey, key):
+					query.FormatDoc(spec), query.FormatDoc(ix))
+			case query.Identical(ixKey, key):
 				return nil, cmdErr(85, "Index already exists with a different name: %s", ixName)
 			}
 		}
@@ -517,13 +518,13 @@ func handleDropIndexes(cc *cmdCtx) (bsoncore.Document, error) {
 			drop = append(drop, i)
 		}
 	case bson.D:
-		i := find(func(ix bson.D) bool { return identical(ix[1].Value, x) })
+		i := find(func(ix bson.D) bool { return query.Identical(ix[1].Value, x) })
 		if i < 0 {
-			return nil, cmdErr(27, "can't find index with key: %s", formatDoc(x))
+			return nil, cmdErr(27, "can't find index with key: %s", query.FormatDoc(x))
 		}
 		drop = append(drop, i)
 	default:
-		return nil, cmdErr(codeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", typeName(which))
+		return nil, cmdErr(codeTypeMismatch, "BSON field 'dropIndexes.index' is the wrong type '%s', expected types '[string, object, array]'", query.TypeName(which))
 	}
 	keep := make([]bson.D, 0, len(c.indexes))
 	for i, ix := range c.indexes {
@@ -559,9 +560,9 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 		case "changeStreamPreAndPostImages":
 			d, ok := e.Value.(bson.D)
 			if !ok {
-				return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", typeName(e.Value))
+				return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.changeStreamPreAndPostImages' is the wrong type '%s', expected type 'object'", query.TypeName(e.Value))
 			}
-			if _, ok := lookup(d, "enabled"); !ok {
+			if _, ok := query.Lookup(d, "enabled"); !ok {
 				return nil, cmdErr(40414, "BSON field 'collMod.changeStreamPreAndPostImages.enabled' is missing but a required field")
 			}
 		case "validator", "validationLevel", "validationAction", "viewOn", "pipeline", "expireAfterSeconds",
@@ -580,8 +581,8 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 	// A modify event carries the state the change replaced
 	// (stateBeforeChange): the collection's options with its uuid, and
 	// for an index change the index's previous values of what changed.
-	before := bson.D{{Key: "collectionOptions", Value: append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, cloneDoc(c.options)...)}}
-	newOpts := cloneDoc(c.options)
+	before := bson.D{{Key: "collectionOptions", Value: append(bson.D{{Key: "uuid", Value: uuidValue(c.uuid)}}, query.CloneDoc(c.options)...)}}
+	newOpts := query.CloneDoc(c.options)
 	for _, e := range opts {
 		switch e.Key {
 		case "dryRun":
@@ -592,7 +593,7 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 			}
 			before = append(before, bson.E{Key: "indexOptions", Value: prev})
 		default:
-			newOpts = setOrAppend(newOpts, e.Key, e.Value)
+			newOpts = query.SetOrAppend(newOpts, e.Key, e.Value)
 		}
 	}
 	c.options = newOpts
@@ -606,29 +607,29 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 func (c *collection) modifyIndex(db string, v any) (bson.D, error) {
 	spec, ok := v.(bson.D)
 	if !ok {
-		return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.index' is the wrong type '%s', expected type 'object'", typeName(v))
+		return nil, cmdErr(codeTypeMismatch, "BSON field 'collMod.index' is the wrong type '%s', expected type 'object'", query.TypeName(v))
 	}
-	name, hasName := lookup(spec, "name")
-	key, hasKey := lookup(spec, "keyPattern")
+	name, hasName := query.Lookup(spec, "name")
+	key, hasKey := query.Lookup(spec, "keyPattern")
 	if !hasName && !hasKey {
 		return nil, cmdErr(codeInvalidOptions, "no name or key pattern specified")
 	}
 	for i, ix := range c.indexes {
-		if (hasName && identical(name, mustLookup(ix, "name"))) || (hasKey && identical(key, mustLookup(ix, "key"))) {
+		if (hasName && query.Identical(name, query.MustLookup(ix, "name"))) || (hasKey && query.Identical(key, query.MustLookup(ix, "key"))) {
 			prev := bson.D{}
-			updated := cloneDoc(ix)
+			updated := query.CloneDoc(ix)
 			for _, e := range spec {
 				if e.Key == "name" || e.Key == "keyPattern" {
 					continue
 				}
-				old, had := lookup(ix, e.Key)
+				old, had := query.Lookup(ix, e.Key)
 				if !had && e.Key == "hidden" {
 					old, had = false, true
 				}
 				if had {
 					prev = append(prev, bson.E{Key: e.Key, Value: old})
 				}
-				updated = setOrAppend(updated, e.Key, e.Value)
+				updated = query.SetOrAppend(updated, e.Key, e.Value)
 			}
 			c.indexes = append(slices.Clip(c.indexes[:i]), append([]bson.D{updated}, c.indexes[i+1:]...)...)
 			return prev, nil
@@ -638,5 +639,5 @@ func (c *collection) modifyIndex(db string, v any) (bson.D, error) {
 	if !hasName {
 		what = key
 	}
-	return nil, cmdErr(27, "cannot find index %s for ns %s.%s", formatValue(what), db, c.name)
+	return nil, cmdErr(27, "cannot find index %s for ns %s.%s", query.FormatValue(what), db, c.name)
 }

@@ -3,6 +3,7 @@ package mongosim
 import (
 	"fmt"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -184,7 +185,7 @@ func lookupCurrent(st *store, e *oplogEntry) bson.D {
 	if st == nil {
 		return nil
 	}
-	id, ok := lookup(e.docKey, "_id")
+	id, ok := query.Lookup(e.docKey, "_id")
 	if !ok {
 		return nil
 	}
@@ -230,34 +231,34 @@ func appendNSDoc(dst []byte, key, db, coll string) []byte {
 	return dst
 }
 
-func appendUpdateDescription(dst []byte, u *updateDescription, expanded bool) []byte {
+func appendUpdateDescription(dst []byte, u *query.UpdateDescription, expanded bool) []byte {
 	if u == nil {
-		u = &updateDescription{}
+		u = &query.UpdateDescription{}
 	}
 	idx, dst := bsoncore.AppendDocumentElementStart(dst, "updateDescription")
-	if u.updatedFields == nil {
+	if u.UpdatedFields == nil {
 		dst = bsoncore.AppendDocumentElement(dst, "updatedFields", bsoncore.NewDocumentBuilder().Build())
 	} else {
-		dst = appendDocValue(dst, "updatedFields", u.updatedFields)
+		dst = appendDocValue(dst, "updatedFields", u.UpdatedFields)
 	}
 	aidx, dst := bsoncore.AppendArrayElementStart(dst, "removedFields")
-	for i, f := range u.removedFields {
+	for i, f := range u.RemovedFields {
 		dst = bsoncore.AppendStringElement(dst, fmt.Sprint(i), f)
 	}
 	dst, _ = bsoncore.AppendArrayEnd(dst, aidx)
 	tidx, dst := bsoncore.AppendArrayElementStart(dst, "truncatedArrays")
-	for i, t := range u.truncatedArrays {
+	for i, t := range u.TruncatedArrays {
 		eidx, d := bsoncore.AppendDocumentElementStart(dst, fmt.Sprint(i))
-		d = bsoncore.AppendStringElement(d, "field", t.field)
-		d = bsoncore.AppendInt32Element(d, "newSize", t.newSize)
+		d = bsoncore.AppendStringElement(d, "field", t.Field)
+		d = bsoncore.AppendInt32Element(d, "newSize", t.NewSize)
 		dst, _ = bsoncore.AppendDocumentEnd(d, eidx)
 	}
 	dst, _ = bsoncore.AppendArrayEnd(dst, tidx)
 	if expanded {
-		if u.disambiguatedPaths == nil {
+		if u.DisambiguatedPaths == nil {
 			dst = bsoncore.AppendDocumentElement(dst, "disambiguatedPaths", bsoncore.NewDocumentBuilder().Build())
 		} else {
-			dst = appendDocValue(dst, "disambiguatedPaths", u.disambiguatedPaths)
+			dst = appendDocValue(dst, "disambiguatedPaths", u.DisambiguatedPaths)
 		}
 	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)

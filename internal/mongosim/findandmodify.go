@@ -1,6 +1,7 @@
 package mongosim
 
 import (
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -13,7 +14,7 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	query, _, err := cc.docFieldD("query")
+	filter, _, err := cc.docFieldD("query")
 	if err != nil {
 		return nil, err
 	}
@@ -50,17 +51,17 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	var order func(a, b bson.D) int
 	if len(sortSpec) > 0 {
-		if order, err = compileSort(sortSpec); err != nil {
+		if order, err = query.CompileSort(sortSpec); err != nil {
 			return nil, err
 		}
 	}
-	proj, err := compileProjection(fields)
+	proj, err := query.CompileProjection(fields)
 	if err != nil {
 		return nil, err
 	}
 	var stmt *updateStmt
 	if remove {
-		m, err := compileFilter(query)
+		m, err := query.CompileFilter(filter)
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +84,7 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 			}
 			filters = v.(bson.A)
 		}
-		if stmt, err = buildUpdateStmt(query, u, upsert, false, filters); err != nil {
+		if stmt, err = buildUpdateStmt(filter, u, upsert, false, filters); err != nil {
 			return nil, err
 		}
 		stmt.order = order

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -43,11 +44,11 @@ type oplogEntry struct {
 	collUUID [16]byte
 
 	// CRUD changes.
-	docKey     bson.D             // {_id: ...}
-	fullDoc    bson.D             // insert and replace: the document written
-	preImage   bson.D             // update, replace, delete: set only when the collection records pre-images
-	postImage  bson.D             // update: set only when the collection records post-images
-	updateDesc *updateDescription // update only
+	docKey     bson.D                   // {_id: ...}
+	fullDoc    bson.D                   // insert and replace: the document written
+	preImage   bson.D                   // update, replace, delete: set only when the collection records pre-images
+	postImage  bson.D                   // update: set only when the collection records post-images
+	updateDesc *query.UpdateDescription // update only
 
 	// DDL changes.
 	toDB, toColl string // rename target
@@ -72,19 +73,6 @@ type oplogEntry struct {
 	tokenOnce  sync.Once
 	token      resumeToken
 	tokenErr   error
-}
-
-// updateDescription is the updateDescription field of an update event.
-type updateDescription struct {
-	updatedFields      bson.D
-	removedFields      []string
-	truncatedArrays    []truncatedArray
-	disambiguatedPaths bson.D // nil unless a path is ambiguous
-}
-
-type truncatedArray struct {
-	field   string
-	newSize int32
 }
 
 // oplog is the retained history, oldest first.

@@ -3,6 +3,7 @@ package mongosim
 import (
 	"slices"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -12,76 +13,13 @@ import (
 // (notImplemented), never with a silently different answer. A name the
 // server does not know either fails with the server's own error.
 
-// serverExpressions are aggregation expression operators a MongoDB 8.0
-// server knows. The simulator evaluates only $literal and field paths.
-var serverExpressions = setOf(
-	"$abs", "$acos", "$acosh", "$add", "$allElementsTrue", "$and", "$anyElementTrue", "$arrayElemAt",
-	"$arrayToObject", "$asin", "$asinh", "$atan", "$atan2", "$atanh", "$avg", "$binarySize", "$bitAnd",
-	"$bitNot", "$bitOr", "$bitXor", "$bsonSize", "$ceil", "$cmp", "$concat", "$concatArrays", "$cond",
-	"$convert", "$cos", "$cosh", "$dateAdd", "$dateDiff", "$dateFromParts", "$dateFromString",
-	"$dateSubtract", "$dateToParts", "$dateToString", "$dateTrunc", "$dayOfMonth", "$dayOfWeek",
-	"$dayOfYear", "$degreesToRadians", "$divide", "$eq", "$exp", "$filter", "$first", "$firstN",
-	"$floor", "$function", "$getField", "$gt", "$gte", "$hour", "$ifNull", "$in", "$indexOfArray",
-	"$indexOfBytes", "$indexOfCP", "$isArray", "$isNumber", "$isoDayOfWeek", "$isoWeek", "$isoWeekYear",
-	"$last", "$lastN", "$let", "$ln", "$log", "$log10", "$lt", "$lte", "$ltrim", "$map", "$max",
-	"$maxN", "$median", "$mergeObjects", "$meta", "$millisecond", "$min", "$minN", "$minute", "$mod",
-	"$month", "$multiply", "$ne", "$not", "$objectToArray", "$or", "$percentile", "$pow",
-	"$radiansToDegrees", "$rand", "$range", "$reduce", "$regexFind", "$regexFindAll", "$regexMatch",
-	"$replaceAll", "$replaceOne", "$reverseArray", "$round", "$rtrim", "$sampleRate", "$second",
-	"$setDifference", "$setEquals", "$setField", "$setIntersection", "$setIsSubset", "$setUnion",
-	"$sin", "$sinh", "$size", "$slice", "$sortArray", "$split", "$sqrt", "$stdDevPop", "$stdDevSamp",
-	"$strLenBytes", "$strLenCP", "$strcasecmp", "$substr", "$substrBytes", "$substrCP", "$subtract",
-	"$sum", "$switch", "$tan", "$tanh", "$toBool", "$toDate", "$toDecimal", "$toDouble", "$toHashedIndexKey",
-	"$toInt", "$toLong", "$toLower", "$toObjectId", "$toString", "$toUpper", "$toUUID", "$trim",
-	"$trunc", "$tsIncrement", "$tsSecond", "$type", "$unsetField", "$week", "$year", "$zip",
-)
-
-// serverAccumulators are $group accumulators of a MongoDB 8.0 server.
-var serverAccumulators = setOf(
-	"$accumulator", "$addToSet", "$avg", "$bottom", "$bottomN", "$count", "$first", "$firstN", "$last",
-	"$lastN", "$max", "$maxN", "$median", "$mergeObjects", "$min", "$minN", "$percentile", "$push",
-	"$stdDevPop", "$stdDevSamp", "$sum", "$top", "$topN",
-)
-
-func setOf(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
-}
-
-// unsupportedExpression refuses an expression operator.
-func unsupportedExpression(op string) error {
-	if serverExpressions[op] {
-		return notImplemented("the aggregation expression %s (it evaluates only field paths and $literal)", op)
-	}
-	return cmdErr(168, "Unrecognized expression '%s'", op)
-}
-
-// unsupportedAccumulator refuses a $group accumulator.
-func unsupportedAccumulator(op string) error {
-	if serverAccumulators[op] {
-		return notImplemented("the $group accumulator %s", op)
-	}
-	return cmdErr(15952, "unknown group operator '%s'", op)
-}
-
-// unsupportedStage refuses a pipeline stage outside a change stream.
-func unsupportedStage(name string) error {
-	if knownStages[name] || allowedStreamStages[name] {
-		return notImplemented("the aggregation stage %s", name)
-	}
-	return cmdErr(codeUnrecognizedPipelineStage, "Unrecognized pipeline stage name: '%s'", name)
-}
-
 // checkCollation accepts a command's collation only when it is the
 // simple (binary) one: the simulator compares strings byte by byte and
 // would give a different answer under any other.
 func checkCollation(v bsoncore.Value) error {
 	doc, ok := v.DocumentOK()
 	if !ok {
-		return cmdErr(codeTypeMismatch, "collation must be an object, got %s", typeAlias(v.Type))
+		return cmdErr(codeTypeMismatch, "collation must be an object, got %s", query.TypeAlias(v.Type))
 	}
 	locale, err := doc.LookupErr("locale")
 	if err != nil {
@@ -126,14 +64,14 @@ func checkIndexSpec(spec bson.D) error {
 	for _, e := range spec {
 		switch e.Key {
 		case "unique":
-			if truthy(e.Value) {
+			if query.Truthy(e.Value) {
 				return notImplemented("unique indexes (index %s): duplicates would not be refused", indexName(spec))
 			}
 		case "partialFilterExpression":
 			return notImplemented("partial indexes (index %s)", indexName(spec))
 		case "collation":
 			if d, ok := e.Value.(bson.D); ok {
-				if loc, _ := lookup(d, "locale"); loc == "simple" {
+				if loc, _ := query.Lookup(d, "locale"); loc == "simple" {
 					continue
 				}
 			}
@@ -144,7 +82,7 @@ func checkIndexSpec(spec bson.D) error {
 }
 
 func indexName(spec bson.D) string {
-	if n, ok := lookup(spec, "name"); ok {
+	if n, ok := query.Lookup(spec, "name"); ok {
 		if s, ok := n.(string); ok {
 			return s
 		}
@@ -167,13 +105,13 @@ func checkCollectionOptions(options bson.D) error {
 			// Meaningless without a validator, which is refused above.
 		case "collation":
 			if d, ok := e.Value.(bson.D); ok {
-				if loc, _ := lookup(d, "locale"); loc == "simple" {
+				if loc, _ := query.Lookup(d, "locale"); loc == "simple" {
 					continue
 				}
 			}
 			return notImplemented("collection default collations")
 		case "capped":
-			if truthy(e.Value) {
+			if query.Truthy(e.Value) {
 				return notImplemented("capped collections")
 			}
 		case "clusteredIndex", "encryptedFields":
@@ -187,12 +125,12 @@ func checkCollectionOptions(options bson.D) error {
 // besides the generic arguments every command takes (genericFields).
 // Anything else fails with 40415, as IDL parsing fails it.
 var (
-	aggregateFields = setOf("aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
+	aggregateFields = nameSet("aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
 		"bypassDocumentValidation", "readConcern", "collation", "hint", "writeConcern", "let", "comment",
 		"needsMerge", "fromMongos", "fromRouter", "collectionUUID", "exchange", "isMapReduceCommand",
 		"$_requestReshardingResumeToken", "$_isClusterQueryWithoutShardKeyCmd", "includeQueryStatsMetrics",
 		"$_requestResumeToken", "$_resumeAfter", "$_passthroughToShard")
-	getMoreFields = setOf("getMore", "collection", "batchSize", "maxTimeMS", "comment", "term",
+	getMoreFields = nameSet("getMore", "collection", "batchSize", "maxTimeMS", "comment", "term",
 		"lastKnownCommittedOpTime", "includeQueryStatsMetrics")
 )
 
@@ -254,4 +192,12 @@ func checkNotView(cc *cmdCtx, target string) error {
 		return cmdErr(166, "Namespace %s.%s is a view, not a collection", cc.db, target)
 	}
 	return nil
+}
+
+func nameSet(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
 }

@@ -15,10 +15,6 @@ const (
 	maxInternalObjectSize = maxUserObjectSize + 16<<10
 )
 
-// splitStageName is the stage that splits events over 16 MiB into
-// fragments (MongoDB 7.0 and 6.0.9+; document_source_change_stream_split_large_event.cpp).
-const splitStageName = "$changeStreamSplitLargeEvent"
-
 // parseSplitStage validates $changeStreamSplitLargeEvent at position i of
 // the n stages after $changeStream: an empty document, and the last stage.
 func parseSplitStage(spec bsoncore.Value, i, n int) error {
@@ -30,12 +26,6 @@ func parseSplitStage(spec bsoncore.Value, i, n int) error {
 		return cmdErr(7182802, "$changeStreamSplitLargeEvent must be the last stage in the pipeline")
 	}
 	return nil
-}
-
-// splitStageOutsideChangeStream is the server's refusal of the stage in a
-// pipeline that does not start with $changeStream.
-func splitStageOutsideChangeStream() error {
-	return cmdErr(7182801, "$changeStreamSplitLargeEvent can only be used in a $changeStream pipeline")
 }
 
 // eventTooLarge is the error of an event that cannot be returned whole.

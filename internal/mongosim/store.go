@@ -352,13 +352,3 @@ func idKey(v any) string {
 	}
 	return string(rune(t)) + string(data)
 }
-
-// lookup returns the value of a top-level field of d.
-func lookup(d bson.D, key string) (any, bool) {
-	for _, e := range d {
-		if e.Key == key {
-			return e.Value, true
-		}
-	}
-	return nil, false
-}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/changestream-go/changestream/internal/mongosim/keystring"
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -237,7 +238,7 @@ func decodeResumeToken(field string, v bsoncore.Value) (resumeToken, error) {
 	doc, ok := v.DocumentOK()
 	if !ok {
 		return resumeToken{}, cmdErr(codeTypeMismatch,
-			"BSON field '$changeStream.%s' is the wrong type '%s', expected type 'object'", field, typeAlias(v.Type))
+			"BSON field '$changeStream.%s' is the wrong type '%s', expected type 'object'", field, query.TypeAlias(v.Type))
 	}
 	dv, err := doc.LookupErr("_data")
 	if err != nil || dv.Type != bsoncore.TypeString {

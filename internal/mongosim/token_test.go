@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -207,7 +208,7 @@ func appendTestEntry(s *Server, e *oplogEntry) bson.Timestamp {
 	case opInsert, opUpdate, opReplace, opDelete:
 		c := st.implicitCollLocked(e.db, e.coll)
 		e.collUUID = c.uuid
-		id, _ := lookup(e.docKey, "_id")
+		id, _ := query.Lookup(e.docKey, "_id")
 		switch e.op {
 		case opInsert:
 			c.docs.insert(idKey(id), e.fullDoc)
@@ -257,7 +258,7 @@ func TestInternalStreamEvents(t *testing.T) {
 	ts1 := appendTestEntry(s, insertEntry("db", "c", 1, bson.E{Key: "a", Value: "x"}))
 	appendTestEntry(s, insertEntry("db", "other", 1))
 	ts2 := appendTestEntry(s, &oplogEntry{op: opUpdate, db: "db", coll: "c", docKey: bson.D{{Key: "_id", Value: 1}},
-		updateDesc: &updateDescription{updatedFields: bson.D{{Key: "a", Value: "y"}}, removedFields: []string{"b"}}})
+		updateDesc: &query.UpdateDescription{UpdatedFields: bson.D{{Key: "a", Value: "y"}}, RemovedFields: []string{"b"}}})
 	ts3 := appendTestEntry(s, &oplogEntry{op: opDrop, db: "db", coll: "c"})
 
 	var got []bson.Raw

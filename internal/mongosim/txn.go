@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -260,7 +261,7 @@ func (t *transaction) record(e *oplogEntry) {
 	default:
 		return
 	}
-	id, _ := lookup(e.docKey, "_id")
+	id, _ := query.Lookup(e.docKey, "_id")
 	ref := docRef{e.db, e.coll, idKey(id)}
 	t.written[ref] = true
 	p := t.parent

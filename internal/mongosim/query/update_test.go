@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"testing"
@@ -10,11 +10,11 @@ import (
 
 func applyTest(t *testing.T, old bson.D, u any) (bson.D, error) {
 	t.Helper()
-	spec, err := parseUpdate(u)
+	spec, err := ParseUpdate(u)
 	if err != nil {
 		return nil, err
 	}
-	return spec.apply(old, &updateContext{now: time.Now()})
+	return spec.Apply(old, &UpdateContext{Now: time.Now()})
 }
 
 func TestUpdateOperators(t *testing.T) {
@@ -86,38 +86,38 @@ func TestDiffUpdate(t *testing.T) {
 		u         any
 		updated   bson.D
 		removed   []string
-		truncated []truncatedArray
+		truncated []TruncatedArray
 		disamb    bson.D
 	}{
 		{"set top", bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 2}}}},
-			bson.D{{Key: "x", Value: 2}}, []string{}, []truncatedArray{}, nil},
+			bson.D{{Key: "x", Value: 2}}, []string{}, []TruncatedArray{}, nil},
 		{"nested and removed", bson.D{{Key: "_id", Value: 1}, {Key: "s", Value: bson.D{{Key: "a", Value: 1}, {Key: "b", Value: 1}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "s.a", Value: 5}}}, {Key: "$unset", Value: bson.D{{Key: "s.b", Value: ""}}}},
-			bson.D{{Key: "s.a", Value: 5}}, []string{"s.b"}, []truncatedArray{}, nil},
+			bson.D{{Key: "s.a", Value: 5}}, []string{"s.b"}, []TruncatedArray{}, nil},
 		{"push", bson.D{{Key: "_id", Value: 1}, {Key: "a", Value: bson.A{1, 2}}}, bson.D{{Key: "$push", Value: bson.D{{Key: "a", Value: 3}}}},
-			bson.D{{Key: "a.2", Value: 3}}, []string{}, []truncatedArray{}, nil},
+			bson.D{{Key: "a.2", Value: 3}}, []string{}, []TruncatedArray{}, nil},
 		{"truncate", bson.D{{Key: "_id", Value: 1}, {Key: "array", Value: bson.A{"foo", bson.D{{Key: "a", Value: "bar"}}, 1, 2, 3}}},
 			bson.A{bson.D{{Key: "$set", Value: bson.D{{Key: "array", Value: bson.A{"foo", bson.D{{Key: "a", Value: "bar"}}}}}}}},
-			bson.D{}, []string{}, []truncatedArray{{field: "array", newSize: 2}}, nil},
+			bson.D{}, []string{}, []TruncatedArray{{Field: "array", NewSize: 2}}, nil},
 		{"ambiguous name", bson.D{{Key: "_id", Value: 1}, {Key: "a", Value: bson.D{{Key: "1", Value: 1}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "a.1", Value: 2}}}},
-			bson.D{{Key: "a.1", Value: 2}}, []string{}, []truncatedArray{}, bson.D{{Key: "a.1", Value: bson.A{"a", "1"}}}},
+			bson.D{{Key: "a.1", Value: 2}}, []string{}, []TruncatedArray{}, bson.D{{Key: "a.1", Value: bson.A{"a", "1"}}}},
 		{"ambiguous in array", bson.D{{Key: "_id", Value: 1}, {Key: "a", Value: bson.A{bson.D{{Key: "1", Value: 1}}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "a.0.1", Value: 2}}}},
-			bson.D{{Key: "a.0.1", Value: 2}}, []string{}, []truncatedArray{}, bson.D{{Key: "a.0.1", Value: bson.A{"a", int32(0), "1"}}}},
+			bson.D{{Key: "a.0.1", Value: 2}}, []string{}, []TruncatedArray{}, bson.D{{Key: "a.0.1", Value: bson.A{"a", int32(0), "1"}}}},
 	}
 	for _, c := range cases {
 		nd, err := applyTest(t, c.old, c.u)
 		require.NoError(t, err, c.name)
-		ud := diffUpdate(c.old, nd)
+		ud := DiffUpdate(c.old, nd)
 		require.NotNil(t, ud, c.name)
-		require.Equal(t, c.updated, ud.updatedFields, c.name)
-		require.Equal(t, c.removed, ud.removedFields, c.name)
-		require.Equal(t, c.truncated, ud.truncatedArrays, c.name)
-		require.Equal(t, c.disamb, ud.disambiguatedPaths, c.name)
+		require.Equal(t, c.updated, ud.UpdatedFields, c.name)
+		require.Equal(t, c.removed, ud.RemovedFields, c.name)
+		require.Equal(t, c.truncated, ud.TruncatedArrays, c.name)
+		require.Equal(t, c.disamb, ud.DisambiguatedPaths, c.name)
 	}
 	same := bson.D{{Key: "_id", Value: 1}, {Key: "x", Value: 1}}
 	nd, err := applyTest(t, same, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
 	require.NoError(t, err)
-	require.Nil(t, diffUpdate(same, nd))
+	require.Nil(t, DiffUpdate(same, nd))
 }

@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"strings"
@@ -10,43 +10,43 @@ import (
 // The stages a change-stream pipeline may run after $changeStream, applied
 // to each event, and the small expression language they evaluate.
 
-// eventStage is one compiled stage after $changeStream. It returns the
+// EventStage is one compiled stage after $changeStream. It returns the
 // transformed event, or keep=false when the event is filtered out.
-type eventStage func(ev bson.D) (out bson.D, keep bool, err error)
+type EventStage func(ev bson.D) (out bson.D, keep bool, err error)
 
-// compileEventStage compiles an allowed stage. It returns nil for a stage
+// CompileEventStage compiles an allowed stage. It returns nil for a stage
 // that changes nothing here.
-func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
+func CompileEventStage(name string, spec bsoncore.Value) (EventStage, error) {
 	switch name {
 	case "$match":
-		d, ok := rawToD(spec)
+		d, ok := RawToD(spec)
 		if !ok {
 			return nil, cmdErr(15959, "the match filter must be an expression in an object")
 		}
-		m, err := compileFilter(d)
+		m, err := CompileFilter(d)
 		if err != nil {
 			return nil, err
 		}
 		return func(ev bson.D) (bson.D, bool, error) { return ev, m(ev), nil }, nil
 	case "$project":
-		d, ok := rawToD(spec)
+		d, ok := RawToD(spec)
 		if !ok {
 			return nil, cmdErr(15969, "$project specification must be an object")
 		}
 		if len(d) == 0 {
 			return nil, cmdErr(51272, "Invalid $project :: caused by :: projection specification must have at least one field")
 		}
-		p, err := compileProjection(d)
+		p, err := CompileProjection(d)
 		if err != nil {
 			return nil, err
 		}
 		return func(ev bson.D) (bson.D, bool, error) { return p(ev), true, nil }, nil
 	case "$addFields", "$set":
-		d, ok := rawToD(spec)
+		d, ok := RawToD(spec)
 		if !ok {
-			return nil, cmdErr(40272, "%s specification stage must be an object, got %s", name, typeAlias(spec.Type))
+			return nil, cmdErr(40272, "%s specification stage must be an object, got %s", name, TypeAlias(spec.Type))
 		}
-		if err := checkExpr(d); err != nil {
+		if err := CheckExpr(d); err != nil {
 			return nil, err
 		}
 		return func(ev bson.D) (bson.D, bool, error) {
@@ -85,11 +85,11 @@ func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
 	case "$replaceRoot", "$replaceWith":
 		var expr any
 		if name == "$replaceRoot" {
-			d, ok := rawToD(spec)
+			d, ok := RawToD(spec)
 			if !ok {
-				return nil, cmdErr(40228, "expected an object as specification for $replaceRoot stage, got %s", typeAlias(spec.Type))
+				return nil, cmdErr(40228, "expected an object as specification for $replaceRoot stage, got %s", TypeAlias(spec.Type))
 			}
-			nr, ok := lookup(d, "newRoot")
+			nr, ok := Lookup(d, "newRoot")
 			if !ok || len(d) != 1 {
 				return nil, cmdErr(40231, "no newRoot specified for the $replaceRoot stage")
 			}
@@ -100,7 +100,7 @@ func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
 				return nil, err
 			}
 		}
-		if err := checkExpr(expr); err != nil {
+		if err := CheckExpr(expr); err != nil {
 			return nil, err
 		}
 		return func(ev bson.D) (bson.D, bool, error) {
@@ -117,7 +117,8 @@ func compileEventStage(name string, spec bsoncore.Value) (eventStage, error) {
 	return nil, cmdErr(40324, "Unrecognized pipeline stage name: '%s'", name)
 }
 
-func rawToD(v bsoncore.Value) (bson.D, bool) {
+// RawToD decodes a raw document value into a bson.D.
+func RawToD(v bsoncore.Value) (bson.D, bool) {
 	doc, ok := v.DocumentOK()
 	if !ok {
 		return nil, false
@@ -141,9 +142,9 @@ func rawToAny(v bsoncore.Value) (any, error) {
 // change-stream pipeline usually needs: literals, field paths ("$a.b"),
 // $$ROOT/$$CURRENT/$$REMOVE, $literal, and documents and arrays of these.
 
-// checkExpr refuses operators the simulator does not evaluate, at parse
+// CheckExpr refuses operators the simulator does not evaluate, at parse
 // time as the server refuses unknown ones.
-func checkExpr(v any) error {
+func CheckExpr(v any) error {
 	switch x := v.(type) {
 	case string:
 		if strings.HasPrefix(x, "$$") {
@@ -160,13 +161,13 @@ func checkExpr(v any) error {
 			return unsupportedExpression(x[0].Key)
 		}
 		for _, f := range x {
-			if err := checkExpr(f.Value); err != nil {
+			if err := CheckExpr(f.Value); err != nil {
 				return err
 			}
 		}
 	case bson.A:
 		for _, e := range x {
-			if err := checkExpr(e); err != nil {
+			if err := CheckExpr(e); err != nil {
 				return err
 			}
 		}
@@ -225,7 +226,7 @@ func getPath(v any, path []string) (any, bool) {
 	}
 	switch x := v.(type) {
 	case bson.D:
-		fv, ok := lookup(x, path[0])
+		fv, ok := Lookup(x, path[0])
 		if !ok {
 			return nil, false
 		}
@@ -250,7 +251,7 @@ func getPath(v any, path []string) (any, bool) {
 func addField(doc bson.D, root bson.D, path []string, expr any) bson.D {
 	if len(path) == 1 {
 		if sub, isDoc := expr.(bson.D); isDoc && !(len(sub) > 0 && strings.HasPrefix(sub[0].Key, "$")) {
-			cur, _ := lookup(doc, path[0])
+			cur, _ := Lookup(doc, path[0])
 			curDoc, _ := cur.(bson.D)
 			merged := cloneD(curDoc)
 			for _, f := range sub {
@@ -264,7 +265,7 @@ func addField(doc bson.D, root bson.D, path []string, expr any) bson.D {
 		}
 		return setField(doc, path[0], v)
 	}
-	cur, _ := lookup(doc, path[0])
+	cur, _ := Lookup(doc, path[0])
 	curDoc, _ := cur.(bson.D)
 	return setField(doc, path[0], addField(cloneD(curDoc), root, path[1:], expr))
 }
@@ -315,5 +316,5 @@ func goTypeAlias(v any, ok bool) string {
 	if err != nil {
 		return "unknown"
 	}
-	return typeAlias(bsoncore.Type(t))
+	return TypeAlias(bsoncore.Type(t))
 }

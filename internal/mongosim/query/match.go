@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"math"
@@ -9,13 +9,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// matcher reports whether a document matches a compiled query filter.
-type matcher func(doc bson.D) bool
+// Matcher reports whether a document matches a compiled query filter.
+type Matcher func(doc bson.D) bool
 
-// compileFilter compiles a query filter ({a: 1, b: {$gt: 2}, $or: [...]}).
+// CompileFilter compiles a query filter ({a: 1, b: {$gt: 2}, $or: [...]}).
 // A bad filter is a *CommandError with the real server's code, so a client
 // sees the same failure it would get from a server.
-func compileFilter(filter bson.D) (matcher, error) {
+func CompileFilter(filter bson.D) (Matcher, error) {
 	preds, err := compileAnd(filter)
 	if err != nil {
 		return nil, err
@@ -23,7 +23,7 @@ func compileFilter(filter bson.D) (matcher, error) {
 	return func(doc bson.D) bool { return allOf(preds, doc) }, nil
 }
 
-func allOf(preds []matcher, doc bson.D) bool {
+func allOf(preds []Matcher, doc bson.D) bool {
 	for _, p := range preds {
 		if !p(doc) {
 			return false
@@ -33,8 +33,8 @@ func allOf(preds []matcher, doc bson.D) bool {
 }
 
 // compileAnd compiles every clause of a filter document.
-func compileAnd(filter bson.D) ([]matcher, error) {
-	preds := make([]matcher, 0, len(filter))
+func compileAnd(filter bson.D) ([]Matcher, error) {
+	preds := make([]Matcher, 0, len(filter))
 	for _, e := range filter {
 		if strings.HasPrefix(e.Key, "$") {
 			p, err := compileTopLevel(e.Key, e.Value)
@@ -51,25 +51,25 @@ func compileAnd(filter bson.D) ([]matcher, error) {
 			return nil, err
 		}
 		parts := strings.Split(e.Key, ".")
-		preds = append(preds, func(doc bson.D) bool { return lp(collectLeaves(doc, parts, nil)) })
+		preds = append(preds, func(doc bson.D) bool { return lp(CollectLeaves(doc, parts, nil)) })
 	}
 	return preds, nil
 }
 
-func compileTopLevel(op string, v any) (matcher, error) {
+func compileTopLevel(op string, v any) (Matcher, error) {
 	switch op {
 	case "$and", "$or", "$nor":
 		arr, ok := v.(bson.A)
 		if !ok || len(arr) == 0 {
 			return nil, cmdErr(codeBadValue, "%s must be a nonempty array", op)
 		}
-		subs := make([]matcher, 0, len(arr))
+		subs := make([]Matcher, 0, len(arr))
 		for _, x := range arr {
 			d, ok := x.(bson.D)
 			if !ok {
 				return nil, cmdErr(codeBadValue, "$or/$and/$nor entries need to be full objects")
 			}
-			m, err := compileFilter(d)
+			m, err := CompileFilter(d)
 			if err != nil {
 				return nil, err
 			}
@@ -114,32 +114,32 @@ type leaf struct {
 	ok bool
 }
 
-// collectLeaves follows parts from v. Arrays met on the way are searched
+// CollectLeaves follows parts from v. Arrays met on the way are searched
 // element by element, and a numeric component also indexes the array, as
 // the server's path traversal does.
-func collectLeaves(v any, parts []string, out []leaf) []leaf {
+func CollectLeaves(v any, parts []string, out []leaf) []leaf {
 	switch x := v.(type) {
 	case bson.D:
-		val, found := lookup(x, parts[0])
+		val, found := Lookup(x, parts[0])
 		if !found {
 			return append(out, leaf{})
 		}
 		if len(parts) == 1 {
 			return append(out, leaf{v: val, ok: true})
 		}
-		return collectLeaves(val, parts[1:], out)
+		return CollectLeaves(val, parts[1:], out)
 	case bson.A:
 		n := len(out)
 		if i, ok := arrayIndex(parts[0]); ok && i < len(x) {
 			if len(parts) == 1 {
 				out = append(out, leaf{v: x[i], ok: true})
 			} else {
-				out = collectLeaves(x[i], parts[1:], out)
+				out = CollectLeaves(x[i], parts[1:], out)
 			}
 		}
 		for _, e := range x {
 			if d, ok := e.(bson.D); ok {
-				out = collectLeaves(d, parts, out)
+				out = CollectLeaves(d, parts, out)
 			}
 		}
 		if len(out) == n {
@@ -259,7 +259,7 @@ func comparePred(op string, x any) leafPred {
 			}
 			return false
 		}
-		return ok(compareValues(v, x))
+		return ok(CompareValues(v, x))
 	}
 	if isNullish(x) && (op == "$gte" || op == "$lte") {
 		return func(leaves []leaf) bool { return anyMissing(leaves) || anyValue(leaves, pred) }
@@ -370,7 +370,7 @@ func compileOperator(op string, x any) (leafPred, error) {
 		}
 		return in, nil
 	case "$exists":
-		want := truthy(x)
+		want := Truthy(x)
 		return func(l []leaf) bool {
 			for _, lf := range l {
 				if lf.ok {
@@ -404,7 +404,7 @@ func compileOperator(op string, x any) (leafPred, error) {
 		}
 		return nil, cmdErr(codeBadValue, "$not needs a regex or a document")
 	case "$size":
-		if !isNumber(x) {
+		if !IsNumber(x) {
 			return nil, cmdErr(codeBadValue, "$size needs a number")
 		}
 		size, ok := numberAsInt(x)
@@ -474,22 +474,22 @@ func compileOperator(op string, x any) (leafPred, error) {
 			}
 			return nil, cmdErr(codeBadValue, "malformed mod, needs to be an array")
 		}
-		if !isNumber(arr[0]) {
+		if !IsNumber(arr[0]) {
 			return nil, cmdErr(codeBadValue, "malformed mod, divisor not a number")
 		}
-		if !isNumber(arr[1]) {
+		if !IsNumber(arr[1]) {
 			return nil, cmdErr(codeBadValue, "malformed mod, remainder not a number")
 		}
-		div, rem := int64(numberFloat(arr[0])), int64(numberFloat(arr[1]))
+		div, rem := int64(NumberFloat(arr[0])), int64(NumberFloat(arr[1]))
 		if div == 0 {
 			return nil, cmdErr(codeBadValue, "divisor cannot be 0")
 		}
 		return func(l []leaf) bool {
 			return anyValue(l, func(v any) bool {
-				if !isNumber(v) {
+				if !IsNumber(v) {
 					return false
 				}
-				f := numberFloat(v)
+				f := NumberFloat(v)
 				if math.IsNaN(f) || math.IsInf(f, 0) {
 					return false
 				}
@@ -502,15 +502,17 @@ func compileOperator(op string, x any) (leafPred, error) {
 	return nil, cmdErr(codeBadValue, "unknown operator: %s", op)
 }
 
-func truthy(x any) bool {
+// Truthy reports whether a value counts as true, as in a projection
+// ({a: 1}) or an index option: false, null, 0 and missing do not.
+func Truthy(x any) bool {
 	switch v := x.(type) {
 	case bool:
 		return v
 	case nil, bson.Null, bson.Undefined:
 		return false
 	}
-	if isNumber(x) {
-		return numberFloat(x) != 0
+	if IsNumber(x) {
+		return NumberFloat(x) != 0
 	}
 	return true
 }
@@ -528,7 +530,7 @@ func compileElemMatch(x any) (leafPred, error) {
 		}
 		elem = func(e any) bool { return p([]leaf{{v: e, ok: true}}) }
 	} else {
-		m, err := compileFilter(d)
+		m, err := CompileFilter(d)
 		if err != nil {
 			return nil, err
 		}
@@ -654,10 +656,10 @@ func parseTypeCode(x any) (int32, error) {
 		}
 		return 0, cmdErr(codeBadValue, "Unknown type name alias: %s", s)
 	}
-	if !isNumber(x) {
+	if !IsNumber(x) {
 		return 0, cmdErr(codeTypeMismatch, "type must be represented as a number or a string")
 	}
-	f := numberFloat(x)
+	f := NumberFloat(x)
 	if f != math.Trunc(f) {
 		return 0, cmdErr(codeBadValue, "Invalid numerical type code: %s", strconv.FormatFloat(f, 'g', -1, 64))
 	}
@@ -691,7 +693,7 @@ func compileType(x any) (leafPred, error) {
 			t = 127
 		}
 		for _, c := range codes {
-			if c == t || c == typeNumber && isNumber(v) {
+			if c == t || c == typeNumber && IsNumber(v) {
 				return true
 			}
 		}

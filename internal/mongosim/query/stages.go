@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"sort"
@@ -11,27 +11,30 @@ import (
 // $changeStream: what runPlainAggregate (and an update pipeline's
 // per-document stages, in update.go) run over a collection's documents.
 
-func checkStage(s bson.D) error {
+// CheckStage refuses a stage of a pipeline that does not start with
+// $changeStream unless the simulator runs it, as the server or as
+// NotImplemented (see refusals.go).
+func CheckStage(s bson.D) error {
 	switch s[0].Key {
 	case "$match", "$project", "$sort", "$skip", "$limit", "$count", "$addFields", "$set", "$unset",
 		"$replaceRoot", "$replaceWith", "$group":
 		return nil
 	case "$changeStream":
 		return cmdErr(40602, "$changeStream is only valid as the first stage in a pipeline")
-	case splitStageName:
+	case SplitStageName:
 		return splitStageOutsideChangeStream()
 	}
 	return unsupportedStage(s[0].Key)
 }
 
-// runStages applies the supported pipeline stages to docs, which it does
+// RunStages applies the supported pipeline stages to docs, which it does
 // not modify.
-func runStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
+func RunStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
 	out := docs
 	copied := false
 	for _, s := range stages {
 		name, spec := s[0].Key, s[0].Value
-		if err := checkStage(s); err != nil {
+		if err := CheckStage(s); err != nil {
 			return nil, err
 		}
 		switch name {
@@ -40,7 +43,7 @@ func runStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
 			if !ok {
 				return nil, cmdErr(15959, "the match filter must be an expression in an object")
 			}
-			m, err := compileFilter(f)
+			m, err := CompileFilter(f)
 			if err != nil {
 				return nil, err
 			}
@@ -56,7 +59,7 @@ func runStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
 			if !ok || len(f) == 0 {
 				return nil, cmdErr(15973, "the $sort key specification must be an object")
 			}
-			less, err := compileSort(f)
+			less, err := CompileSort(f)
 			if err != nil {
 				return nil, err
 			}
@@ -103,7 +106,7 @@ func runStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
 			next := make([]bson.D, len(out))
 			for i, d := range out {
 				var err error
-				if next[i], err = applyDocStage(cloneDoc(d), name, spec); err != nil {
+				if next[i], err = applyDocStage(CloneDoc(d), name, spec); err != nil {
 					return nil, err
 				}
 			}
@@ -121,7 +124,7 @@ func groupStage(docs []bson.D, spec any) ([]bson.D, error) {
 	if !ok {
 		return nil, cmdErr(15947, "a group's fields must be specified in an object")
 	}
-	idExpr, ok := lookup(d, "_id")
+	idExpr, ok := Lookup(d, "_id")
 	if !ok {
 		return nil, cmdErr(15955, "a group specification must include an _id")
 	}
@@ -198,7 +201,7 @@ func accumulate(op string, vals []any) any {
 		var sum any = int32(0)
 		n := 0
 		for _, v := range vals {
-			if isNumber(v) {
+			if IsNumber(v) {
 				sum = arith("$inc", sum, v)
 				n++
 			}
@@ -209,7 +212,7 @@ func accumulate(op string, vals []any) any {
 		if n == 0 {
 			return nil
 		}
-		return numberFloat(sum) / float64(n)
+		return NumberFloat(sum) / float64(n)
 	case "$min", "$max":
 		var best any
 		found := false
@@ -217,7 +220,7 @@ func accumulate(op string, vals []any) any {
 			if v == missingValue || isNullish(v) {
 				continue
 			}
-			c := compareValues(v, best)
+			c := CompareValues(v, best)
 			if !found || (op == "$min" && c < 0) || (op == "$max" && c > 0) {
 				best, found = v, true
 			}
@@ -243,4 +246,90 @@ func accumulate(op string, vals []any) any {
 		}
 	}
 	return arr
+}
+
+// CompileSort compiles a sort specification into a document comparison.
+// An array field sorts by its smallest element ascending and its largest
+// descending, as on the server.
+func CompileSort(spec bson.D) (func(a, b bson.D) int, error) {
+	type key struct {
+		parts []string
+		dir   int
+	}
+	keys := make([]key, 0, len(spec))
+	for _, e := range spec {
+		if e.Key == "" {
+			return nil, cmdErr(codeBadValue, "Empty field name in $sort")
+		}
+		if d, ok := e.Value.(bson.D); ok && len(d) > 0 && d[0].Key == "$meta" {
+			return nil, cmdErr(codeBadValue, "mongosim: $meta sort is not supported")
+		}
+		if !IsNumber(e.Value) {
+			return nil, cmdErr(15974, "Illegal key in $sort specification: %s: %s", e.Key, FormatValue(e.Value))
+		}
+		f := NumberFloat(e.Value)
+		if f != 1 && f != -1 {
+			return nil, cmdErr(15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+		}
+		keys = append(keys, key{parts: strings.Split(e.Key, "."), dir: int(f)})
+	}
+	sortKey := func(d bson.D, k key) any {
+		var best any
+		found := false
+		for _, l := range CollectLeaves(d, k.parts, nil) {
+			vals := []any{l.v}
+			if !l.ok {
+				vals = []any{nil}
+			} else if arr, ok := l.v.(bson.A); ok {
+				vals = arr
+				if len(arr) == 0 {
+					vals = []any{bson.Undefined{}}
+				}
+			}
+			for _, v := range vals {
+				if !found || CompareValues(v, best)*k.dir < 0 {
+					best, found = v, true
+				}
+			}
+		}
+		return best
+	}
+	return func(a, b bson.D) int {
+		for _, k := range keys {
+			if c := CompareValues(sortKey(a, k), sortKey(b, k)); c != 0 {
+				return c * k.dir
+			}
+		}
+		return 0
+	}, nil
+}
+
+// AllowedStreamStages are the stages a real server accepts after
+// $changeStream.
+var AllowedStreamStages = map[string]bool{
+	"$match": true, "$project": true, "$addFields": true, "$set": true, "$unset": true,
+	"$replaceRoot": true, "$replaceWith": true, "$redact": true, "$changeStreamSplitLargeEvent": true,
+}
+
+// KnownStages are the other stage names a real server parses; any of them
+// after $changeStream is refused as not permitted rather than unrecognized.
+var KnownStages = map[string]bool{
+	"$bucket": true, "$bucketAuto": true, "$changeStream": true, "$collStats": true, "$count": true,
+	"$currentOp": true, "$densify": true, "$documents": true, "$facet": true, "$fill": true,
+	"$geoNear": true, "$graphLookup": true, "$group": true, "$indexStats": true, "$limit": true,
+	"$listLocalSessions": true, "$listSessions": true, "$lookup": true, "$merge": true, "$out": true,
+	"$planCacheStats": true, "$sample": true, "$search": true, "$searchMeta": true,
+	"$setWindowFields": true, "$skip": true, "$sort": true, "$sortByCount": true, "$unionWith": true,
+	"$unwind": true, "$vectorSearch": true, "$listSearchIndexes": true, "$querySettings": true,
+	"$queryStats": true, "$shardedDataDistribution": true, "$listSampledQueries": true,
+}
+
+// SplitStageName is the stage that splits events over 16 MiB into
+// fragments (MongoDB 7.0 and 6.0.9+; document_source_change_stream_split_large_event.cpp).
+const SplitStageName = "$changeStreamSplitLargeEvent"
+
+// splitStageOutsideChangeStream is the server's refusal of the stage in a
+// pipeline that does not start with $changeStream.
+func splitStageOutsideChangeStream() error {
+	return cmdErr(7182801, "$changeStreamSplitLargeEvent can only be used in a $changeStream pipeline")
 }

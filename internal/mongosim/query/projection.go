@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"strings"
@@ -35,10 +35,10 @@ func (n *projNode) get(name string) *projField {
 	return f
 }
 
-// compileProjection compiles a find or $project projection ({a: 1, _id: 0}).
+// CompileProjection compiles a find or $project projection ({a: 1, _id: 0}).
 // Values may be flags (numbers, booleans), field paths ("$a"), {$literal}
 // or other literals, which add a computed field.
-func compileProjection(spec bson.D) (projector, error) {
+func CompileProjection(spec bson.D) (projector, error) {
 	if len(spec) == 0 {
 		return func(d bson.D) bson.D { return d }, nil
 	}
@@ -65,7 +65,7 @@ func compileProjection(spec bson.D) (projector, error) {
 			var m int
 			switch v := e.Value.(type) {
 			case bool, int32, int64, float64, bson.Decimal128:
-				if truthy(v) {
+				if Truthy(v) {
 					m = 1
 				} else {
 					m = -1
@@ -85,14 +85,14 @@ func compileProjection(spec bson.D) (projector, error) {
 				if len(v) > 0 && (v[0].Key == "$slice" || v[0].Key == "$elemMatch") {
 					return notImplemented("the projection operator %s", v[0].Key)
 				}
-				if err := checkExpr(v); err != nil {
+				if err := CheckExpr(v); err != nil {
 					return err
 				}
 				m = 1
 				f := node.get(last)
 				f.expr, f.hasExpr = v, true
 			default:
-				if err := checkExpr(v); err != nil {
+				if err := CheckExpr(v); err != nil {
 					return err
 				}
 				m = 1
@@ -149,9 +149,9 @@ func includeDoc(root, d bson.D, n *projNode) bson.D {
 		if f.hasExpr {
 			v, err := evalAggExpr(root, f.expr)
 			if err == nil && v != missingValue {
-				out = setOrAppend(out, name, v)
+				out = SetOrAppend(out, name, v)
 			}
-		} else if f.child != nil && hasComputed(f.child) && !hasKey(out, name) {
+		} else if f.child != nil && hasComputed(f.child) && !HasKey(out, name) {
 			if v := includeDoc(root, bson.D{}, f.child); len(v) > 0 {
 				out = append(out, bson.E{Key: name, Value: v})
 			}
@@ -169,7 +169,9 @@ func hasComputed(n *projNode) bool {
 	return false
 }
 
-func setOrAppend(d bson.D, k string, v any) bson.D {
+// SetOrAppend returns d with field k set to v, in place when it exists,
+// appended otherwise.
+func SetOrAppend(d bson.D, k string, v any) bson.D {
 	for i := range d {
 		if d[i].Key == k {
 			d[i].Value = v

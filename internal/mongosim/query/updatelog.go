@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"sort"
@@ -28,10 +28,10 @@ import (
 //   - per level, removed fields come first, then fields updated in place,
 //     then created fields, then the paths below, each group in field-name
 //     order, as the server's update tree visits them. Operator updates
-//     never report truncatedArrays: they replace the array instead.
+//     never report TruncatedArrays: they replace the array instead.
 //
 // Pipeline updates are diffed, as the server diffs them (doc_diff.cpp):
-// see diffUpdate.
+// see DiffUpdate.
 
 type logKind int
 
@@ -41,8 +41,8 @@ const (
 	logRemoved
 )
 
-// updateLog collects the changes of one operator update.
-type updateLog struct {
+// UpdateLog collects the changes of one operator update.
+type UpdateLog struct {
 	root logNode
 }
 
@@ -53,23 +53,23 @@ type logNode struct {
 }
 
 // record notes what applying op at parts changed between before and after.
-func (l *updateLog) record(op updateOp, parts []string, before, after bson.D) {
+func (l *UpdateLog) record(op updateOp, parts []string, before, after bson.D) {
 	switch op.op {
 	case "$unset":
-		if _, had := docPathValue(before, parts); had {
+		if _, had := DocPathValue(before, parts); had {
 			l.add(before, parts, logRemoved)
 		}
 	case "$rename":
-		if _, had := docPathValue(before, parts); had {
+		if _, had := DocPathValue(before, parts); had {
 			l.add(before, parts, logRemoved)
 			l.set(op.to, before, after)
 		}
 	case "$push":
-		old, had := docPathValue(before, parts)
-		cur, _ := docPathValue(after, parts)
+		old, had := DocPathValue(before, parts)
+		cur, _ := DocPathValue(after, parts)
 		oa, wasArr := old.(bson.A)
 		na, isArr := cur.(bson.A)
-		if had && wasArr && isArr && len(na) > len(oa) && identical(oa, na[:len(oa)]) {
+		if had && wasArr && isArr && len(na) > len(oa) && Identical(oa, na[:len(oa)]) {
 			for i := len(oa); i < len(na); i++ {
 				l.add(after, append(append([]string(nil), parts...), strconv.Itoa(i)), logUpdated)
 			}
@@ -83,15 +83,15 @@ func (l *updateLog) record(op updateOp, parts []string, before, after bson.D) {
 
 // set notes a path an operator set: updated when it existed (and changed),
 // created from its first missing component otherwise.
-func (l *updateLog) set(parts []string, before, after bson.D) {
-	if old, had := docPathValue(before, parts); had {
-		if cur, _ := docPathValue(after, parts); !identical(old, cur) {
+func (l *UpdateLog) set(parts []string, before, after bson.D) {
+	if old, had := DocPathValue(before, parts); had {
+		if cur, _ := DocPathValue(after, parts); !Identical(old, cur) {
 			l.add(after, parts, logUpdated)
 		}
 		return
 	}
 	for k := 1; k <= len(parts); k++ {
-		if _, had := docPathValue(before, parts[:k]); !had {
+		if _, had := DocPathValue(before, parts[:k]); !had {
 			l.add(after, parts[:k], logCreated)
 			return
 		}
@@ -101,7 +101,7 @@ func (l *updateLog) set(parts []string, before, after bson.D) {
 // add places a change in the tree; a change below one already noted is
 // part of it. doc is the document the path exists in, which tells array
 // indexes from field names.
-func (l *updateLog) add(doc bson.D, parts []string, kind logKind) {
+func (l *UpdateLog) add(doc bson.D, parts []string, kind logKind) {
 	n := &l.root
 	var cur any = doc
 	for i, p := range parts {
@@ -119,7 +119,7 @@ func (l *updateLog) add(doc bson.D, parts []string, kind logKind) {
 				cur = nil
 			}
 		case bson.D:
-			cur, _ = lookup(x, p)
+			cur, _ = Lookup(x, p)
 		default:
 			cur = nil
 		}
@@ -138,20 +138,20 @@ func (l *updateLog) add(doc bson.D, parts []string, kind logKind) {
 	}
 }
 
-// describe builds the updateDescription against the updated document, nil
+// Describe builds the updateDescription against the updated document, nil
 // when nothing changed.
-func (l *updateLog) describe(after bson.D) *updateDescription {
+func (l *UpdateLog) Describe(after bson.D) *UpdateDescription {
 	b := &diffBuilder{}
-	b.ud.updatedFields = bson.D{}
-	b.ud.removedFields = []string{}
+	b.ud.UpdatedFields = bson.D{}
+	b.ud.RemovedFields = []string{}
 	b.walk(&l.root, nil, after)
-	if len(b.ud.updatedFields) == 0 && len(b.ud.removedFields) == 0 {
+	if len(b.ud.UpdatedFields) == 0 && len(b.ud.RemovedFields) == 0 {
 		return nil
 	}
 	if len(b.disamb) > 0 {
-		b.ud.disambiguatedPaths = b.disamb
+		b.ud.DisambiguatedPaths = b.disamb
 	}
-	b.ud.truncatedArrays = []truncatedArray{}
+	b.ud.TruncatedArrays = []TruncatedArray{}
 	return &b.ud
 }
 
@@ -172,7 +172,7 @@ func (b *diffBuilder) walk(n *logNode, prefix []pathComponent, after bson.D) {
 		c := n.children[k]
 		switch c.kind {
 		case logRemoved:
-			b.ud.removedFields = append(b.ud.removedFields, b.note(child(prefix, c.comp)))
+			b.ud.RemovedFields = append(b.ud.RemovedFields, b.note(child(prefix, c.comp)))
 		case logUpdated:
 			updated = append(updated, c)
 		case logCreated:
@@ -183,7 +183,7 @@ func (b *diffBuilder) walk(n *logNode, prefix []pathComponent, after bson.D) {
 	}
 	for _, c := range append(updated, created...) {
 		p := child(prefix, c.comp)
-		v, _ := docPathValue(after, componentStrings(p))
+		v, _ := DocPathValue(after, componentStrings(p))
 		b.updated(p, v)
 	}
 	for _, c := range below {
@@ -203,29 +203,43 @@ func componentStrings(p []pathComponent) []string {
 	return out
 }
 
-// diffLargerThan reports whether the delta of a pipeline update is larger
+// DiffLargerThan reports whether the delta of a pipeline update is larger
 // than the updated document, in which case the server logs the whole
 // document instead (doc_diff::computeOplogDiff gives up on a diff larger
 // than the post-image; jstests/change_streams/pipeline_style_updates.js).
 // The size is that of the delta as {u: {path: value}, d: {path: false}}
 // plus the truncated arrays, within a few bytes per field of the server's
 // nested encoding.
-func diffLargerThan(ud *updateDescription, post bson.D) bool {
+func DiffLargerThan(ud *UpdateDescription, post bson.D) bool {
 	delta := bson.D{}
-	if len(ud.updatedFields) > 0 {
-		delta = append(delta, bson.E{Key: "u", Value: ud.updatedFields})
+	if len(ud.UpdatedFields) > 0 {
+		delta = append(delta, bson.E{Key: "u", Value: ud.UpdatedFields})
 	}
-	if len(ud.removedFields) > 0 {
-		d := make(bson.D, len(ud.removedFields))
-		for i, f := range ud.removedFields {
+	if len(ud.RemovedFields) > 0 {
+		d := make(bson.D, len(ud.RemovedFields))
+		for i, f := range ud.RemovedFields {
 			d[i] = bson.E{Key: f, Value: false}
 		}
 		delta = append(delta, bson.E{Key: "d", Value: d})
 	}
-	for _, t := range ud.truncatedArrays {
-		delta = append(delta, bson.E{Key: "s" + t.field, Value: bson.D{{Key: "a", Value: true}, {Key: "l", Value: t.newSize}}})
+	for _, t := range ud.TruncatedArrays {
+		delta = append(delta, bson.E{Key: "s" + t.Field, Value: bson.D{{Key: "a", Value: true}, {Key: "l", Value: t.NewSize}}})
 	}
 	a, err1 := bson.Marshal(delta)
 	b, err2 := bson.Marshal(post)
 	return err1 == nil && err2 == nil && len(a) > len(b)
+}
+
+// UpdateDescription is the UpdateDescription field of an update event.
+type UpdateDescription struct {
+	UpdatedFields      bson.D
+	RemovedFields      []string
+	TruncatedArrays    []TruncatedArray
+	DisambiguatedPaths bson.D // nil unless a path is ambiguous
+}
+
+// TruncatedArray is an array an update shortened to NewSize elements.
+type TruncatedArray struct {
+	Field   string
+	NewSize int32
 }

@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Values are the Go types bson.Unmarshal produces for a bson.D: nested
@@ -76,9 +77,9 @@ func typeBracket(v any) int {
 	return bracketMaxKey - 1
 }
 
-// compareValues orders two values as the server does (simple collation):
+// CompareValues orders two values as the server does (simple collation):
 // first by type bracket, then within the bracket.
-func compareValues(a, b any) int {
+func CompareValues(a, b any) int {
 	ba, bb := typeBracket(a), typeBracket(b)
 	if ba != bb {
 		return cmp.Compare(ba, bb)
@@ -142,18 +143,18 @@ func compareValues(a, b any) int {
 		if c := strings.Compare(string(x.Code), string(y.Code)); c != 0 {
 			return c
 		}
-		return compareValues(x.Scope, y.Scope)
+		return CompareValues(x.Scope, y.Scope)
 	}
 	return 0
 }
 
 // valuesEqual reports whether a and b compare equal (1 equals 1.0).
-func valuesEqual(a, b any) bool { return compareValues(a, b) == 0 }
+func valuesEqual(a, b any) bool { return CompareValues(a, b) == 0 }
 
-// identical reports whether a and b are equal and of the same BSON types
+// Identical reports whether a and b are equal and of the same BSON types
 // throughout: the test an update uses to decide that nothing changed, since
 // replacing 1 by 1.0 does change the stored bytes.
-func identical(a, b any) bool {
+func Identical(a, b any) bool {
 	switch x := a.(type) {
 	case bson.D:
 		y, ok := b.(bson.D)
@@ -161,7 +162,7 @@ func identical(a, b any) bool {
 			return false
 		}
 		for i := range x {
-			if x[i].Key != y[i].Key || !identical(x[i].Value, y[i].Value) {
+			if x[i].Key != y[i].Key || !Identical(x[i].Value, y[i].Value) {
 				return false
 			}
 		}
@@ -172,7 +173,7 @@ func identical(a, b any) bool {
 			return false
 		}
 		for i := range x {
-			if !identical(x[i], y[i]) {
+			if !Identical(x[i], y[i]) {
 				return false
 			}
 		}
@@ -226,7 +227,7 @@ func compareDocs(a, b bson.D) int {
 		if c := strings.Compare(a[i].Key, b[i].Key); c != 0 {
 			return c
 		}
-		if c := compareValues(a[i].Value, b[i].Value); c != 0 {
+		if c := CompareValues(a[i].Value, b[i].Value); c != 0 {
 			return c
 		}
 	}
@@ -238,7 +239,7 @@ func compareArrays(a, b bson.A) int {
 		if c := cmp.Compare(typeBracket(a[i]), typeBracket(b[i])); c != 0 {
 			return c
 		}
-		if c := compareValues(a[i], b[i]); c != 0 {
+		if c := CompareValues(a[i], b[i]); c != 0 {
 			return c
 		}
 	}
@@ -254,7 +255,7 @@ func compareNumbers(a, b any) int {
 	if aInt && bInt {
 		return cmp.Compare(ia, ib)
 	}
-	fa, fb := numberFloat(a), numberFloat(b)
+	fa, fb := NumberFloat(a), NumberFloat(b)
 	naA, naB := math.IsNaN(fa), math.IsNaN(fb)
 	switch {
 	case naA && naB:
@@ -311,8 +312,8 @@ func compareFloatInt(f float64, i int64) int {
 	return 0
 }
 
-// numberFloat converts any number to float64 (decimals approximately).
-func numberFloat(v any) float64 {
+// NumberFloat converts any number to float64 (decimals approximately).
+func NumberFloat(v any) float64 {
 	switch n := v.(type) {
 	case int32:
 		return float64(n)
@@ -342,7 +343,8 @@ func numberFloat(v any) float64 {
 	return math.NaN()
 }
 
-func isNumber(v any) bool { return typeBracket(v) == bracketNumber }
+// IsNumber reports whether v is a BSON number of any type.
+func IsNumber(v any) bool { return typeBracket(v) == bracketNumber }
 
 // bsonTypeOf returns the BSON type byte of a value.
 func bsonTypeOf(v any) bson.Type {
@@ -393,42 +395,44 @@ func bsonTypeOf(v any) bson.Type {
 	return 0
 }
 
-// cloneValue deep-copies documents and arrays so that an update can modify
+// CloneValue deep-copies documents and arrays so that an update can modify
 // the copy of a stored, immutable document.
-func cloneValue(v any) any {
+func CloneValue(v any) any {
 	switch x := v.(type) {
 	case bson.D:
-		return cloneDoc(x)
+		return CloneDoc(x)
 	case bson.A:
 		out := make(bson.A, len(x))
 		for i, e := range x {
-			out[i] = cloneValue(e)
+			out[i] = CloneValue(e)
 		}
 		return out
 	}
 	return v
 }
 
-func cloneDoc(d bson.D) bson.D {
+// CloneDoc deep-copies a document (CloneValue).
+func CloneDoc(d bson.D) bson.D {
 	if d == nil {
 		return nil
 	}
 	out := make(bson.D, len(d))
 	for i, e := range d {
-		out[i] = bson.E{Key: e.Key, Value: cloneValue(e.Value)}
+		out[i] = bson.E{Key: e.Key, Value: CloneValue(e.Value)}
 	}
 	return out
 }
 
-// formatDoc renders a document the way the server writes one into error
+// FormatDoc renders a document the way the server writes one into error
 // messages ("{ _id: 1, a: "x" }"), so that errmsg strings match.
-func formatDoc(d bson.D) string {
+func FormatDoc(d bson.D) string {
 	var sb strings.Builder
 	writeDoc(&sb, d)
 	return sb.String()
 }
 
-func formatValue(v any) string {
+// FormatValue renders a value as FormatDoc renders documents.
+func FormatValue(v any) string {
 	var sb strings.Builder
 	writeValue(&sb, v)
 	return sb.String()
@@ -502,5 +506,51 @@ func writeValue(sb *strings.Builder, v any) {
 		sb.WriteString(" ]")
 	default:
 		fmt.Fprint(sb, x)
+	}
+}
+
+// Lookup returns the value of a top-level field of d.
+func Lookup(d bson.D, key string) (any, bool) {
+	for _, e := range d {
+		if e.Key == key {
+			return e.Value, true
+		}
+	}
+	return nil, false
+}
+
+// TypeAlias is the server's name for a BSON type in error messages.
+func TypeAlias(t bsoncore.Type) string {
+	switch t {
+	case bsoncore.TypeDouble:
+		return "double"
+	case bsoncore.TypeString:
+		return "string"
+	case bsoncore.TypeEmbeddedDocument:
+		return "object"
+	case bsoncore.TypeArray:
+		return "array"
+	case bsoncore.TypeBinary:
+		return "binData"
+	case bsoncore.TypeObjectID:
+		return "objectId"
+	case bsoncore.TypeBoolean:
+		return "bool"
+	case bsoncore.TypeDateTime:
+		return "date"
+	case bsoncore.TypeNull:
+		return "null"
+	case bsoncore.TypeRegex:
+		return "regex"
+	case bsoncore.TypeInt32:
+		return "int"
+	case bsoncore.TypeTimestamp:
+		return "timestamp"
+	case bsoncore.TypeInt64:
+		return "long"
+	case bsoncore.TypeDecimal128:
+		return "decimal"
+	default:
+		return t.String()
 	}
 }

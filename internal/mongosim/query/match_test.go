@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"testing"
@@ -56,7 +56,7 @@ func TestCompileFilter(t *testing.T) {
 		{bson.D{{Key: "1", Value: "numeric name"}}, true},
 	}
 	for _, c := range cases {
-		m, err := compileFilter(c.filter)
+		m, err := CompileFilter(c.filter)
 		require.NoError(t, err, "%v", c.filter)
 		require.Equal(t, c.want, m(doc), "%v", c.filter)
 	}
@@ -75,7 +75,7 @@ func TestCompileFilterErrors(t *testing.T) {
 		{bson.D{{Key: "a", Value: bson.D{{Key: "$in", Value: 1}}}}, codeBadValue, "$in needs an array"},
 	}
 	for _, c := range cases {
-		_, err := compileFilter(c.filter)
+		_, err := CompileFilter(c.filter)
 		var ce *CommandError
 		require.ErrorAs(t, err, &ce)
 		require.Equal(t, c.code, ce.Code)
@@ -85,13 +85,13 @@ func TestCompileFilterErrors(t *testing.T) {
 
 func TestCompareValues(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, 0, compareValues(int32(1), 1.0))
-	require.Equal(t, 0, compareValues(int64(1<<60), int64(1<<60)))
-	require.Equal(t, -1, compareValues(int64(1<<60), float64(1<<61)))
-	require.Equal(t, 1, compareValues(int64(1<<53+1), float64(1<<53)))
-	require.Equal(t, -1, compareValues(nil, int32(0)))
-	require.Equal(t, -1, compareValues(int32(5), "a"))
-	require.Equal(t, -1, compareValues(bson.MinKey{}, nil))
-	require.Equal(t, 1, compareValues(bson.MaxKey{}, bson.D{}))
-	require.False(t, identical(int32(1), 1.0))
+	require.Equal(t, 0, CompareValues(int32(1), 1.0))
+	require.Equal(t, 0, CompareValues(int64(1<<60), int64(1<<60)))
+	require.Equal(t, -1, CompareValues(int64(1<<60), float64(1<<61)))
+	require.Equal(t, 1, CompareValues(int64(1<<53+1), float64(1<<53)))
+	require.Equal(t, -1, CompareValues(nil, int32(0)))
+	require.Equal(t, -1, CompareValues(int32(5), "a"))
+	require.Equal(t, -1, CompareValues(bson.MinKey{}, nil))
+	require.Equal(t, 1, CompareValues(bson.MaxKey{}, bson.D{}))
+	require.False(t, Identical(int32(1), 1.0))
 }

@@ -1,4 +1,4 @@
-package mongosim
+package query
 
 import (
 	"math"
@@ -15,15 +15,15 @@ import (
 // Update kinds.
 const (
 	updOperators = iota
-	updReplacement
-	updPipeline
+	UpdReplacement
+	UpdPipeline
 )
 
-// updateSpec is a parsed update statement's u field.
-type updateSpec struct {
-	kind        int
+// UpdateSpec is a parsed update statement's u field.
+type UpdateSpec struct {
+	Kind        int
 	ops         []updateOp
-	replacement bson.D
+	Replacement bson.D
 	pipeline    []bson.D
 }
 
@@ -39,12 +39,12 @@ type updateOp struct {
 var updateOperators = []string{"$set", "$unset", "$inc", "$mul", "$min", "$max", "$push", "$addToSet",
 	"$pop", "$pull", "$pullAll", "$rename", "$currentDate", "$setOnInsert"}
 
-// parseUpdate parses u: an operator document, a replacement document or a
+// ParseUpdate parses u: an operator document, a replacement document or a
 // pipeline (array).
-func parseUpdate(u any) (*updateSpec, error) {
+func ParseUpdate(u any) (*UpdateSpec, error) {
 	switch x := u.(type) {
 	case bson.A:
-		spec := &updateSpec{kind: updPipeline}
+		spec := &UpdateSpec{Kind: UpdPipeline}
 		for _, st := range x {
 			d, ok := st.(bson.D)
 			if !ok || len(d) != 1 {
@@ -67,9 +67,9 @@ func parseUpdate(u any) (*updateSpec, error) {
 						e.Key, e.Key)
 				}
 			}
-			return &updateSpec{kind: updReplacement, replacement: x}, nil
+			return &UpdateSpec{Kind: UpdReplacement, Replacement: x}, nil
 		}
-		spec := &updateSpec{kind: updOperators}
+		spec := &UpdateSpec{Kind: updOperators}
 		for _, e := range x {
 			if !slices.Contains(updateOperators, e.Key) {
 				return nil, cmdErr(codeFailedToParse,
@@ -79,7 +79,7 @@ func parseUpdate(u any) (*updateSpec, error) {
 			if !ok {
 				return nil, cmdErr(codeFailedToParse,
 					"Modifiers operate on fields but we found type %s instead. For example: {$mod: {<field>: ...}} not {%s: %s}",
-					typeName(e.Value), e.Key, formatValue(e.Value))
+					TypeName(e.Value), e.Key, FormatValue(e.Value))
 			}
 			for _, f := range fields {
 				op := updateOp{op: e.Key, path: f.Key, arg: f.Value}
@@ -90,10 +90,10 @@ func parseUpdate(u any) (*updateSpec, error) {
 				if e.Key == "$rename" {
 					to, ok := f.Value.(string)
 					if !ok {
-						return nil, cmdErr(codeBadValue, "The 'to' field for $rename must be a string: %s: %s", f.Key, formatValue(f.Value))
+						return nil, cmdErr(codeBadValue, "The 'to' field for $rename must be a string: %s: %s", f.Key, FormatValue(f.Value))
 					}
 					if to == f.Key {
-						return nil, cmdErr(codeBadValue, "The source and target field for $rename must differ: %s: %s", f.Key, formatValue(f.Value))
+						return nil, cmdErr(codeBadValue, "The source and target field for $rename must differ: %s: %s", f.Key, FormatValue(f.Value))
 					}
 					if op.to, err = splitUpdatePath(to); err != nil {
 						return nil, err
@@ -113,7 +113,8 @@ func parseUpdate(u any) (*updateSpec, error) {
 	return nil, cmdErr(codeFailedToParse, "Update argument must be either an object or an array")
 }
 
-func typeName(v any) string { return typeAlias(bsoncore.Type(bsonTypeOf(v))) }
+// TypeName is the server's name of v's BSON type, for error messages.
+func TypeName(v any) string { return TypeAlias(bsoncore.Type(bsonTypeOf(v))) }
 
 func splitUpdatePath(p string) ([]string, error) {
 	if p == "" {
@@ -132,20 +133,20 @@ func splitUpdatePath(p string) ([]string, error) {
 func checkOpArg(op updateOp) error {
 	switch op.op {
 	case "$inc", "$mul":
-		if !isNumber(op.arg) {
+		if !IsNumber(op.arg) {
 			verb := "increment"
 			if op.op == "$mul" {
 				verb = "multiply"
 			}
-			return cmdErr(codeTypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, op.path, formatValue(op.arg))
+			return cmdErr(codeTypeMismatch, "Cannot %s with non-numeric argument: {%s: %s}", verb, op.path, FormatValue(op.arg))
 		}
 	case "$pop":
-		if !isNumber(op.arg) || (numberFloat(op.arg) != 1 && numberFloat(op.arg) != -1) {
-			return cmdErr(codeFailedToParse, "$pop expects 1 or -1, found: %s", formatValue(op.arg))
+		if !IsNumber(op.arg) || (NumberFloat(op.arg) != 1 && NumberFloat(op.arg) != -1) {
+			return cmdErr(codeFailedToParse, "$pop expects 1 or -1, found: %s", FormatValue(op.arg))
 		}
 	case "$pullAll":
 		if _, ok := op.arg.(bson.A); !ok {
-			return cmdErr(codeBadValue, "$pullAll requires an array argument but was given a %s", typeName(op.arg))
+			return cmdErr(codeBadValue, "$pullAll requires an array argument but was given a %s", TypeName(op.arg))
 		}
 	case "$currentDate":
 		if _, ok := op.arg.(bool); ok {
@@ -157,11 +158,11 @@ func checkOpArg(op updateOp) error {
 		return cmdErr(codeBadValue, "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate: {field : {$type: 'date'}}}")
 	case "$push", "$addToSet":
 		d, ok := op.arg.(bson.D)
-		if !ok || !hasKey(d, "$each") {
+		if !ok || !HasKey(d, "$each") {
 			return nil
 		}
-		if _, ok := mustLookup(d, "$each").(bson.A); !ok {
-			return cmdErr(codeBadValue, "The argument to $each in %s must be an array but it was of type: %s", op.op, typeName(mustLookup(d, "$each")))
+		if _, ok := MustLookup(d, "$each").(bson.A); !ok {
+			return cmdErr(codeBadValue, "The argument to $each in %s must be an array but it was of type: %s", op.op, TypeName(MustLookup(d, "$each")))
 		}
 		for _, e := range d {
 			switch {
@@ -169,7 +170,7 @@ func checkOpArg(op updateOp) error {
 			case op.op == "$push" && (e.Key == "$slice" || e.Key == "$position"):
 				if _, ok := numberAsInt(e.Value); !ok {
 					return cmdErr(codeBadValue, "The value for %s must be an integer value but found %s of type %s",
-						e.Key, formatValue(e.Value), typeName(e.Value))
+						e.Key, FormatValue(e.Value), TypeName(e.Value))
 				}
 			case op.op == "$push" && e.Key == "$sort":
 			default:
@@ -180,15 +181,17 @@ func checkOpArg(op updateOp) error {
 	return nil
 }
 
-func hasKey(d bson.D, k string) bool { _, ok := lookup(d, k); return ok }
+// HasKey reports whether d has a top-level field k.
+func HasKey(d bson.D, k string) bool { _, ok := Lookup(d, k); return ok }
 
-func mustLookup(d bson.D, k string) any { v, _ := lookup(d, k); return v }
+// MustLookup returns the value of field k of d, nil when it is absent.
+func MustLookup(d bson.D, k string) any { v, _ := Lookup(d, k); return v }
 
 func numberAsInt(v any) (int64, bool) {
-	if !isNumber(v) {
+	if !IsNumber(v) {
 		return 0, false
 	}
-	f := numberFloat(v)
+	f := NumberFloat(v)
 	if f != math.Trunc(f) {
 		return 0, false
 	}
@@ -221,44 +224,44 @@ func checkConflicts(ops []updateOp) error {
 	return nil
 }
 
-// updateContext is what applying an update needs besides the document.
-type updateContext struct {
-	inserting    bool // an upsert inserting a new document ($setOnInsert applies)
-	arrayFilters map[string]matcher
-	now          time.Time
-	ts           bson.Timestamp // for $currentDate {$type: "timestamp"}
-	// log, when set, collects what each operator changed, for the
+// UpdateContext is what applying an update needs besides the document.
+type UpdateContext struct {
+	Inserting    bool // an upsert inserting a new document ($setOnInsert applies)
+	ArrayFilters map[string]Matcher
+	Now          time.Time
+	TS           bson.Timestamp // for $currentDate {$type: "timestamp"}
+	// Log, when set, collects what each operator changed, for the
 	// change event's updateDescription.
-	log *updateLog
+	Log *UpdateLog
 }
 
-// apply returns the updated copy of old; old is not modified.
-func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
-	switch s.kind {
-	case updReplacement:
-		out := make(bson.D, 0, len(s.replacement)+1)
-		if id, ok := lookup(old, "_id"); ok {
-			if rid, has := lookup(s.replacement, "_id"); has && !identical(id, rid) {
+// Apply returns the updated copy of old; old is not modified.
+func (s *UpdateSpec) Apply(old bson.D, uc *UpdateContext) (bson.D, error) {
+	switch s.Kind {
+	case UpdReplacement:
+		out := make(bson.D, 0, len(s.Replacement)+1)
+		if id, ok := Lookup(old, "_id"); ok {
+			if rid, has := Lookup(s.Replacement, "_id"); has && !Identical(id, rid) {
 				return nil, cmdErr(codeImmutableField,
-					"After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", formatValue(rid))
+					"After applying the update, the (immutable) field '_id' was found to have been altered to _id: %s", FormatValue(rid))
 			}
 			out = append(out, bson.E{Key: "_id", Value: id})
 		}
-		for _, e := range s.replacement {
+		for _, e := range s.Replacement {
 			if e.Key != "_id" || len(out) == 0 {
-				out = append(out, bson.E{Key: e.Key, Value: cloneValue(e.Value)})
+				out = append(out, bson.E{Key: e.Key, Value: CloneValue(e.Value)})
 			}
 		}
 		return out, nil
-	case updPipeline:
+	case UpdPipeline:
 		return applyPipelineUpdate(old, s.pipeline)
 	}
-	doc := cloneDoc(old)
+	doc := CloneDoc(old)
 	if doc == nil {
 		doc = bson.D{}
 	}
 	for _, op := range s.ops {
-		if op.op == "$setOnInsert" && !uc.inserting {
+		if op.op == "$setOnInsert" && !uc.Inserting {
 			continue
 		}
 		paths, err := expandPositional(doc, op.parts, uc)
@@ -266,8 +269,8 @@ func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
 			return nil, err
 		}
 		for _, parts := range paths {
-			if parts[0] == "_id" && !uc.inserting && op.op != "$set" && op.op != "$setOnInsert" && op.op != "$min" && op.op != "$max" {
-				if _, had := lookup(old, "_id"); had && op.op != "$rename" {
+			if parts[0] == "_id" && !uc.Inserting && op.op != "$set" && op.op != "$setOnInsert" && op.op != "$min" && op.op != "$max" {
+				if _, had := Lookup(old, "_id"); had && op.op != "$rename" {
 					return nil, immutableID()
 				}
 			}
@@ -275,18 +278,18 @@ func (s *updateSpec) apply(old bson.D, uc *updateContext) (bson.D, error) {
 			if v, err = applyOp(doc, op, parts, uc); err != nil {
 				return nil, err
 			}
-			if uc.log != nil {
+			if uc.Log != nil {
 				// old, which apply never modifies, is the state before
 				// this operator: the operators of one update touch
 				// disjoint paths (checkConflicts).
-				uc.log.record(op, parts, old, v.(bson.D))
+				uc.Log.record(op, parts, old, v.(bson.D))
 			}
 			doc = v.(bson.D)
 		}
 	}
-	if id, ok := lookup(old, "_id"); ok && !uc.inserting {
-		nid, has := lookup(doc, "_id")
-		if !has || !identical(id, nid) {
+	if id, ok := Lookup(old, "_id"); ok && !uc.Inserting {
+		nid, has := Lookup(doc, "_id")
+		if !has || !Identical(id, nid) {
 			return nil, immutableID()
 		}
 	}
@@ -300,7 +303,7 @@ func immutableID() error {
 // expandPositional turns a path with $[] or $[<id>] into the concrete
 // paths it names in doc. The plain positional $ needs the query's match
 // position, which the simulator does not track.
-func expandPositional(doc bson.D, parts []string, uc *updateContext) ([][]string, error) {
+func expandPositional(doc bson.D, parts []string, uc *UpdateContext) ([][]string, error) {
 	pos := -1
 	for i, c := range parts {
 		if strings.HasPrefix(c, "$") {
@@ -321,20 +324,20 @@ func expandPositional(doc bson.D, parts []string, uc *updateContext) ([][]string
 		return [][]string{parts}, nil
 	}
 	id := c[2 : len(c)-1]
-	var filter matcher
+	var filter Matcher
 	if id != "" {
-		filter = uc.arrayFilters[id]
+		filter = uc.ArrayFilters[id]
 		if filter == nil {
 			return nil, cmdErr(codeBadValue, "No array filter found for identifier '%s' in path '%s'", id, strings.Join(parts, "."))
 		}
 	}
-	leaves := collectLeaves(doc, parts[:pos], nil)
+	leaves := CollectLeaves(doc, parts[:pos], nil)
 	var arr bson.A
 	if len(leaves) == 1 && leaves[0].ok {
 		arr, _ = leaves[0].v.(bson.A)
 	}
 	if arr == nil {
-		if uc.inserting {
+		if uc.Inserting {
 			return nil, cmdErr(2, "The path '%s' must exist in the document in order to apply array updates.", strings.Join(parts[:pos], "."))
 		}
 		return nil, cmdErr(2, "The path '%s' must exist in the document in order to apply array updates.", strings.Join(parts[:pos], "."))
@@ -397,7 +400,7 @@ func modifyPath(c any, parts []string, create bool, fn leafFunc) (any, error) {
 		idx, ok := arrayIndex(parts[0])
 		if !ok {
 			if create {
-				return nil, cmdErr(28, "Cannot create field '%s' in element {%s}", parts[0], formatValue(x))
+				return nil, cmdErr(28, "Cannot create field '%s' in element {%s}", parts[0], FormatValue(x))
 			}
 			return x, nil
 		}
@@ -452,17 +455,19 @@ func descend(cur any, exists bool, parts []string, create bool, fn leafFunc) (an
 		return nv, actSet, nil
 	}
 	if create {
-		return nil, actKeep, cmdErr(28, "Cannot create field '%s' in element {%s: %s}", parts[1], parts[0], formatValue(cur))
+		return nil, actKeep, cmdErr(28, "Cannot create field '%s' in element {%s: %s}", parts[1], parts[0], FormatValue(cur))
 	}
 	return nil, actKeep, nil
 }
 
-func docPathValue(doc bson.D, parts []string) (any, bool) {
+// DocPathValue returns the value at a dotted path, through array
+// indexes, as an update addresses it.
+func DocPathValue(doc bson.D, parts []string) (any, bool) {
 	var cur any = doc
 	for _, p := range parts {
 		switch x := cur.(type) {
 		case bson.D:
-			v, ok := lookup(x, p)
+			v, ok := Lookup(x, p)
 			if !ok {
 				return nil, false
 			}
@@ -481,17 +486,17 @@ func docPathValue(doc bson.D, parts []string) (any, bool) {
 }
 
 func idString(doc bson.D) string {
-	id, _ := lookup(doc, "_id")
-	return "{_id: " + formatValue(id) + "}"
+	id, _ := Lookup(doc, "_id")
+	return "{_id: " + FormatValue(id) + "}"
 }
 
 // applyOp applies one operator at one concrete path of doc.
-func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, error) {
+func applyOp(doc bson.D, op updateOp, parts []string, uc *UpdateContext) (any, error) {
 	path := strings.Join(parts, ".")
 	switch op.op {
 	case "$set", "$setOnInsert":
 		return modifyPath(doc, parts, true, func(any, bool) (any, leafAction, error) {
-			return cloneValue(op.arg), actSet, nil
+			return CloneValue(op.arg), actSet, nil
 		})
 	case "$unset":
 		return modifyPath(doc, parts, false, func(_ any, exists bool) (any, leafAction, error) {
@@ -508,35 +513,35 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 				}
 				return op.arg, actSet, nil
 			}
-			if !isNumber(cur) {
+			if !IsNumber(cur) {
 				return nil, actKeep, cmdErr(codeTypeMismatch,
 					"Cannot apply %s to a value of non-numeric type. %s has the field '%s' of non-numeric type %s",
-					op.op, idString(doc), parts[len(parts)-1], typeName(cur))
+					op.op, idString(doc), parts[len(parts)-1], TypeName(cur))
 			}
 			return arith(op.op, cur, op.arg), actSet, nil
 		})
 	case "$min", "$max":
 		return modifyPath(doc, parts, true, func(cur any, exists bool) (any, leafAction, error) {
-			c := compareValues(op.arg, cur)
+			c := CompareValues(op.arg, cur)
 			if !exists || (op.op == "$min" && c < 0) || (op.op == "$max" && c > 0) {
-				return cloneValue(op.arg), actSet, nil
+				return CloneValue(op.arg), actSet, nil
 			}
 			return nil, actKeep, nil
 		})
 	case "$currentDate":
-		var v any = bson.NewDateTimeFromTime(uc.now)
+		var v any = bson.NewDateTimeFromTime(uc.Now)
 		if d, ok := op.arg.(bson.D); ok && d[0].Value == "timestamp" {
-			v = uc.ts
+			v = uc.TS
 		}
 		return modifyPath(doc, parts, true, func(any, bool) (any, leafAction, error) { return v, actSet, nil })
 	case "$rename":
-		v, ok := docPathValue(doc, parts)
+		v, ok := DocPathValue(doc, parts)
 		if !ok {
 			return doc, nil
 		}
 		if _, isArr := getPathParentArray(doc, parts); isArr {
 			return nil, cmdErr(codeBadValue, "The source field cannot be an array element, '%s' in doc with _id: %s has an array field called '%s'",
-				path, formatValue(mustLookup(doc, "_id")), parts[0])
+				path, FormatValue(MustLookup(doc, "_id")), parts[0])
 		}
 		removed, err := modifyPath(doc, parts, false, func(any, bool) (any, leafAction, error) { return nil, actRemove, nil })
 		if err != nil {
@@ -550,7 +555,7 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 				a, ok := cur.(bson.A)
 				if !ok {
 					return nil, actKeep, cmdErr(codeBadValue, "The field '%s' must be an array but is of type %s in document %s",
-						path, typeName(cur), idString(doc))
+						path, TypeName(cur), idString(doc))
 				}
 				arr = a
 			} else {
@@ -565,12 +570,12 @@ func applyOp(doc bson.D, op updateOp, parts []string, uc *updateContext) (any, e
 			}
 			arr, ok := cur.(bson.A)
 			if !ok {
-				return nil, actKeep, cmdErr(codeTypeMismatch, "Path '%s' contains an element of non-array type '%s'", path, typeName(cur))
+				return nil, actKeep, cmdErr(codeTypeMismatch, "Path '%s' contains an element of non-array type '%s'", path, TypeName(cur))
 			}
 			if len(arr) == 0 {
 				return nil, actKeep, nil
 			}
-			if numberFloat(op.arg) > 0 {
+			if NumberFloat(op.arg) > 0 {
 				return arr[:len(arr)-1], actSet, nil
 			}
 			return arr[1:], actSet, nil
@@ -607,7 +612,7 @@ func getPathParentArray(doc bson.D, parts []string) (any, bool) {
 	if len(parts) < 2 {
 		return nil, false
 	}
-	v, ok := docPathValue(doc, parts[:len(parts)-1])
+	v, ok := DocPathValue(doc, parts[:len(parts)-1])
 	if !ok {
 		return nil, false
 	}
@@ -636,7 +641,7 @@ func pullMatcher(op updateOp) (func(any) bool, error) {
 			}
 			return func(e any) bool { return p([]leaf{{v: e, ok: true}}) }, nil
 		}
-		m, err := compileFilter(x)
+		m, err := CompileFilter(x)
 		if err != nil {
 			return nil, err
 		}
@@ -659,8 +664,8 @@ func pullMatcher(op updateOp) (func(any) bool, error) {
 func pushValues(op updateOp, arr bson.A) (any, leafAction, error) {
 	each := bson.A{op.arg}
 	var mods bson.D
-	if d, ok := op.arg.(bson.D); ok && hasKey(d, "$each") {
-		each = mustLookup(d, "$each").(bson.A)
+	if d, ok := op.arg.(bson.D); ok && HasKey(d, "$each") {
+		each = MustLookup(d, "$each").(bson.A)
 		mods = d
 	}
 	out := slices.Clone(arr)
@@ -668,7 +673,7 @@ func pushValues(op updateOp, arr bson.A) (any, leafAction, error) {
 		changed := false
 		for _, v := range each {
 			if !slices.ContainsFunc(out, func(e any) bool { return valuesEqual(e, v) }) {
-				out = append(out, cloneValue(v))
+				out = append(out, CloneValue(v))
 				changed = true
 			}
 		}
@@ -678,7 +683,7 @@ func pushValues(op updateOp, arr bson.A) (any, leafAction, error) {
 		return out, actSet, nil
 	}
 	pos := len(out)
-	if v, ok := lookup(mods, "$position"); ok {
+	if v, ok := Lookup(mods, "$position"); ok {
 		p, _ := numberAsInt(v)
 		if p < 0 {
 			p = max(int64(len(out))+p, 0)
@@ -687,15 +692,15 @@ func pushValues(op updateOp, arr bson.A) (any, leafAction, error) {
 	}
 	vals := make(bson.A, len(each))
 	for i, v := range each {
-		vals[i] = cloneValue(v)
+		vals[i] = CloneValue(v)
 	}
 	out = slices.Insert(out, pos, vals...)
-	if spec, ok := lookup(mods, "$sort"); ok {
+	if spec, ok := Lookup(mods, "$sort"); ok {
 		if err := sortArray(out, spec); err != nil {
 			return nil, actKeep, err
 		}
 	}
-	if v, ok := lookup(mods, "$slice"); ok {
+	if v, ok := Lookup(mods, "$slice"); ok {
 		n, _ := numberAsInt(v)
 		switch {
 		case n >= 0 && int(n) < len(out):
@@ -708,13 +713,13 @@ func pushValues(op updateOp, arr bson.A) (any, leafAction, error) {
 }
 
 func sortArray(arr bson.A, spec any) error {
-	if isNumber(spec) {
-		dir := numberFloat(spec)
+	if IsNumber(spec) {
+		dir := NumberFloat(spec)
 		if dir != 1 && dir != -1 {
 			return cmdErr(codeBadValue, "The $sort element value must be either 1 or -1")
 		}
 		sort.SliceStable(arr, func(i, j int) bool {
-			return compareValues(arr[i], arr[j])*int(dir) < 0
+			return CompareValues(arr[i], arr[j])*int(dir) < 0
 		})
 		return nil
 	}
@@ -722,7 +727,7 @@ func sortArray(arr bson.A, spec any) error {
 	if !ok || len(d) == 0 {
 		return cmdErr(codeBadValue, "The $sort is invalid: use 1/-1 to sort the whole element, or {field:1/-1} to sort embedded fields")
 	}
-	cmp, err := compileSort(d)
+	cmp, err := CompileSort(d)
 	if err != nil {
 		return err
 	}
@@ -788,15 +793,15 @@ func arith(op string, a, b any) any {
 		return res
 	case 2:
 		if op == "$inc" {
-			return numberFloat(a) + numberFloat(b)
+			return NumberFloat(a) + NumberFloat(b)
 		}
-		return numberFloat(a) * numberFloat(b)
+		return NumberFloat(a) * NumberFloat(b)
 	}
 	var f float64
 	if op == "$inc" {
-		f = numberFloat(a) + numberFloat(b)
+		f = NumberFloat(a) + NumberFloat(b)
 	} else {
-		f = numberFloat(a) * numberFloat(b)
+		f = NumberFloat(a) * NumberFloat(b)
 	}
 	d, err := bson.ParseDecimal128(strconv.FormatFloat(f, 'g', -1, 64))
 	if err != nil {
@@ -808,16 +813,16 @@ func arith(op string, a, b any) any {
 // applyPipelineUpdate runs an update pipeline. Expressions are limited to
 // literals, field paths and {$literal: v}.
 func applyPipelineUpdate(old bson.D, pipeline []bson.D) (bson.D, error) {
-	doc := cloneDoc(old)
+	doc := CloneDoc(old)
 	for _, st := range pipeline {
 		var err error
 		if doc, err = applyDocStage(doc, st[0].Key, st[0].Value); err != nil {
 			return nil, err
 		}
 	}
-	if id, ok := lookup(old, "_id"); ok {
-		nid, has := lookup(doc, "_id")
-		if !has || !identical(id, nid) {
+	if id, ok := Lookup(old, "_id"); ok {
+		nid, has := Lookup(doc, "_id")
+		if !has || !Identical(id, nid) {
 			return nil, immutableID()
 		}
 	}
@@ -831,7 +836,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 	case "$set", "$addFields":
 		fields, ok := spec.(bson.D)
 		if !ok {
-			return nil, cmdErr(40272, "%s specification stage must be an object, got %s", name, typeName(spec))
+			return nil, cmdErr(40272, "%s specification stage must be an object, got %s", name, TypeName(spec))
 		}
 		root := doc
 		for _, f := range fields {
@@ -888,7 +893,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 		if !ok {
 			return nil, cmdErr(15969, "$project specification must be an object")
 		}
-		proj, err := compileProjection(d)
+		proj, err := CompileProjection(d)
 		if err != nil {
 			return nil, err
 		}
@@ -897,10 +902,10 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 		expr := spec
 		if name == "$replaceRoot" {
 			d, ok := spec.(bson.D)
-			if !ok || !hasKey(d, "newRoot") {
+			if !ok || !HasKey(d, "newRoot") {
 				return nil, cmdErr(40231, "no newRoot specified for the $replaceRoot stage")
 			}
-			expr = mustLookup(d, "newRoot")
+			expr = MustLookup(d, "newRoot")
 		}
 		v, err := evalAggExpr(doc, expr)
 		if err != nil {
@@ -909,7 +914,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 		nd, ok := v.(bson.D)
 		if !ok {
 			return nil, cmdErr(40228, "'replacement document' must evaluate to an object, but resulting value was: %s. Type of resulting value: '%s'. Input document: %s",
-				formatValue(v), typeName(v), formatDoc(doc))
+				FormatValue(v), TypeName(v), FormatDoc(doc))
 		}
 		return nd, nil
 	}
@@ -946,19 +951,19 @@ func evalAggExpr(root bson.D, expr any) (any, error) {
 	switch x := expr.(type) {
 	case string:
 		if x == "$$ROOT" || x == "$$CURRENT" {
-			return cloneDoc(root), nil
+			return CloneDoc(root), nil
 		}
 		if strings.HasPrefix(x, "$$") {
 			return nil, cmdErr(17276, "Use of undefined variable: %s", strings.SplitN(x[2:], ".", 2)[0])
 		}
 		if strings.HasPrefix(x, "$") {
-			leaves := collectLeaves(root, strings.Split(x[1:], "."), nil)
+			leaves := CollectLeaves(root, strings.Split(x[1:], "."), nil)
 			return fieldPathValue(root, strings.Split(x[1:], "."), leaves), nil
 		}
 		return x, nil
 	case bson.D:
 		if len(x) == 1 && x[0].Key == "$literal" {
-			return cloneValue(x[0].Value), nil
+			return CloneValue(x[0].Value), nil
 		}
 		if len(x) > 0 && strings.HasPrefix(x[0].Key, "$") {
 			return nil, unsupportedExpression(x[0].Key)
@@ -989,7 +994,7 @@ func evalAggExpr(root bson.D, expr any) (any, error) {
 		}
 		return out, nil
 	}
-	return cloneValue(expr), nil
+	return CloneValue(expr), nil
 }
 
 // missingValue is what a field path evaluates to when nothing is there.
@@ -999,11 +1004,11 @@ var missingValue = &struct{ missing bool }{true}
 // array it yields the array of the values found in its elements.
 func fieldPathValue(v any, parts []string, _ []leaf) any {
 	if len(parts) == 0 {
-		return cloneValue(v)
+		return CloneValue(v)
 	}
 	switch x := v.(type) {
 	case bson.D:
-		f, ok := lookup(x, parts[0])
+		f, ok := Lookup(x, parts[0])
 		if !ok {
 			return missingValue
 		}
@@ -1032,7 +1037,7 @@ type pathComponent struct {
 }
 
 type diffBuilder struct {
-	ud     updateDescription
+	ud     UpdateDescription
 	disamb bson.D
 }
 
@@ -1089,25 +1094,25 @@ func isAllDigits(s string) bool {
 }
 
 func (b *diffBuilder) updated(p []pathComponent, v any) {
-	b.ud.updatedFields = append(b.ud.updatedFields, bson.E{Key: b.note(p), Value: v})
+	b.ud.UpdatedFields = append(b.ud.UpdatedFields, bson.E{Key: b.note(p), Value: v})
 }
 
-// diffUpdate describes how old became new the way a change event's
+// DiffUpdate describes how old became new the way a change event's
 // updateDescription does (from the server's v2 delta oplog entries). It
 // returns nil when nothing changed.
-func diffUpdate(old, new bson.D) *updateDescription {
+func DiffUpdate(old, new bson.D) *UpdateDescription {
 	b := &diffBuilder{}
-	b.ud.updatedFields = bson.D{}
-	b.ud.removedFields = []string{}
+	b.ud.UpdatedFields = bson.D{}
+	b.ud.RemovedFields = []string{}
 	b.diffDocs(old, new, nil)
-	if len(b.ud.updatedFields) == 0 && len(b.ud.removedFields) == 0 && len(b.ud.truncatedArrays) == 0 {
+	if len(b.ud.UpdatedFields) == 0 && len(b.ud.RemovedFields) == 0 && len(b.ud.TruncatedArrays) == 0 {
 		return nil
 	}
 	if len(b.disamb) > 0 {
-		b.ud.disambiguatedPaths = b.disamb
+		b.ud.DisambiguatedPaths = b.disamb
 	}
-	if b.ud.truncatedArrays == nil {
-		b.ud.truncatedArrays = []truncatedArray{}
+	if b.ud.TruncatedArrays == nil {
+		b.ud.TruncatedArrays = []TruncatedArray{}
 	}
 	return &b.ud
 }
@@ -1118,7 +1123,7 @@ func child(p []pathComponent, c pathComponent) []pathComponent {
 
 func (b *diffBuilder) diffDocs(old, new bson.D, p []pathComponent) {
 	for _, e := range new {
-		ov, ok := lookup(old, e.Key)
+		ov, ok := Lookup(old, e.Key)
 		cp := child(p, pathComponent{name: e.Key})
 		if !ok {
 			b.updated(cp, e.Value)
@@ -1127,14 +1132,14 @@ func (b *diffBuilder) diffDocs(old, new bson.D, p []pathComponent) {
 		b.diffValue(ov, e.Value, cp)
 	}
 	for _, e := range old {
-		if _, ok := lookup(new, e.Key); !ok {
-			b.ud.removedFields = append(b.ud.removedFields, b.note(child(p, pathComponent{name: e.Key})))
+		if _, ok := Lookup(new, e.Key); !ok {
+			b.ud.RemovedFields = append(b.ud.RemovedFields, b.note(child(p, pathComponent{name: e.Key})))
 		}
 	}
 }
 
 func (b *diffBuilder) diffValue(ov, nv any, p []pathComponent) {
-	if identical(ov, nv) {
+	if Identical(ov, nv) {
 		return
 	}
 	switch n := nv.(type) {
@@ -1157,7 +1162,7 @@ func (b *diffBuilder) diffValue(ov, nv any, p []pathComponent) {
 func sameKeyOrder(a, b bson.D) bool {
 	j := 0
 	for _, e := range b {
-		if !hasKey(a, e.Key) {
+		if !HasKey(a, e.Key) {
 			continue
 		}
 		for j < len(a) && a[j].Key != e.Key {
@@ -1178,7 +1183,7 @@ func (b *diffBuilder) diffArrays(o, n bson.A, p []pathComponent) {
 	common := min(len(o), len(n))
 	changed := false
 	for i := 0; i < common; i++ {
-		if !identical(o[i], n[i]) {
+		if !Identical(o[i], n[i]) {
 			changed = true
 			break
 		}
@@ -1194,14 +1199,14 @@ func (b *diffBuilder) diffArrays(o, n bson.A, p []pathComponent) {
 		b.updated(child(p, pathComponent{index: i, isIdx: true}), n[i])
 	}
 	if len(n) < len(o) {
-		b.ud.truncatedArrays = append(b.ud.truncatedArrays, truncatedArray{field: b.note(p), newSize: int32(len(n))})
+		b.ud.TruncatedArrays = append(b.ud.TruncatedArrays, TruncatedArray{Field: b.note(p), NewSize: int32(len(n))})
 	}
 }
 
-// upsertSeed builds the document an upsert starts from: the query's
+// UpsertSeed builds the document an upsert starts from: the query's
 // equality conditions ({a: 1}, {a: {$eq: 1}}, inside $and), with dotted
 // paths expanded into sub-documents.
-func upsertSeed(query bson.D) (bson.D, error) {
+func UpsertSeed(query bson.D) (bson.D, error) {
 	doc := bson.D{}
 	var walk func(q bson.D) error
 	walk = func(q bson.D) error {
@@ -1223,7 +1228,7 @@ func upsertSeed(query bson.D) (bson.D, error) {
 			}
 			v := e.Value
 			if d, ok := v.(bson.D); ok && len(d) > 0 && strings.HasPrefix(d[0].Key, "$") {
-				eq, ok := lookup(d, "$eq")
+				eq, ok := Lookup(d, "$eq")
 				if !ok {
 					continue
 				}
@@ -1233,11 +1238,11 @@ func upsertSeed(query bson.D) (bson.D, error) {
 				continue
 			}
 			parts := strings.Split(e.Key, ".")
-			if _, ok := docPathValue(doc, parts); ok {
+			if _, ok := DocPathValue(doc, parts); ok {
 				return cmdErr(54, "cannot infer query fields to set, path '%s' is matched twice", e.Key)
 			}
 			nv, err := modifyPath(doc, parts, true, func(any, bool) (any, leafAction, error) {
-				return cloneValue(v), actSet, nil
+				return CloneValue(v), actSet, nil
 			})
 			if err != nil {
 				return err
@@ -1252,9 +1257,9 @@ func upsertSeed(query bson.D) (bson.D, error) {
 	return doc, nil
 }
 
-// withIDFirst returns doc with its _id as the first field, generating an
+// WithIDFirst returns doc with its _id as the first field, generating an
 // ObjectID when it has none, as the server stores inserted documents.
-func withIDFirst(doc bson.D) bson.D {
+func WithIDFirst(doc bson.D) bson.D {
 	i := slices.IndexFunc(doc, func(e bson.E) bool { return e.Key == "_id" })
 	if i == 0 {
 		return doc

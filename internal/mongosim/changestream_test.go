@@ -622,3 +622,28 @@ func TestDriverWatchResumesAfterClosedConnection(t *testing.T) {
 	}
 	assert.Equal(t, 1, aggregates)
 }
+
+// TestResumeWithAnotherCollectionsToken: a collection stream resumed with
+// a token of another collection's event fails, as the server fails it,
+// with ChangeStreamFatalError (280) once it meets an event of its own
+// collection, which cannot be the token's.
+func TestResumeWithAnotherCollectionsToken(t *testing.T) {
+	t.Parallel()
+	_, c, ctx := csSetup(t)
+	db := c.Database("db")
+	a, b := db.Collection("a"), db.Collection("b")
+	cs, err := a.Watch(ctx, mongo.Pipeline{})
+	require.NoError(t, err)
+	_, err = a.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	tokenOfA := cs.ResumeToken()
+	require.NoError(t, cs.Close(ctx))
+
+	_, err = b.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	_, err = b.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tokenOfA))
+	ce := cmdErrOf(t, err)
+	assert.Equal(t, int32(280), ce.Code)
+	assert.Contains(t, ce.Message, "the resume token was not found")
+}

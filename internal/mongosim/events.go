@@ -49,8 +49,7 @@ func invalidateToken(e *oplogEntry) (resumeToken, error) { return buildEventToke
 func buildEventToken(e *oplogEntry, fromInvalidate bool) (resumeToken, error) {
 	sp := tokenSpec{ts: e.ts, txnOpIndex: e.txnOpIndex, fromInvalidate: fromInvalidate}
 	if e.op != opDropDatabase {
-		u := e.collUUID
-		sp.uuid = &u
+		sp.uuid, sp.hasUUID = e.collUUID, true
 		sp.opType = e.op
 		var d bson.D
 		switch e.op {

@@ -68,7 +68,8 @@ type tokenSpec struct {
 	highWaterMark  bool
 	txnOpIndex     int32
 	fromInvalidate bool
-	uuid           *[16]byte
+	uuid           [16]byte
+	hasUUID        bool
 	eventID        bsoncore.Document // nil for high-water marks
 	// Or, without building that document: the operation type and the
 	// one field that follows it (documentKey or operationDescription).
@@ -82,35 +83,34 @@ type tokenSpec struct {
 // appendIDField appends the field _id: id, directly for the common types
 // of an _id and through BSON for the others.
 func appendIDField(b *keystring.Builder, id any) error {
-	var scratch [16]byte
-	var v bsoncore.Value
 	switch x := id.(type) {
 	case int32:
-		v = bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(scratch[:0], x)}
+		b.StartField("_id", bsoncore.TypeInt32)
+		b.AppendInt(x)
+		return nil
 	case int64:
-		v = bsoncore.Value{Type: bsoncore.TypeInt64, Data: bsoncore.AppendInt64(scratch[:0], x)}
+		b.StartField("_id", bsoncore.TypeInt64)
+		return b.AppendInt64(x)
 	case bson.ObjectID:
-		v = bsoncore.Value{Type: bsoncore.TypeObjectID, Data: append(scratch[:0], x[:]...)}
+		b.StartField("_id", bsoncore.TypeObjectID)
+		b.AppendObjectID(x)
+		return nil
 	case string:
 		b.AppendStringField("_id", x)
 		return nil
-	default:
-		t, data, err := bson.MarshalValue(id)
-		if err != nil {
-			return err
-		}
-		v = bsoncore.Value{Type: bsoncore.Type(t), Data: data}
 	}
-	return b.AppendField("_id", v)
+	t, data, err := bson.MarshalValue(id)
+	if err != nil {
+		return err
+	}
+	return b.AppendField("_id", bsoncore.Value{Type: bsoncore.Type(t), Data: data})
 }
 
 // build encodes the spec. It fails only for an eventIdentifier holding a
 // value the keystring package does not encode.
 func (sp tokenSpec) build() (resumeToken, error) {
-	// Built in a stack buffer: the key is copied out as a string below.
-	var scratch [160]byte
 	var b keystring.Builder
-	b.Reset(scratch[:0])
+	b.Grow(64 + len(sp.opType) + len(sp.eventID) + len(sp.idValue.Data) + 32)
 	b.AppendTimestamp(sp.ts.T, sp.ts.I)
 	b.AppendInt(tokenVersion)
 	if sp.highWaterMark {
@@ -120,8 +120,8 @@ func (sp tokenSpec) build() (resumeToken, error) {
 	}
 	b.AppendInt(sp.txnOpIndex)
 	b.AppendBool(sp.fromInvalidate)
-	if sp.uuid != nil {
-		b.AppendUUID(*sp.uuid)
+	if sp.hasUUID {
+		b.AppendUUID(sp.uuid)
 		var err error
 		switch {
 		case sp.eventID != nil:
@@ -163,8 +163,8 @@ func (sp tokenSpec) build() (resumeToken, error) {
 	if unsplit != nil {
 		t.unsplit = string(unsplit)
 	}
-	if sp.uuid != nil {
-		t.hasUUID, t.uuid = true, *sp.uuid
+	if sp.hasUUID {
+		t.hasUUID, t.uuid = true, sp.uuid
 	}
 	return t, nil
 }

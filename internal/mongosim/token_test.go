@@ -24,7 +24,7 @@ func testEventToken(t *testing.T, ts bson.Timestamp, uuid [16]byte, eventID bson
 	t.Helper()
 	raw, err := bson.Marshal(eventID)
 	require.NoError(t, err)
-	tok, err := tokenSpec{ts: ts, uuid: &uuid, eventID: raw, fromInvalidate: fromInvalidate, txnOpIndex: txnOpIndex}.build()
+	tok, err := tokenSpec{ts: ts, uuid: uuid, hasUUID: true, eventID: raw, fromInvalidate: fromInvalidate, txnOpIndex: txnOpIndex}.build()
 	require.NoError(t, err)
 	return tok
 }

@@ -86,9 +86,22 @@ type Builder struct {
 // Grow makes room for n more bytes.
 func (b *Builder) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
 
-// Reset empties the builder and makes it write into buf's storage, so a
-// caller can build a key in a stack buffer.
-func (b *Builder) Reset(buf []byte) { *b = Builder{buf: buf[:0]} }
+
+// AppendInt64 appends an int64 value.
+func (b *Builder) AppendInt64(n int64) error {
+	if n == math.MinInt64 {
+		return fmt.Errorf("%w: the int64 minimum", ErrUnsupported)
+	}
+	b.bits.appendNumber(numLong)
+	b.appendInteger(n)
+	return nil
+}
+
+// AppendObjectID appends an ObjectId.
+func (b *Builder) AppendObjectID(oid [12]byte) {
+	b.buf = append(b.buf, typeOID)
+	b.buf = append(b.buf, oid[:]...)
+}
 
 // StartObject begins an object whose fields follow (AppendField), closed
 // by EndObject.
@@ -183,11 +196,7 @@ func (b *Builder) AppendValue(v bsoncore.Value) error {
 		if !ok {
 			return errMalformed(v)
 		}
-		if n == math.MinInt64 {
-			return fmt.Errorf("%w: the int64 minimum", ErrUnsupported)
-		}
-		b.bits.appendNumber(numLong)
-		b.appendInteger(n)
+		return b.AppendInt64(n)
 	case bsoncore.TypeDouble:
 		f, ok := v.DoubleOK()
 		if !ok {
@@ -441,16 +450,6 @@ func (t *typeBits) append(bit byte) {
 	t.n++
 }
 
-// bytes returns the bits written, packed low bit first.
-func (t *typeBits) bytes() []byte {
-	nbytes := (t.n + 7) / 8
-	out := make([]byte, 0, nbytes)
-	for i := 0; i < min(nbytes, 8); i++ {
-		out = append(out, byte(t.low>>(8*i)))
-	}
-	return append(out, t.high...)
-}
-
 func (t *typeBits) appendNumber(kind byte) {
 	t.append(kind >> 1)
 	t.append(kind & 1)
@@ -463,14 +462,19 @@ func (t *typeBits) serialize() ([]byte, error) {
 	if !t.any {
 		return nil, nil
 	}
-	data := t.bytes()
+	nbytes := (t.n + 7) / 8
 	switch {
-	case len(data) == 1 && data[0]&0x80 == 0:
-		return data, nil
-	case len(data) > maxShortTypeBits:
+	case nbytes == 1 && t.low&0x80 == 0:
+		return []byte{byte(t.low)}, nil
+	case nbytes > maxShortTypeBits:
 		return nil, fmt.Errorf("%w: more than %d bytes of type bits", ErrUnsupported, maxShortTypeBits)
 	}
-	return append([]byte{0x80 | byte(len(data))}, data...), nil
+	out := make([]byte, 1, 1+nbytes)
+	out[0] = 0x80 | byte(nbytes)
+	for i := 0; i < min(nbytes, 8); i++ {
+		out = append(out, byte(t.low>>(8*i)))
+	}
+	return append(out, t.high...), nil
 }
 
 // maxShortTypeBits is the most data bytes a size byte can announce.

@@ -86,7 +86,6 @@ type Builder struct {
 // Grow makes room for n more bytes.
 func (b *Builder) Grow(n int) { b.buf = slices.Grow(b.buf, n) }
 
-
 // AppendInt64 appends an int64 value.
 func (b *Builder) AppendInt64(n int64) error {
 	if n == math.MinInt64 {

@@ -244,10 +244,10 @@ func (cs *ChangeStream) rememberStartTime() {
 	}
 }
 
-// wrapOpenError turns ChangeStreamHistoryLost into a *HistoryLostError.
+// wrapOpenError turns a position the server refuses into its typed error.
 func (cs *ChangeStream) wrapOpenError(err error, sp startPoint) error {
-	if isHistoryLost(err) {
-		return &HistoryLostError{ResumeToken: cloneRaw(sp.token), OperationTime: sp.time, Err: err}
+	if perr := positionError(err, sp); perr != nil {
+		return perr
 	}
 	return fmt.Errorf("changestream: opening the stream: %w", err)
 }
@@ -430,17 +430,19 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
 	case isTransient(err):
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
-	case isHistoryLost(err):
-		cs.finish(ctx, &HistoryLostError{ResumeToken: cloneRaw(sp.token), OperationTime: sp.time, Err: err})
+	case positionError(err, sp) != nil:
+		cs.finish(ctx, positionError(err, sp))
 	default:
 		cs.finish(ctx, fmt.Errorf("changestream: resuming: %w", err))
 	}
 	return false
 }
 
+// wrapIterError types an open stream's getMore error: a lost place in the
+// oplog (136), or a resumed stream whose token the server did not find.
 func (cs *ChangeStream) wrapIterError(err error) error {
-	if isHistoryLost(err) {
-		return &HistoryLostError{ResumeToken: cs.ResumeToken(), Err: err}
+	if perr := positionError(err, startPoint{token: cs.ResumeToken()}); perr != nil {
+		return perr
 	}
 	return fmt.Errorf("changestream: %w", err)
 }

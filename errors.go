@@ -23,49 +23,128 @@ var ErrClosed = errors.New("changestream: stream is closed")
 // token it could never resume correctly.
 var ErrMissingResumeToken = errors.New("changestream: event has no _id resume token; do not project out _id")
 
-// ErrHistoryLost matches, with [errors.Is], every error that reports the
-// server's ChangeStreamHistoryLost (code 286): the point the stream was to
-// start or resume from is older than the oldest entry of the server's oplog.
-// The events in between are gone; the caller must re-read the state it
-// derives from the collection and start a new stream. The error is a
-// [*HistoryLostError].
+// ErrHistoryLost matches, with [errors.Is], every error that reports lost
+// history: the server's ChangeStreamHistoryLost (286), when the point the
+// stream was to start or resume from is older than the oldest entry of the
+// server's oplog, and CappedPositionLost (136), when an open stream fell
+// so far behind that the oplog dropped its place. The events in between
+// are gone; the caller must re-read the state it derives from the
+// collection and start a new stream. The error is a [*HistoryLostError],
+// and [ErrUnresumablePosition] matches it too.
 var ErrHistoryLost = errors.New("changestream: change stream history lost")
 
-// codeHistoryLost is ChangeStreamHistoryLost.
-const codeHistoryLost = 286
+// ErrUnresumablePosition matches, with [errors.Is], every error that says
+// the server cannot carry on from the stream's position: lost history
+// ([ErrHistoryLost], a [*HistoryLostError]), and a token the server cannot
+// resume from for another reason ([*UnresumablePositionError]): one whose
+// event is not in its oplog (ChangeStreamFatalError 280, "the resume token
+// was not found", for example a token of another collection or another
+// deployment) or one it cannot read (InvalidResumeToken, 260). A policy
+// that must handle every dead position (re-snapshot, alert) tests this one.
+var ErrUnresumablePosition = errors.New("changestream: the server cannot resume from this position")
+
+// Server codes of positions a stream cannot carry on from.
+const (
+	codeHistoryLost         = 286 // ChangeStreamHistoryLost
+	codeCappedPositionLost  = 136 // CappedPositionLost, on an open stream's getMore
+	codeChangeStreamFatal   = 280 // ChangeStreamFatalError; see isTokenNotFound
+	codeInvalidResumeToken  = 260 // InvalidResumeToken
+	msgResumeTokenNotFound  = "resume token was not found"
+	optionStartAfter        = "startAfter"
+	optionResumeAfter       = "resumeAfter"
+	optionStartAtOperationT = "startAtOperationTime"
+)
 
 // HistoryLostError reports that the stream's resume point fell off the
 // server's oplog. errors.Is(err, ErrHistoryLost) holds, and the server's
 // error stays reachable through errors.As (for example as a
 // mongo.CommandError).
 type HistoryLostError struct {
-	// ResumeToken is the token the stream tried to start or resume from; nil
-	// when it started from an operation time.
+	// ResumeToken is the token the stream tried to start or resume from, or
+	// the last position of an open stream that fell behind; nil when it
+	// started from an operation time.
 	ResumeToken bson.Raw
 	// OperationTime is the operation time the stream tried to start from,
 	// when it had no token.
 	OperationTime *bson.Timestamp
+	// Option is the start option the failed aggregate used: "startAfter",
+	// "resumeAfter" or "startAtOperationTime"; empty when an open stream's
+	// getMore lost its place (Code 136).
+	Option string
+	// Code is the server's code: 286 (ChangeStreamHistoryLost) for a
+	// start or resume, 136 (CappedPositionLost) for an open stream.
+	Code int32
 	// Err is the server's error.
 	Err error
 }
 
-// Error describes the lost history and the server's error.
+// Error describes the lost history, with the option the stream used, and
+// the server's error.
 func (e *HistoryLostError) Error() string {
-	switch {
-	case e.ResumeToken != nil:
-		return fmt.Sprintf("changestream: history lost: cannot resume after token %s: %v", e.ResumeToken, e.Err)
-	case e.OperationTime != nil:
-		return fmt.Sprintf("changestream: history lost: cannot start at operation time %d.%d: %v", e.OperationTime.T, e.OperationTime.I, e.Err)
-	default:
-		return fmt.Sprintf("changestream: history lost: %v", e.Err)
-	}
+	return "changestream: history lost: " + describePosition(e.Option, e.ResumeToken, e.OperationTime) + ": " + e.Err.Error()
 }
+
+// Position returns the position that was lost.
+func (e *HistoryLostError) Position() Position { return positionOf(e.ResumeToken) }
 
 // Unwrap returns the server's error.
 func (e *HistoryLostError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrHistoryLost.
-func (e *HistoryLostError) Is(target error) bool { return target == ErrHistoryLost }
+// Is reports whether target is ErrHistoryLost or ErrUnresumablePosition.
+func (e *HistoryLostError) Is(target error) bool {
+	return target == ErrHistoryLost || target == ErrUnresumablePosition
+}
+
+// UnresumablePositionError reports a token the server cannot resume from
+// although its history may still be there: the token's event is not in
+// the server's oplog (280), or the server cannot read the token (260).
+// errors.Is(err, ErrUnresumablePosition) holds, and the server's error
+// stays reachable through errors.As.
+type UnresumablePositionError struct {
+	// ResumeToken is the token the stream tried to start or resume from.
+	ResumeToken bson.Raw
+	// Option is the start option used: "startAfter" or "resumeAfter";
+	// empty when the server refused the token on a later getMore.
+	Option string
+	// Code is the server's code: 280 or 260.
+	Code int32
+	// Err is the server's error.
+	Err error
+}
+
+// Error describes the position and the server's error.
+func (e *UnresumablePositionError) Error() string {
+	where := describePosition(e.Option, e.ResumeToken, nil)
+	if e.Option == "" {
+		where = fmt.Sprintf("the server did not find the event of token %s", e.ResumeToken)
+	}
+	return "changestream: unresumable position: " + where + ": " + e.Err.Error()
+}
+
+// Position returns the position the server refused.
+func (e *UnresumablePositionError) Position() Position { return positionOf(e.ResumeToken) }
+
+// Unwrap returns the server's error.
+func (e *UnresumablePositionError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrUnresumablePosition.
+func (e *UnresumablePositionError) Is(target error) bool { return target == ErrUnresumablePosition }
+
+// describePosition says which position a stream could not use, naming the
+// start option it used.
+func describePosition(option string, token bson.Raw, opTime *bson.Timestamp) string {
+	switch {
+	case option == optionStartAfter:
+		return fmt.Sprintf("cannot start after token %s", token)
+	case option == optionResumeAfter:
+		return fmt.Sprintf("cannot resume after token %s", token)
+	case option == optionStartAtOperationT && opTime != nil:
+		return fmt.Sprintf("cannot start at operation time %d.%d", opTime.T, opTime.I)
+	case token != nil:
+		return fmt.Sprintf("the stream fell behind the server's oplog after token %s", token)
+	}
+	return "no position"
+}
 
 // errNoCurrent is returned by Decode before the first event.
 var errNoCurrent = errors.New("changestream: Decode called with no current event; call Next or TryNext first and check that it returned true")

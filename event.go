@@ -112,4 +112,11 @@ type Event[T any] struct {
 	OperationDescription bson.Raw `bson:"operationDescription,omitempty"`
 	// SplitEvent marks a fragment of an event split for size.
 	SplitEvent *SplitEvent `bson:"splitEvent,omitempty"`
+	// LSID is the logical session of the transaction the change was part
+	// of ({id, uid}); nil for a change outside a transaction.
+	LSID bson.Raw `bson:"lsid,omitempty"`
+	// TxnNumber is that transaction's number within its session; nil for
+	// a change outside a transaction. The events of one transaction share
+	// ClusterTime, LSID and TxnNumber.
+	TxnNumber *int64 `bson:"txnNumber,omitempty"`
 }

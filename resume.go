@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -108,10 +109,30 @@ func isTransient(err error) bool {
 	return slices.Contains(retryableReadCodes, code)
 }
 
-// isHistoryLost reports whether err is the server's ChangeStreamHistoryLost.
-func isHistoryLost(err error) bool {
+// positionError turns a server error that says the stream cannot carry on
+// from sp into a *HistoryLostError or an *UnresumablePositionError, and
+// returns nil for any other error. sp.key is empty for an open stream's
+// getMore.
+func positionError(err error, sp startPoint) error {
 	code, fromServer := serverCode(err)
-	return fromServer && code == codeHistoryLost
+	if !fromServer {
+		return nil
+	}
+	switch {
+	case code == codeHistoryLost || code == codeCappedPositionLost:
+		return &HistoryLostError{ResumeToken: cloneRaw(sp.token), OperationTime: sp.time, Option: sp.key, Code: code, Err: err}
+	case code == codeInvalidResumeToken || (code == codeChangeStreamFatal && isTokenNotFound(err)):
+		return &UnresumablePositionError{ResumeToken: cloneRaw(sp.token), Option: sp.key, Code: code, Err: err}
+	}
+	return nil
+}
+
+// isTokenNotFound tells the 280 that refuses a token whose event is not
+// in the oplog from the other fatal errors that share its code (a pipeline
+// that changed _id, a missing pre-image): only the message does.
+func isTokenNotFound(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && strings.Contains(ce.Message, msgResumeTokenNotFound)
 }
 
 // startPoint is where an aggregate asks the stream to start.
@@ -125,11 +146,11 @@ type startPoint struct {
 func (c *config) initialStart() startPoint {
 	switch {
 	case c.startAfter != nil:
-		return startPoint{key: "startAfter", token: c.startAfter}
+		return startPoint{key: optionStartAfter, token: c.startAfter}
 	case c.resumeAfter != nil:
-		return startPoint{key: "resumeAfter", token: c.resumeAfter}
+		return startPoint{key: optionResumeAfter, token: c.resumeAfter}
 	case c.startAtOperationTime != nil:
-		return startPoint{key: "startAtOperationTime", time: c.startAtOperationTime}
+		return startPoint{key: optionStartAtOperationT, time: c.startAtOperationTime}
 	}
 	return startPoint{}
 }
@@ -144,11 +165,11 @@ func (cs *ChangeStream) resumeStart() startPoint {
 	defer cs.stateMu.Unlock()
 	switch {
 	case cs.token != nil && cs.cfg.startAfter != nil && !cs.returnedAny:
-		return startPoint{key: "startAfter", token: cs.token}
+		return startPoint{key: optionStartAfter, token: cs.token}
 	case cs.token != nil:
-		return startPoint{key: "resumeAfter", token: cs.token}
+		return startPoint{key: optionResumeAfter, token: cs.token}
 	case cs.opTime != nil:
-		return startPoint{key: "startAtOperationTime", time: cs.opTime}
+		return startPoint{key: optionStartAtOperationT, time: cs.opTime}
 	}
 	return cs.cfg.initialStart()
 }

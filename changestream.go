@@ -120,6 +120,9 @@ func WatchCollection(ctx context.Context, coll *mongo.Collection, pipeline any, 
 	if coll == nil {
 		return nil, errors.New("changestream: WatchCollection: nil collection")
 	}
+	if coll.Database() == nil || coll.Database().Client() == nil || coll.Name() == "" {
+		return nil, errors.New("changestream: WatchCollection: the collection was not made by a client's Database(...).Collection(...)")
+	}
 	cs, err := newStream(kindCollection, coll.Database(), pipeline, opts)
 	if err != nil {
 		return nil, err
@@ -134,6 +137,9 @@ func WatchCollection(ctx context.Context, coll *mongo.Collection, pipeline any, 
 func WatchDatabase(ctx context.Context, db *mongo.Database, pipeline any, opts ...Option) (*ChangeStream, error) {
 	if db == nil {
 		return nil, errors.New("changestream: WatchDatabase: nil database")
+	}
+	if db.Client() == nil || db.Name() == "" {
+		return nil, errors.New("changestream: WatchDatabase: the database was not made by a client's Database(...)")
 	}
 	cs, err := newStream(kindDatabase, db, pipeline, opts)
 	if err != nil {
@@ -172,6 +178,13 @@ func newStream(kind streamKind, db *mongo.Database, pipeline any, opts []Option)
 	cs.closeCtx, cs.closeFn = context.WithCancel(context.Background())
 	return cs, nil
 }
+
+// errNotOpened is what a ChangeStream that no Watch function made reports:
+// its zero value, or one copied out of a pointer.
+var errNotOpened = errors.New("changestream: the ChangeStream was not opened by WatchCollection, WatchDatabase or WatchCluster")
+
+// opened reports whether cs was made by a Watch function.
+func (cs *ChangeStream) opened() bool { return cs.closeFn != nil }
 
 // open starts the session and runs the first aggregate.
 func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
@@ -272,11 +285,15 @@ func (cs *ChangeStream) aggregateTarget() any {
 // getMore; Next then asks again, so it blocks until an event or an error.
 func (cs *ChangeStream) Next(ctx context.Context) bool { return cs.next(ctx, true) }
 
-// TryNext is Next without the wait: it returns an event already received,
-// or asks the server once (one getMore, plus one resume if it fails
-// resumably) and returns false with a nil Err when no event has arrived.
-// Check Err and Alive after a false return to tell "nothing yet" from the
-// end of the stream.
+// TryNext is Next that asks the server at most once: it returns an event
+// already received, or sends one getMore (plus one resume if it fails
+// resumably) and returns false with a nil Err when that brought no event.
+// It is not free of waiting: the server holds that getMore until an event
+// arrives or the max await time passes ([WithMaxAwaitTime], 1 s unless
+// set, and never past ctx's deadline), so on an idle stream TryNext takes
+// about that long. To poll without waiting, pass a ctx with a short
+// deadline or set a short max await time. Check Err and Alive after a
+// false return to tell "nothing yet" from the end of the stream.
 func (cs *ChangeStream) TryNext(ctx context.Context) bool { return cs.next(ctx, false) }
 
 func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
@@ -286,6 +303,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.Current = nil
+	if !cs.opened() {
+		cs.setErr(errNotOpened)
+		return false
+	}
 	if cs.closed.Load() {
 		cs.setErr(ErrClosed)
 		return false
@@ -501,6 +522,9 @@ func (cs *ChangeStream) setErr(err error) {
 func (cs *ChangeStream) Decode(v any) error {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if !cs.opened() {
+		return errNotOpened
+	}
 	if cs.closed.Load() {
 		return ErrClosed
 	}
@@ -527,6 +551,9 @@ func (cs *ChangeStream) Err() error {
 func (cs *ChangeStream) Close(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if !cs.opened() {
+		return errNotOpened
 	}
 	if !cs.closed.CompareAndSwap(false, true) {
 		return nil

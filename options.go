@@ -140,6 +140,11 @@ func WithStartAfter(token bson.Raw) Option {
 
 // WithStartAtOperationTime starts the stream at the given cluster time
 // ($changeStream.startAtOperationTime): events at or after it are returned.
+//
+// The three start options are meant one at a time. Given together, all are
+// sent, as the specification asks, and the server refuses them: opening
+// fails with its error (50865 for resumeAfter with startAfter, 40674 for a
+// token with a time); none is picked silently.
 func WithStartAtOperationTime(t bson.Timestamp) Option {
 	return optionFunc(func(c *config) { c.startAtOperationTime = &t })
 }

@@ -2,6 +2,7 @@ package changestream_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -219,4 +220,96 @@ func TestTransactionEventFields(t *testing.T) {
 	assert.Equal(t, *evs[0].TxnNumber, *evs[1].TxnNumber)
 	assert.Nil(t, evs[2].TxnNumber)
 	assert.Nil(t, evs[2].LSID)
+}
+
+// TestConflictingStartOptions: start options given together are all sent,
+// as the specification asks, and the server's refusal reaches the caller;
+// none is picked silently (issue defect 4).
+func TestConflictingStartOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	probe := watch(t, e, nil)
+	e.insert(t, 1)
+	tok := bson.Raw(next(t, probe).Lookup("_id").Document())
+	at := bson.Timestamp{T: uint32(time.Now().Unix()), I: 1}
+	for _, tc := range []struct {
+		name string
+		opts []changestream.Option
+		sent []string
+		code int32
+	}{
+		{"resumeAfter and startAfter", []changestream.Option{changestream.WithResumeAfter(tok), changestream.WithStartAfter(tok)},
+			[]string{"resumeAfter", "startAfter"}, 50865},
+		{"a token and a time", []changestream.Option{changestream.WithResumeAfter(tok), changestream.WithStartAtOperationTime(at)},
+			[]string{"resumeAfter", "startAtOperationTime"}, 40674},
+	} {
+		e.mon.reset()
+		_, err := changestream.WatchCollection(ctx, e.coll, nil, tc.opts...)
+		var ce mongo.CommandError
+		require.ErrorAs(t, err, &ce, tc.name)
+		assert.Equal(t, tc.code, ce.Code, tc.name)
+		aggs := e.mon.commands("aggregate")
+		require.NotEmpty(t, aggs, tc.name)
+		stage := changeStreamStage(t, aggs[0])
+		for _, k := range tc.sent {
+			_, err := stage.LookupErr(k)
+			assert.NoError(t, err, "%s: %s sent", tc.name, k)
+		}
+	}
+}
+
+// TestZeroValues: zero values of the driver's types and of ChangeStream
+// fail with clear errors instead of panicking (issue defect 6).
+func TestZeroValues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := changestream.WatchCollection(ctx, &mongo.Collection{}, nil)
+	assert.ErrorContains(t, err, "not made by a client")
+	_, err = changestream.WatchDatabase(ctx, &mongo.Database{}, nil)
+	assert.ErrorContains(t, err, "not made by a client")
+
+	var cs changestream.ChangeStream
+	assert.False(t, cs.Next(ctx))
+	assert.ErrorContains(t, cs.Err(), "not opened by WatchCollection")
+	assert.False(t, cs.TryNext(ctx))
+	assert.Error(t, cs.Decode(new(bson.Raw)))
+	assert.ErrorContains(t, cs.Close(ctx), "not opened")
+	assert.False(t, cs.Alive())
+	assert.Nil(t, cs.ResumeToken())
+	assert.True(t, cs.Position().IsZero())
+}
+
+// TestEventsDecodeError: an event that does not decode is yielded with a
+// *DecodeError that carries it, told apart from a stream error with
+// errors.As, and the iteration goes on (issue defect 7).
+func TestEventsDecodeError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	cs := watch(t, e, nil)
+	_, err := e.coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "n", Value: "not a number"}})
+	require.NoError(t, err)
+	e.insert(t, 2)
+	type doc struct {
+		N int32 `bson:"n"`
+	}
+	var got []int32
+	var decodeErrs int
+	for ev, err := range changestream.Events[doc](ctx, cs) {
+		var de *changestream.DecodeError
+		if errors.As(err, &de) {
+			decodeErrs++
+			assert.Equal(t, int32(1), de.Event.Lookup("documentKey", "_id").Int32())
+			assert.NotNil(t, de.ResumeToken)
+			var bde *bson.DecodeError
+			assert.ErrorAs(t, err, &bde, "the decoder's error stays reachable")
+			continue
+		}
+		require.NoError(t, err)
+		got = append(got, ev.FullDocument.N)
+		break
+	}
+	assert.Equal(t, 1, decodeErrs)
+	assert.Equal(t, []int32{2}, got)
 }

@@ -140,19 +140,23 @@ type startPoint struct {
 	key   string // "resumeAfter", "startAfter", "startAtOperationTime" or "" (now)
 	token bson.Raw
 	time  *bson.Timestamp
+	// asked: the caller's own start, on which every start option the
+	// caller set is sent, even conflicting ones: the server refuses those
+	// (40674, 50865) and the caller sees why. A resume sends only key.
+	asked bool
 }
 
 // initialStart is the start point the caller asked for.
 func (c *config) initialStart() startPoint {
 	switch {
 	case c.startAfter != nil:
-		return startPoint{key: optionStartAfter, token: c.startAfter}
+		return startPoint{key: optionStartAfter, token: c.startAfter, asked: true}
 	case c.resumeAfter != nil:
-		return startPoint{key: optionResumeAfter, token: c.resumeAfter}
+		return startPoint{key: optionResumeAfter, token: c.resumeAfter, asked: true}
 	case c.startAtOperationTime != nil:
-		return startPoint{key: optionStartAtOperationT, time: c.startAtOperationTime}
+		return startPoint{key: optionStartAtOperationT, time: c.startAtOperationTime, asked: true}
 	}
-	return startPoint{}
+	return startPoint{asked: true}
 }
 
 // resumeStart is the start point of a resume, by the specification's rules:
@@ -189,6 +193,16 @@ func (cs *ChangeStream) command(sp startPoint) bson.D {
 		stage = append(stage, bson.E{Key: "fullDocumentBeforeChange", Value: string(*cfg.fullDocumentBeforeChange)})
 	}
 	switch {
+	case sp.asked:
+		if cfg.resumeAfter != nil {
+			stage = append(stage, bson.E{Key: optionResumeAfter, Value: cfg.resumeAfter})
+		}
+		if cfg.startAfter != nil {
+			stage = append(stage, bson.E{Key: optionStartAfter, Value: cfg.startAfter})
+		}
+		if cfg.startAtOperationTime != nil {
+			stage = append(stage, bson.E{Key: optionStartAtOperationT, Value: *cfg.startAtOperationTime})
+		}
 	case sp.token != nil:
 		stage = append(stage, bson.E{Key: sp.key, Value: sp.token})
 	case sp.time != nil:

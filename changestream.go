@@ -96,6 +96,9 @@ type ChangeStream struct {
 	opTime      *bson.Timestamp // the aggregate's operationTime, when no token is known
 	returnedAny bool            // an event has been returned
 	err         error
+	// split is an event being put back together (WithSplitLargeEvents);
+	// only the iterating goroutine, holding mu, touches it.
+	split *splitState
 
 	alive    atomic.Bool
 	closed   atomic.Bool
@@ -232,7 +235,8 @@ func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 // and reports whether the server sent one.
 func (cs *ChangeStream) cacheEmptyBatch(cur *cursor) bool {
 	pbrt := cur.postBatchResumeToken()
-	if pbrt == nil {
+	if pbrt == nil || cs.split != nil {
+		// Inside a split event the token would point between fragments.
 		return false
 	}
 	cs.stateMu.Lock()
@@ -334,7 +338,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 		}
 		c := cs.cur
 		if c.remaining() > 0 {
-			return cs.accept(c)
+			if ok, done := cs.accept(c); done {
+				return ok
+			}
+			continue // a fragment of a split event: gather the rest
 		}
 		if c.id() == 0 {
 			cs.finish(ctx, nil) // the server closed the cursor: invalidated
@@ -359,7 +366,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 		}
 		resumed = false
 		if c.remaining() > 0 {
-			return cs.accept(c)
+			if ok, done := cs.accept(c); done {
+				return ok
+			}
+			continue
 		}
 		if c.id() == 0 {
 			cs.finish(ctx, nil)
@@ -465,24 +475,42 @@ func (cs *ChangeStream) wrapIterError(err error) error {
 	if perr := positionError(err, startPoint{token: cs.ResumeToken()}); perr != nil {
 		return perr
 	}
+	if code, fromServer := serverCode(err); fromServer && code == codeBSONObjectTooLarge {
+		return &EventTooLargeError{Position: cs.Position(), Err: err}
+	}
 	return fmt.Errorf("changestream: %w", err)
 }
 
 // accept makes the cursor's current document the stream's current event and
 // caches its resume token: the batch's postBatchResumeToken when the event is
 // the last of its batch and the server sent one, the event's _id otherwise.
-func (cs *ChangeStream) accept(c *cursor) bool {
+// done is false when the document was a fragment of a split event that is
+// not complete yet: nothing is returned and the position does not move.
+func (cs *ChangeStream) accept(c *cursor) (ok, done bool) {
 	doc, err := c.next()
 	if err != nil {
 		cs.finish(context.Background(), err)
-		return false
+		return false, true
 	}
 	id, err := doc.LookupErr("_id")
 	if err != nil || id.Type != bson.TypeEmbeddedDocument {
 		cs.finish(context.Background(), ErrMissingResumeToken)
-		return false
+		return false, true
 	}
 	token := bson.Raw(id.Value)
+	if cs.cfg.splitLargeEvents {
+		if n, of, isFragment := splitOf(doc); isFragment {
+			whole, err := cs.fragment(doc, token, n, of)
+			if err != nil {
+				cs.finish(context.Background(), err)
+				return false, true
+			}
+			if whole == nil {
+				return false, false
+			}
+			doc, token = whole, cs.splitLastToken(whole)
+		}
+	}
 	if c.remaining() == 0 {
 		if pbrt := c.postBatchResumeToken(); pbrt != nil {
 			token = pbrt
@@ -493,7 +521,12 @@ func (cs *ChangeStream) accept(c *cursor) bool {
 	cs.returnedAny = true
 	cs.stateMu.Unlock()
 	cs.Current = doc
-	return true
+	return true, true
+}
+
+// splitLastToken is the _id of a put-together event: its last fragment's.
+func (cs *ChangeStream) splitLastToken(whole bson.Raw) bson.Raw {
+	return bson.Raw(whole.Lookup("_id").Value)
 }
 
 // finish ends the stream for good with err (nil after an invalidate) and

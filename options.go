@@ -75,6 +75,7 @@ type config struct {
 	collation                *options.Collation
 	comment                  any
 	showExpandedEvents       *bool
+	splitLargeEvents         bool
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern
 

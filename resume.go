@@ -167,6 +167,14 @@ func (c *config) initialStart() startPoint {
 func (cs *ChangeStream) resumeStart() startPoint {
 	cs.stateMu.Lock()
 	defer cs.stateMu.Unlock()
+	if s := cs.split; s != nil {
+		// In the middle of a split event: carry on after the last
+		// fragment received, keeping the ones gathered.
+		if cs.cfg.startAfter != nil && !cs.returnedAny {
+			return startPoint{key: optionStartAfter, token: s.lastToken}
+		}
+		return startPoint{key: optionResumeAfter, token: s.lastToken}
+	}
 	switch {
 	case cs.token != nil && cs.cfg.startAfter != nil && !cs.returnedAny:
 		return startPoint{key: optionStartAfter, token: cs.token}
@@ -211,10 +219,14 @@ func (cs *ChangeStream) command(sp startPoint) bson.D {
 	if cfg.showExpandedEvents != nil {
 		stage = append(stage, bson.E{Key: "showExpandedEvents", Value: *cfg.showExpandedEvents})
 	}
-	pipeline := make(bson.A, 0, len(cs.pipeline)+1)
+	pipeline := make(bson.A, 0, len(cs.pipeline)+2)
 	pipeline = append(pipeline, bson.D{{Key: "$changeStream", Value: stage}})
 	for _, st := range cs.pipeline {
 		pipeline = append(pipeline, st)
+	}
+	if cfg.splitLargeEvents {
+		// The server allows it only as the last stage.
+		pipeline = append(pipeline, bson.D{{Key: "$changeStreamSplitLargeEvent", Value: bson.D{}}})
 	}
 	cursorDoc := bson.D{}
 	if cfg.batchSize != nil {

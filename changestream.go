@@ -52,6 +52,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -99,6 +100,15 @@ type ChangeStream struct {
 	// split is an event being put back together (WithSplitLargeEvents);
 	// only the iterating goroutine, holding mu, touches it.
 	split *splitState
+	// stats and what Behind needs, under stateMu.
+	stats         Stats
+	openedAt      time.Time
+	replyCaughtUp bool
+	unreturned    int
+	// The last progress reported; only the iterating goroutine touches
+	// these.
+	lastProgress   []byte
+	lastProgressAt time.Time
 
 	alive    atomic.Bool
 	closed   atomic.Bool
@@ -214,6 +224,9 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 		return nil, cs.wrapOpenError(err, sp)
 	}
 	cs.alive.Store(true)
+	cs.stateMu.Lock()
+	cs.openedAt = time.Now()
+	cs.stateMu.Unlock()
 	return cs, nil
 }
 
@@ -225,6 +238,7 @@ func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 		return err
 	}
 	cs.cur = cur
+	cs.noteReply(cur, time.Now())
 	if cur.remaining() == 0 && !cs.cacheEmptyBatch(cur) && sp.key == "" {
 		cs.rememberStartTime()
 	}
@@ -365,6 +379,8 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			return false
 		}
 		resumed = false
+		received := time.Now()
+		cs.noteReply(c, received)
 		if c.remaining() > 0 {
 			if ok, done := cs.accept(c); done {
 				return ok
@@ -375,7 +391,9 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.finish(ctx, nil)
 			return false
 		}
-		cs.cacheEmptyBatch(c)
+		if cs.cacheEmptyBatch(c) {
+			cs.reportProgress(received)
+		}
 		if !block {
 			return false
 		}
@@ -448,6 +466,9 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 	err := cs.openCursor(opCtx, sp)
 	release()
 	if err == nil {
+		cs.stateMu.Lock()
+		cs.stats.Resumes++
+		cs.stateMu.Unlock()
 		return true
 	}
 	switch {
@@ -498,19 +519,23 @@ func (cs *ChangeStream) accept(c *cursor) (ok, done bool) {
 		return false, true
 	}
 	token := bson.Raw(id.Value)
+	fragment := false
 	if cs.cfg.splitLargeEvents {
 		if n, of, isFragment := splitOf(doc); isFragment {
+			fragment = true
 			whole, err := cs.fragment(doc, token, n, of)
 			if err != nil {
 				cs.finish(context.Background(), err)
 				return false, true
 			}
 			if whole == nil {
+				cs.noteAccepted(false, true, time.Now())
 				return false, false
 			}
 			doc, token = whole, cs.splitLastToken(whole)
 		}
 	}
+	cs.noteAccepted(true, fragment, time.Now())
 	if c.remaining() == 0 {
 		if pbrt := c.postBatchResumeToken(); pbrt != nil {
 			token = pbrt

@@ -76,6 +76,8 @@ type config struct {
 	comment                  any
 	showExpandedEvents       *bool
 	splitLargeEvents         bool
+	progress                 func(Progress)
+	progressEvery            time.Duration
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern
 

@@ -1,0 +1,157 @@
+package changestream
+
+import (
+	"errors"
+	"time"
+)
+
+// Progress reports that a stream's position moved with no event: the
+// server answered with an empty batch whose postBatchResumeToken lies past
+// the previous position, because nothing was written, or because what was
+// written did not pass the pipeline's filter, or was elsewhere. Storing
+// Position keeps such a stream resumable: a quiet or filtered stream whose
+// position is never saved falls off the oplog.
+type Progress struct {
+	// Position is the stream's new position.
+	Position Position
+	// CaughtUp is true: the reply had nothing more to send. It is there
+	// for handlers shared with other sources of progress.
+	CaughtUp bool
+	// Received is when the reply arrived.
+	Received time.Time
+}
+
+// WithProgress calls fn when the stream's position moves without an event,
+// at most once per every (0: every time). fn runs inside Next or TryNext,
+// in the caller's goroutine, before the call returns: the stream starts no
+// goroutine for it, and fn must not call the stream's Next, TryNext or
+// Close. Progress is never reported for a reply that brought events: the
+// position after such a reply lies past events the caller has not handled
+// yet, and saving it would skip them; save [ChangeStream.ResumeToken]
+// after handling each event instead.
+func WithProgress(every time.Duration, fn func(Progress)) Option {
+	return optionFunc(func(c *config) {
+		switch {
+		case fn == nil:
+			c.errs = append(c.errs, errors.New("WithProgress: nil function"))
+		case every < 0:
+			c.errs = append(c.errs, errors.New("WithProgress: negative interval"))
+		default:
+			c.progressEvery, c.progress = every, fn
+		}
+	})
+}
+
+// Stats are counters and times of a stream, for metrics and health checks.
+type Stats struct {
+	// Events counts the events Next and TryNext returned; a split event
+	// put back together counts once.
+	Events int64
+	// Fragments counts the fragments of split events received.
+	Fragments int64
+	// Resumes counts the resumes that reopened the server cursor.
+	Resumes int64
+	// LastEvent is when Next or TryNext last returned an event.
+	LastEvent time.Time
+	// LastCaughtUp is when the last reply arrived that had nothing more to
+	// send (see [ChangeStream.Behind]).
+	LastCaughtUp time.Time
+	// Position is the stream's position.
+	Position Position
+}
+
+// Stats returns the stream's counters. Safe from any goroutine.
+func (cs *ChangeStream) Stats() Stats {
+	cs.stateMu.Lock()
+	s := cs.stats
+	cs.stateMu.Unlock()
+	s.Position = cs.Position()
+	return s
+}
+
+// Behind reports how far the stream is behind the server: 0 once the
+// last reply had nothing more to send and all its events were returned,
+// otherwise the time since the stream was last caught up (or opened). A
+// reply has nothing more to send when it is empty, or holds fewer events
+// than the batch size asked ([WithBatchSize]), or, with no batch size set,
+// fewer than 101 events and under 8 MiB; a stream that never gets such a
+// reply (always full batches) reports lag that grows. An idle, caught-up
+// stream reports 0. Safe from any goroutine.
+func (cs *ChangeStream) Behind() time.Duration {
+	cs.stateMu.Lock()
+	defer cs.stateMu.Unlock()
+	if cs.replyCaughtUp && cs.unreturned == 0 {
+		return 0
+	}
+	since := cs.stats.LastCaughtUp
+	if since.IsZero() {
+		since = cs.openedAt
+	}
+	if since.IsZero() {
+		return 0
+	}
+	return time.Since(since)
+}
+
+// Batches with fewer events than these had nothing more to send, when no
+// batch size was asked: the server's default first batch, and a size far
+// below the 16 MiB it fills a batch up to.
+const (
+	defaultFirstBatch = 101
+	fullBatchBytes    = 8 << 20
+)
+
+// noteReply records a reply: whether it was caught up, and how many of its
+// documents are still to be returned.
+func (cs *ChangeStream) noteReply(c *cursor, at time.Time) {
+	n, bytes := c.remaining(), len(c.rest)
+	caught := n == 0
+	if !caught {
+		if bs := cs.cfg.batchSize; bs != nil && *bs > 0 {
+			caught = n < int(*bs)
+		} else {
+			caught = n < defaultFirstBatch && bytes < fullBatchBytes
+		}
+	}
+	cs.stateMu.Lock()
+	cs.replyCaughtUp, cs.unreturned = caught, n
+	if caught {
+		cs.stats.LastCaughtUp = at
+	}
+	cs.stateMu.Unlock()
+}
+
+// noteAccepted records a document taken from the batch: an event (whole)
+// or a fragment.
+func (cs *ChangeStream) noteAccepted(event, fragment bool, at time.Time) {
+	cs.stateMu.Lock()
+	if cs.unreturned > 0 {
+		cs.unreturned--
+	}
+	if fragment {
+		cs.stats.Fragments++
+	}
+	if event {
+		cs.stats.Events++
+		cs.stats.LastEvent = at
+	}
+	cs.stateMu.Unlock()
+}
+
+// reportProgress calls the progress function after an empty batch moved
+// the position, at most once per its interval.
+func (cs *ChangeStream) reportProgress(at time.Time) {
+	fn := cs.cfg.progress
+	if fn == nil {
+		return
+	}
+	p := cs.Position()
+	if p.IsZero() || string(p.Token) == string(cs.lastProgress) {
+		return
+	}
+	if !cs.lastProgressAt.IsZero() && at.Sub(cs.lastProgressAt) < cs.cfg.progressEvery {
+		return
+	}
+	cs.lastProgress, cs.lastProgressAt = p.Token, at
+	fn(Progress{Position: p, CaughtUp: true, Received: at})
+}

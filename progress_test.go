@@ -1,0 +1,145 @@
+package changestream_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// progressLog collects what WithProgress reports.
+type progressLog struct {
+	mu  sync.Mutex
+	got []changestream.Progress
+}
+
+func (l *progressLog) add(p changestream.Progress) {
+	l.mu.Lock()
+	l.got = append(l.got, p)
+	l.mu.Unlock()
+}
+
+func (l *progressLog) all() []changestream.Progress {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]changestream.Progress(nil), l.got...)
+}
+
+// TestProgressIdleStream: with nothing written, the server's periodic
+// no-op entries move an idle stream's position, and WithProgress reports
+// it, with no event.
+func TestProgressIdleStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, mongosim.WithNoopInterval(20*time.Millisecond))
+	ctx := ctxTimeout(t, 10*time.Second)
+	var log progressLog
+	cs := watch(t, e, nil, changestream.WithProgress(0, log.add), changestream.WithMaxAwaitTime(50*time.Millisecond))
+	start := cs.Position()
+	for i := 0; i < 100 && len(log.all()) == 0; i++ {
+		require.False(t, cs.TryNext(ctx), "no event")
+		require.NoError(t, cs.Err())
+	}
+	got := log.all()
+	require.NotEmpty(t, got, "progress reported")
+	p := got[len(got)-1]
+	assert.True(t, p.CaughtUp)
+	assert.True(t, p.Position.HighWater)
+	assert.True(t, p.Position.ClusterTime.After(start.ClusterTime), "%v after %v", p.Position.ClusterTime, start.ClusterTime)
+	assert.Zero(t, cs.Stats().Events)
+	assert.Zero(t, cs.Behind(), "an idle, caught-up stream is not behind")
+}
+
+// TestProgressFilteredStream: writes a $match filters out move the
+// position; a stream reopened from the reported position misses nothing
+// that passes the filter and repeats nothing.
+func TestProgressFilteredStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	deletes := mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "operationType", Value: "delete"}}}}}
+	var log progressLog
+	cs := watch(t, e, deletes, changestream.WithProgress(0, log.add), changestream.WithMaxAwaitTime(50*time.Millisecond))
+	start := cs.Position()
+	e.insert(t, 1, 2, 3)
+	for i := 0; i < 50 && len(log.all()) == 0; i++ {
+		require.False(t, cs.TryNext(ctx))
+		require.NoError(t, cs.Err())
+	}
+	got := log.all()
+	require.NotEmpty(t, got)
+	saved := got[len(got)-1].Position
+	assert.True(t, start.ClusterTime.Before(saved.ClusterTime) || start.ClusterTime == saved.ClusterTime)
+	assert.NotEqual(t, start.Token, saved.Token)
+
+	_, err := e.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	require.NoError(t, err)
+	again := watch(t, e, deletes, changestream.WithResumeAfter(saved.Token))
+	ev := next(t, again)
+	assert.Equal(t, "delete", ev.Lookup("operationType").StringValue())
+	assert.Equal(t, int32(2), ev.Lookup("documentKey", "_id").Int32())
+}
+
+// TestProgressInterval: at most one report per interval.
+func TestProgressInterval(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	deletes := mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "operationType", Value: "delete"}}}}}
+	var log progressLog
+	cs := watch(t, e, deletes, changestream.WithProgress(time.Hour, log.add), changestream.WithMaxAwaitTime(20*time.Millisecond))
+	for i := 1; i <= 3; i++ {
+		e.insert(t, i)
+		for j := 0; j < 3; j++ {
+			require.False(t, cs.TryNext(ctx))
+		}
+	}
+	assert.Len(t, log.all(), 1)
+}
+
+func TestProgressBadOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	_, err := changestream.WatchCollection(ctx, e.coll, nil, changestream.WithProgress(time.Second, nil))
+	assert.ErrorContains(t, err, "WithProgress: nil function")
+	_, err = changestream.WatchCollection(ctx, e.coll, nil, changestream.WithProgress(-time.Second, func(changestream.Progress) {}))
+	assert.ErrorContains(t, err, "WithProgress: negative interval")
+}
+
+// TestStatsAndBehind: events and resumes are counted; a stream with
+// events waiting beyond its batch is behind, and is not once it has read
+// them all.
+func TestStatsAndBehind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := ctxTimeout(t, 10*time.Second)
+	cs := watch(t, e, nil, changestream.WithBatchSize(2), changestream.WithMaxAwaitTime(50*time.Millisecond))
+	assert.Zero(t, cs.Behind(), "just opened, nothing to read")
+	e.insert(t, 1, 2, 3, 4, 5)
+	require.True(t, cs.Next(ctx))
+	assert.Positive(t, cs.Behind(), "a full batch: more may be waiting")
+	for i := 2; i <= 5; i++ {
+		require.True(t, cs.Next(ctx), "%v", cs.Err())
+	}
+	require.False(t, cs.TryNext(ctx), "nothing more")
+	assert.Zero(t, cs.Behind(), "read to the end")
+	s := cs.Stats()
+	assert.EqualValues(t, 5, s.Events)
+	assert.False(t, s.LastEvent.IsZero())
+	assert.False(t, s.LastCaughtUp.IsZero())
+	assert.Equal(t, cs.ResumeToken(), s.Position.Token)
+
+	t.Run("resumes", func(t *testing.T) {
+		e.needSim(t)
+		e.sim.KillAllCursors()
+		e.insert(t, 6)
+		require.True(t, cs.Next(ctx), "%v", cs.Err())
+		assert.EqualValues(t, 1, cs.Stats().Resumes)
+	})
+}

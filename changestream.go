@@ -109,6 +109,8 @@ type ChangeStream struct {
 	// these.
 	lastProgress   []byte
 	lastProgressAt time.Time
+	// lastCause is the error behind the next resume, for the hooks.
+	lastCause error
 
 	alive    atomic.Bool
 	closed   atomic.Bool
@@ -221,7 +223,9 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 	if err != nil {
 		cs.endSession()
 		cs.closeFn()
-		return nil, cs.wrapOpenError(err, sp)
+		werr := cs.wrapOpenError(err, sp)
+		cs.hookError(werr)
+		return nil, werr
 	}
 	cs.alive.Store(true)
 	cs.stateMu.Lock()
@@ -233,12 +237,15 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 // openCursor runs the aggregate for sp and installs its cursor, caching the
 // first batch's resume point.
 func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
+	began := time.Now()
 	cur, err := openCursor(mongo.NewSessionContext(ctx, cs.sess), cs.db, cs.command(sp), cs.cfg, cs.cfg.readPreference)
 	if err != nil {
 		return err
 	}
 	cs.cur = cur
-	cs.noteReply(cur, time.Now())
+	now := time.Now()
+	cs.hookBatch(cur, "aggregate", now.Sub(began))
+	cs.noteReply(cur, now)
 	if cur.remaining() == 0 && !cs.cacheEmptyBatch(cur) && sp.key == "" {
 		cs.rememberStartTime()
 	}
@@ -370,6 +377,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.setErr(fmt.Errorf("changestream: %w", context.DeadlineExceeded))
 			return false
 		}
+		began := time.Now()
 		err := cs.getMore(ctx, c)
 		asked = true
 		if err != nil {
@@ -380,6 +388,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 		}
 		resumed = false
 		received := time.Now()
+		cs.hookBatch(c, "getMore", received.Sub(began))
 		cs.noteReply(c, received)
 		if c.remaining() > 0 {
 			if ok, done := cs.accept(c); done {
@@ -450,6 +459,7 @@ func (cs *ChangeStream) handleError(ctx context.Context, err error, resumed *boo
 		return false
 	}
 	*resumed = true
+	cs.resumeCause(err)
 	return cs.resume(ctx)
 }
 
@@ -463,8 +473,12 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.cur = nil
 	}
 	sp := cs.resumeStart()
+	began := time.Now()
 	err := cs.openCursor(opCtx, sp)
 	release()
+	cause := cs.lastCause
+	cs.lastCause = nil
+	cs.hookResume(ResumeEvent{Cause: cause, Option: sp.key, Position: positionOf(sp.token), Err: err, Duration: time.Since(began)})
 	if err == nil {
 		cs.stateMu.Lock()
 		cs.stats.Resumes++
@@ -573,6 +587,7 @@ func (cs *ChangeStream) setErr(err error) {
 	cs.stateMu.Lock()
 	cs.err = err
 	cs.stateMu.Unlock()
+	cs.hookError(err)
 }
 
 // Decode unmarshals Current into v with the client's BSON registry, for

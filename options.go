@@ -77,6 +77,7 @@ type config struct {
 	showExpandedEvents       *bool
 	splitLargeEvents         bool
 	progress                 func(Progress)
+	hooks                    []Hook
 	progressEvery            time.Duration
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern

@@ -179,8 +179,10 @@ type commandError struct {
 	err error
 }
 
+// Error is the driver's message.
 func (e *commandError) Error() string { return e.err.Error() }
 
+// Unwrap returns the driver's error.
 func (e *commandError) Unwrap() error { return e.err }
 
 // As fills a *mongo.CommandError or a *mongo.ServerError.

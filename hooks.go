@@ -105,6 +105,7 @@ func WithLogger(l *slog.Logger) Option {
 // logHook is WithLogger's hook.
 type logHook struct{ l *slog.Logger }
 
+// OnResume logs a resume at Info, a failed one at Warn.
 func (h logHook) OnResume(ev ResumeEvent) {
 	attrs := []any{
 		slog.String("option", ev.Option),
@@ -122,6 +123,7 @@ func (h logHook) OnResume(ev ResumeEvent) {
 	h.l.Info("changestream: resumed", attrs...)
 }
 
+// OnError logs an error that ends the stream.
 func (h logHook) OnError(ev ErrorEvent) {
 	if ev.Terminal && ev.Err != nil {
 		attrs := []any{slog.Any("error", ev.Err)}

@@ -17,7 +17,26 @@ import (
 //
 // A stream error (anything that makes [ChangeStream.Next] return false with
 // a non-nil [ChangeStream.Err], including ctx ending) is yielded once with a
-// zero Event, and the iteration stops. An event that does not decode into T
+// zero Event, and the iteration stops. Most such errors are survivable: the
+// stream stays [ChangeStream.Alive] and a new iteration carries on where
+// this one stopped, resuming if it must; when Alive is false the stream is
+// over. Loop on Alive:
+//
+//	for cs.Alive() && ctx.Err() == nil {
+//		for ev, err := range changestream.Events[Order](ctx, cs) {
+//			if err != nil {
+//				if !cs.Alive() {
+//					return err
+//				}
+//				log.Print(err) // survivable
+//				break
+//			}
+//			handle(ev)
+//		}
+//	}
+//	return cs.Err()
+//
+// An event that does not decode into T
 // is yielded with a [*DecodeError], which carries the raw event and its
 // resume token, and the iteration goes on if the loop does: tell the two
 // apart with errors.As. The iteration ends quietly when the stream is

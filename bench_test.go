@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,3 +179,59 @@ func BenchmarkStreamChangestream(b *testing.B) { runStreamBench(b, false, openCh
 func BenchmarkDecodeRawCursor(b *testing.B)    { runStreamBench(b, true, openRawCursor) }
 func BenchmarkDecodeDriverWatch(b *testing.B)  { runStreamBench(b, true, openDriverWatch) }
 func BenchmarkDecodeChangestream(b *testing.B) { runStreamBench(b, true, openChangestream) }
+
+// BenchmarkSplitReassembly streams update events of about 39 MiB (a 13 MiB
+// updateDescription, a 13 MiB pre-image and a 13 MiB post-image), which the
+// server sends in three fragments and WithSplitLargeEvents puts back
+// together. One op is one event, its update included; B/op and allocs/op
+// include the simulator's work when it runs in process.
+//
+//	go test -run '^$' -bench SplitReassembly -benchmem .
+func BenchmarkSplitReassembly(b *testing.B) {
+	ctx := context.Background()
+	uri := os.Getenv("MONGODB_URI")
+	if uri == "" {
+		uri = mongosim.StartTB(b).URI()
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	db := client.Database("bench_split_" + hex.EncodeToString(suffix[:]))
+	defer db.Drop(ctx)
+	if err := db.CreateCollection(ctx, "large", options.CreateCollection().SetChangeStreamPreAndPostImages(bson.D{{Key: "enabled", Value: true}})); err != nil {
+		b.Fatal(err)
+	}
+	coll := db.Collection("large")
+	const size = 13 << 20
+	values := [2]string{strings.Repeat("a", size), strings.Repeat("b", size)}
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}, {Key: "v", Value: values[0]}}); err != nil {
+		b.Fatal(err)
+	}
+	cs, err := changestream.WatchCollection(ctx, coll, nil, changestream.WithSplitLargeEvents(),
+		changestream.WithFullDocument(changestream.FullDocumentRequired),
+		changestream.WithFullDocumentBeforeChange(changestream.FullDocumentBeforeChangeRequired))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cs.Close(ctx)
+	b.SetBytes(3 * size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := coll.UpdateOne(ctx, bson.D{}, bson.D{{Key: "$set", Value: bson.D{{Key: "v", Value: values[(i+1)%2]}}}}); err != nil {
+			b.Fatal(err)
+		}
+		if !cs.Next(ctx) {
+			b.Fatal(cs.Err())
+		}
+		if len(cs.Current) < 3*size {
+			b.Fatalf("event of %d bytes", len(cs.Current))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cs.Stats().Fragments)/float64(b.N), "fragments/op")
+}

@@ -80,7 +80,9 @@ func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (bson.R
 		if n != 1 {
 			return nil, fmt.Errorf("%w: fragment %d of %d came first", ErrIncompleteSplitEvent, n, of)
 		}
-		s = &splitState{of: of, next: 1}
+		// The fragments are close to the server's 16 MiB limit each but
+		// the last: room for of times the first avoids regrowing.
+		s = &splitState{of: of, next: 1, body: make([]byte, 0, len(doc)*int(of))}
 		cs.split = s
 	}
 	if n != s.next || of != s.of {

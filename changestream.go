@@ -223,6 +223,9 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 	if err != nil {
 		cs.endSession()
 		cs.closeFn()
+		if out, ok := asOutage(ctx, err); ok {
+			err = out
+		}
 		werr := cs.wrapOpenError(err, sp)
 		cs.hookError(werr)
 		return nil, werr
@@ -490,6 +493,9 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.setErr(ErrClosed)
 	case ctx.Err() != nil:
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", ctx.Err()))
+	case isOutage(ctx, err):
+		out, _ := asOutage(ctx, err)
+		cs.setErr(fmt.Errorf("changestream: resuming: %w", out))
 	case isCallerTimeout(err):
 		// The driver refused to send the aggregate because the deadline
 		// would pass first: the caller's time ran out, not the stream's.

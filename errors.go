@@ -1,6 +1,7 @@
 package changestream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -196,4 +197,55 @@ func (e *commandError) As(target any) bool {
 		return true
 	}
 	return false
+}
+
+// ErrServerUnavailable matches, with [errors.Is], an error that says no
+// server could be selected in time (the client's server selection timeout
+// passed: the deployment is down, unreachable or electing). The stream
+// stays alive and the next call tries again. Such an error does not match
+// context.DeadlineExceeded, though the driver builds it from one, so that
+// a loop that treats its own deadline as "nothing yet" does not mistake an
+// outage for a quiet stream; the driver's error stays reachable through
+// errors.As.
+var ErrServerUnavailable = errors.New("changestream: no server available")
+
+// unavailableError is a server-selection failure that the caller's context
+// did not cause. It has no Unwrap, so that errors.Is does not find the
+// driver's context.DeadlineExceeded inside; Is and As reach the rest.
+type unavailableError struct{ err error }
+
+// Error is the driver's message.
+func (e *unavailableError) Error() string { return e.err.Error() }
+
+// Is matches ErrServerUnavailable, and what the driver's error matches
+// except context.DeadlineExceeded.
+func (e *unavailableError) Is(target error) bool {
+	switch target {
+	case ErrServerUnavailable:
+		return true
+	case context.DeadlineExceeded:
+		return false
+	}
+	return errors.Is(e.err, target)
+}
+
+// As reaches the driver's error.
+func (e *unavailableError) As(target any) bool { return errors.As(e.err, target) }
+
+// asOutage wraps err as an unavailableError when it is a server-selection
+// failure while ctx is still live: the client's own timeout, not the
+// caller's.
+func asOutage(ctx context.Context, err error) (error, bool) {
+	var sse topology.ServerSelectionError
+	if ctx.Err() != nil || !errors.As(err, &sse) {
+		return err, false
+	}
+	return &unavailableError{err: err}, true
+}
+
+// isOutage reports whether err is a server-selection failure ctx did not
+// cause.
+func isOutage(ctx context.Context, err error) bool {
+	_, ok := asOutage(ctx, err)
+	return ok
 }

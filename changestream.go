@@ -47,6 +47,7 @@
 package changestream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -403,7 +404,10 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			cs.finish(ctx, nil)
 			return false
 		}
-		if cs.cacheEmptyBatch(c) {
+		// Only the iterating goroutine writes the token, so it may read
+		// it here without the lock.
+		before := cs.token
+		if cs.cacheEmptyBatch(c) && !bytes.Equal(before, cs.token) {
 			cs.reportProgress(received)
 		}
 		if !block {

@@ -139,7 +139,8 @@ func (cs *ChangeStream) noteAccepted(event, fragment bool, at time.Time) {
 }
 
 // reportProgress calls the progress function after an empty batch moved
-// the position, at most once per its interval.
+// the position, at most once per its interval; a move held back by the
+// interval is reported with the next one.
 func (cs *ChangeStream) reportProgress(at time.Time) {
 	fn := cs.cfg.progress
 	if fn == nil {

@@ -312,6 +312,16 @@ func (cs *ChangeStream) aggregateTarget() any {
 //
 // The server waits up to the max await time for events before answering a
 // getMore; Next then asks again, so it blocks until an event or an error.
+//
+// Deadlines: the server's wait is cut to end before ctx's deadline, so a
+// deadline normally costs neither an event nor the connection. A call
+// always asks the server at least once, however little time it has, so
+// events already waiting are delivered even to a call with a millisecond
+// left; such a call may return a reply's transit time after its deadline
+// (about a millisecond on a local network) rather than break the
+// connection by cutting the reply off. A reply more than 250 ms late is
+// given up on, and the next call resumes. Cancelling ctx interrupts the
+// call at once.
 func (cs *ChangeStream) Next(ctx context.Context) bool { return cs.next(ctx, true) }
 
 // TryNext is Next that asks the server at most once: it returns an event
@@ -375,9 +385,12 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 		if asked && !block {
 			return false // TryNext asks the server once
 		}
-		if tooLate(ctx) {
-			// Too little time left to ask: asking would only break the
-			// connection, and the cursor with it.
+		if asked && lowOnTime(ctx) {
+			// This call already asked and the server had nothing; asking
+			// again with almost no time left would only end the call
+			// after its deadline. (A call's first getMore is always sent,
+			// however little time it has, so events already waiting are
+			// delivered.)
 			cs.setErr(fmt.Errorf("changestream: %w", context.DeadlineExceeded))
 			return false
 		}
@@ -416,13 +429,41 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	}
 }
 
-// getMore asks the server for the next batch with a context that Close also
-// cancels.
+// getMore asks the server for the next batch. The server's wait is fitted
+// to ctx's deadline, so the reply is due before it; the read is not cut
+// off at the deadline itself, because a reply cut off mid-read breaks the
+// connection and with it the cursor. Cancelling ctx and Close still
+// interrupt the call at once, and a reply later than replyGrace past the
+// deadline is given up on. With little time left the server is still
+// asked, with the shortest wait: events already there are delivered.
 func (cs *ChangeStream) getMore(ctx context.Context, c *cursor) error {
 	c.fitAwait(ctx, cs.cfg.maxAwaitTime)
-	opCtx, release := cs.interruptible(ctx)
+	opCtx, release := cs.replyContext(ctx)
 	defer release()
 	return c.getMore(opCtx)
+}
+
+// replyContext is ctx for a getMore: ctx's values, ended by ctx's
+// cancellation and by Close, and by ctx's deadline only replyGrace later.
+func (cs *ChangeStream) replyContext(ctx context.Context) (context.Context, func()) {
+	base := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
+	if dl, ok := ctx.Deadline(); ok {
+		base, cancel = context.WithDeadline(base, dl.Add(replyGrace))
+	} else {
+		base, cancel = context.WithCancel(base)
+	}
+	stopCaller := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cancel() // cancelled, not timed out: stop now
+		}
+	})
+	stopClose := context.AfterFunc(cs.closeCtx, cancel)
+	return base, func() {
+		stopCaller()
+		stopClose()
+		cancel()
+	}
 }
 
 // interruptible returns a context that ends with ctx or when Close is

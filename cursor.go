@@ -40,8 +40,14 @@ const (
 	// defaultServerAwait is how long a server waits in a getMore that
 	// carries no maxTimeMS.
 	defaultServerAwait = time.Second
-	// minGetMoreTime is the least time left on a deadline worth a getMore.
-	minGetMoreTime = 5 * time.Millisecond
+	// replyGrace is how long past the caller's deadline a getMore's reply
+	// may still arrive before the stream gives up on it: the server's wait
+	// ends before the deadline, so only a slow network or a server that no
+	// longer answers gets there.
+	replyGrace = 250 * time.Millisecond
+	// lowTime is the time left below which a call that already asked the
+	// server does not ask again.
+	lowTime = 5 * time.Millisecond
 	// maxAwaitMargin caps the time kept between the end of the server's wait
 	// and the caller's deadline, for the reply to travel back.
 	maxAwaitMargin = 50 * time.Millisecond
@@ -108,11 +114,11 @@ func (c *cursor) fitAwait(ctx context.Context, configured *time.Duration) {
 	c.awaitSet = true
 }
 
-// tooLate reports whether ctx has too little time left for a getMore:
-// asking would only break the connection, and the cursor with it.
-func tooLate(ctx context.Context) bool {
+
+// lowOnTime reports whether ctx has less than lowTime left.
+func lowOnTime(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
-	return ok && time.Until(dl) < minGetMoreTime
+	return ok && time.Until(dl) < lowTime
 }
 
 // batchCursorOf returns the driver's batch cursor under cur.

@@ -54,3 +54,33 @@ func TestOutageIsNotTheCallersDeadline(t *testing.T) {
 	assert.ErrorIs(t, err, changestream.ErrServerUnavailable, "opening during an outage")
 	assert.False(t, errors.Is(err, context.DeadlineExceeded))
 }
+
+// TestShortDeadlinesDeliverWaitingEvents: events already waiting are
+// delivered to calls with only 1 ms each, once each, and the short
+// deadlines cost no resume (issue defects 1 and 2).
+func TestShortDeadlinesDeliverWaitingEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cs := watch(t, e, nil)
+	e.insert(t, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	var got []int32
+	for calls := 0; calls < 200 && len(got) < 10; calls++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		if cs.Next(ctx) {
+			got = append(got, eventN(t, cs.Current))
+		} else {
+			require.True(t, cs.Alive(), "a deadline never ends the stream: %v", cs.Err())
+		}
+		cancel()
+	}
+	assert.Equal(t, []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, got)
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		require.False(t, cs.Next(ctx))
+		assert.ErrorIs(t, cs.Err(), context.DeadlineExceeded)
+		cancel()
+	}
+	if e.sim != nil {
+		assert.Zero(t, cs.Stats().Resumes, "short deadlines break no connection")
+	}
+}

@@ -114,7 +114,6 @@ func (c *cursor) fitAwait(ctx context.Context, configured *time.Duration) {
 	c.awaitSet = true
 }
 
-
 // lowOnTime reports whether ctx has less than lowTime left.
 func lowOnTime(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()

@@ -339,6 +339,13 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	if cs.cfg != nil && cs.cfg.callTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, cs.cfg.callTimeout)
+			defer cancel()
+		}
+	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.Current = nil

@@ -633,3 +633,24 @@ func ExampleFullDocumentBeforeChange() {
 	// update - pre-image: false
 	// failed: true alive: false
 }
+
+// A stream whose calls carry no deadline can still be bounded per call,
+// as a client's timeoutMS bounds the driver's Watch: here an idle stream's
+// Next gives up after 100 ms and the stream carries on.
+func ExampleWithTimeout() {
+	client, shutdown := exampleClient()
+	defer shutdown()
+	orders := client.Database("shop").Collection("orders")
+
+	cs, err := changestream.WatchCollection(context.Background(), orders, nil,
+		changestream.WithTimeout(100*time.Millisecond))
+	if err != nil {
+		fmt.Println("watch:", err)
+		return
+	}
+	defer cs.Close(context.Background())
+	ok := cs.Next(context.Background())
+	fmt.Println("event:", ok, "timed out:", errors.Is(cs.Err(), context.DeadlineExceeded), "alive:", cs.Alive())
+	// Output:
+	// event: false timed out: true alive: true
+}

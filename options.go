@@ -78,6 +78,7 @@ type config struct {
 	splitLargeEvents         bool
 	progress                 func(Progress)
 	hooks                    []Hook
+	callTimeout              time.Duration
 	progressEvery            time.Duration
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern
@@ -139,6 +140,23 @@ func WithStartAfter(token bson.Raw) Option {
 			return
 		}
 		c.startAfter = cloneRaw(token)
+	})
+}
+
+// WithTimeout bounds every Next and TryNext whose ctx has no deadline by d,
+// as a client's timeoutMS bounds each Next of the driver's Watch; a ctx
+// with a deadline keeps its own. An expired call returns false with Err
+// wrapping context.DeadlineExceeded, and the stream stays alive. The v2
+// driver gives a package no way to read a client's timeoutMS, so pass the
+// same value here. 0 (the default) leaves calls without a deadline
+// unbounded, waiting for the next event however long it takes.
+func WithTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.errs = append(c.errs, errors.New("WithTimeout: negative duration"))
+			return
+		}
+		c.callTimeout = d
 	})
 }
 

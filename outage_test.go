@@ -10,6 +10,7 @@ import (
 	"github.com/changestream-go/changestream/internal/mongosim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -83,4 +84,27 @@ func TestShortDeadlinesDeliverWaitingEvents(t *testing.T) {
 	if e.sim != nil {
 		assert.Zero(t, cs.Stats().Resumes, "short deadlines break no connection")
 	}
+}
+
+// TestWithTimeout: a call without a deadline of its own is bounded by
+// WithTimeout, as a client's timeoutMS bounds the driver's Watch, here
+// while a getMore hangs in a simulated partition; the stream survives it
+// (issue defect 8).
+func TestWithTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cs := watch(t, e, nil, changestream.WithTimeout(300*time.Millisecond))
+	e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 1}}, bson.D{
+		{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 3000}})
+	require.False(t, cs.Next(context.Background()))
+	assert.ErrorIs(t, cs.Err(), context.DeadlineExceeded)
+	assert.True(t, cs.Alive())
+
+	e.insert(t, 1)
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	assert.Equal(t, int32(1), eventN(t, cs.Current))
+
+	_, err := changestream.WatchCollection(ctx, e.coll, nil, changestream.WithTimeout(-time.Second))
+	assert.ErrorContains(t, err, "WithTimeout: negative duration")
 }

@@ -662,6 +662,9 @@ func (cs *ChangeStream) Decode(v any) error {
 	if cs.Current == nil || cs.cur == nil {
 		return errNoCurrent
 	}
+	if ed, ok := v.(eventDecoder); ok {
+		return ed.decodeEvent(cs.Current, cs.cur)
+	}
 	return cs.cur.decode(cs.Current, v)
 }
 

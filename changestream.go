@@ -110,8 +110,6 @@ type ChangeStream struct {
 	// these.
 	lastProgress   []byte
 	lastProgressAt time.Time
-	// lastCause is the error behind the next resume, for the hooks.
-	lastCause error
 
 	alive    atomic.Bool
 	closed   atomic.Bool
@@ -374,7 +372,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 			// Replacing a cursor a previous call abandoned (its context
 			// ended, or its resume failed) is not a resume after an error of
 			// this call: the next error still gets its own resume.
-			if !cs.resume(ctx) {
+			if !cs.resume(ctx, nil) {
 				return false
 			}
 		}
@@ -514,14 +512,14 @@ func (cs *ChangeStream) handleError(ctx context.Context, err error, resumed *boo
 		return false
 	}
 	*resumed = true
-	cs.resumeCause(err)
-	return cs.resume(ctx)
+	return cs.resume(ctx, err)
 }
 
 // resume kills the old cursor and reopens the stream from the cached resume
-// point. On failure it sets Err; a failure that may pass leaves the stream
-// alive for the next call, any other ends it.
-func (cs *ChangeStream) resume(ctx context.Context) bool {
+// point. cause is the error that made it resume, nil when it replaces a
+// cursor an earlier call abandoned. On failure it sets Err; a failure that
+// may pass leaves the stream alive for the next call, any other ends it.
+func (cs *ChangeStream) resume(ctx context.Context, cause error) bool {
 	opCtx, release := cs.interruptible(ctx)
 	if cs.cur != nil {
 		cs.cur.kill(opCtx)
@@ -531,8 +529,6 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 	began := time.Now()
 	err := cs.openCursor(opCtx, sp)
 	release()
-	cause := cs.lastCause
-	cs.lastCause = nil
 	cs.hookResume(ResumeEvent{Cause: cause, Option: sp.key, Position: positionOf(sp.token), Err: err, Duration: time.Since(began)})
 	if err == nil {
 		cs.stateMu.Lock()
@@ -540,22 +536,23 @@ func (cs *ChangeStream) resume(ctx context.Context) bool {
 		cs.stateMu.Unlock()
 		return true
 	}
+	outage, isOutage := asOutage(ctx, err)
+	perr := positionError(err, sp)
 	switch {
 	case cs.closed.Load():
 		cs.setErr(ErrClosed)
 	case ctx.Err() != nil:
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", ctx.Err()))
-	case isOutage(ctx, err):
-		out, _ := asOutage(ctx, err)
-		cs.setErr(fmt.Errorf("changestream: resuming: %w", out))
+	case isOutage:
+		cs.setErr(fmt.Errorf("changestream: resuming: %w", outage))
 	case isCallerTimeout(err):
 		// The driver refused to send the aggregate because the deadline
 		// would pass first: the caller's time ran out, not the stream's.
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
 	case isTransient(err):
 		cs.setErr(fmt.Errorf("changestream: resuming: %w", err))
-	case positionError(err, sp) != nil:
-		cs.finish(ctx, positionError(err, sp))
+	case perr != nil:
+		cs.finish(ctx, perr)
 	default:
 		cs.finish(ctx, fmt.Errorf("changestream: resuming: %w", err))
 	}
@@ -591,39 +588,38 @@ func (cs *ChangeStream) accept(c *cursor) (ok, done bool) {
 		return false, true
 	}
 	token := bson.Raw(id.Value)
-	fragment := false
+	var fragments int64
 	if cs.cfg.splitLargeEvents {
 		if n, of, isFragment := splitOf(doc); isFragment {
-			fragment = true
-			whole, err := cs.fragment(doc, token, n, of)
+			fragments = 1
+			whole, lastToken, err := cs.fragment(doc, token, n, of)
 			if err != nil {
 				cs.finish(context.Background(), err)
 				return false, true
 			}
 			if whole == nil {
-				cs.noteAccepted(false, true, time.Now())
+				cs.noteFragment()
 				return false, false
 			}
-			doc, token = whole, cs.splitLastToken(whole)
+			doc, token = whole, lastToken
 		}
 	}
-	cs.noteAccepted(true, fragment, time.Now())
 	if c.remaining() == 0 {
 		if pbrt := c.postBatchResumeToken(); pbrt != nil {
 			token = pbrt
 		}
 	}
+	now := time.Now()
 	cs.stateMu.Lock()
 	cs.token = token // aliases the batch, which the driver never reuses; ResumeToken copies
 	cs.returnedAny = true
+	cs.unreturned = max(cs.unreturned-1, 0)
+	cs.stats.Events++
+	cs.stats.Fragments += fragments
+	cs.stats.LastEvent = now
 	cs.stateMu.Unlock()
 	cs.Current = doc
 	return true, true
-}
-
-// splitLastToken is the _id of a put-together event: its last fragment's.
-func (cs *ChangeStream) splitLastToken(whole bson.Raw) bson.Raw {
-	return bson.Raw(whole.Lookup("_id").Value)
 }
 
 // finish ends the stream for good with err (nil after an invalidate) and

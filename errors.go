@@ -242,10 +242,3 @@ func asOutage(ctx context.Context, err error) (error, bool) {
 	}
 	return &unavailableError{err: err}, true
 }
-
-// isOutage reports whether err is a server-selection failure ctx did not
-// cause.
-func isOutage(ctx context.Context, err error) bool {
-	_, ok := asOutage(ctx, err)
-	return ok
-}

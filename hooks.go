@@ -1,7 +1,6 @@
 package changestream
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -165,12 +164,5 @@ func (cs *ChangeStream) hookBatch(c *cursor, command string, took time.Duration)
 		if r, ok := h.(HookBatch); ok {
 			r.OnBatch(ev)
 		}
-	}
-}
-
-// resumeCause keeps the error that made the stream resume, for the hooks.
-func (cs *ChangeStream) resumeCause(err error) {
-	if !errors.Is(err, context.Canceled) {
-		cs.lastCause = err
 	}
 }

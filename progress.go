@@ -121,20 +121,12 @@ func (cs *ChangeStream) noteReply(c *cursor, at time.Time) {
 	cs.stateMu.Unlock()
 }
 
-// noteAccepted records a document taken from the batch: an event (whole)
-// or a fragment.
-func (cs *ChangeStream) noteAccepted(event, fragment bool, at time.Time) {
+// noteFragment records a fragment taken from the batch that does not
+// complete its event (accept records events, the last fragment included).
+func (cs *ChangeStream) noteFragment() {
 	cs.stateMu.Lock()
-	if cs.unreturned > 0 {
-		cs.unreturned--
-	}
-	if fragment {
-		cs.stats.Fragments++
-	}
-	if event {
-		cs.stats.Events++
-		cs.stats.LastEvent = at
-	}
+	cs.unreturned = max(cs.unreturned-1, 0)
+	cs.stats.Fragments++
 	cs.stateMu.Unlock()
 }
 

@@ -72,13 +72,13 @@ type splitState struct {
 }
 
 // fragment handles a document that carries splitEvent. It returns the
-// whole event once its last fragment is in, nil before that. doc aliases
-// the batch; what it keeps, it copies.
-func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (bson.Raw, error) {
+// whole event and its token (the last fragment's) once its last fragment
+// is in, nil before that. doc aliases the batch; what it keeps, it copies.
+func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (whole, token bson.Raw, err error) {
 	s := cs.split
 	if s == nil {
 		if n != 1 {
-			return nil, fmt.Errorf("%w: fragment %d of %d came first", ErrIncompleteSplitEvent, n, of)
+			return nil, nil, fmt.Errorf("%w: fragment %d of %d came first", ErrIncompleteSplitEvent, n, of)
 		}
 		// The fragments are close to the server's 16 MiB limit each but
 		// the last: room for of times the first avoids regrowing.
@@ -87,12 +87,12 @@ func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (bson.R
 	}
 	if n != s.next || of != s.of {
 		cs.split = nil
-		return nil, fmt.Errorf("%w: fragment %d of %d came where fragment %d of %d was expected", ErrIncompleteSplitEvent, n, of, s.next, s.of)
+		return nil, nil, fmt.Errorf("%w: fragment %d of %d came where fragment %d of %d was expected", ErrIncompleteSplitEvent, n, of, s.next, s.of)
 	}
 	elems, err := doc.Elements()
 	if err != nil {
 		cs.split = nil
-		return nil, fmt.Errorf("changestream: reading a fragment: %w", err)
+		return nil, nil, fmt.Errorf("changestream: reading a fragment: %w", err)
 	}
 	for _, e := range elems {
 		if k := e.Key(); k != "_id" && k != "splitEvent" {
@@ -102,7 +102,7 @@ func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (bson.R
 	s.lastToken = cloneRaw(id)
 	s.next++
 	if n < of {
-		return nil, nil
+		return nil, nil, nil
 	}
 	cs.split = nil
 	out := make([]byte, 0, 4+len(s.body)+len(s.lastToken)+10)
@@ -111,9 +111,9 @@ func (cs *ChangeStream) fragment(doc bson.Raw, id bson.Raw, n, of int32) (bson.R
 	out = append(out, s.body...)
 	out, err = bsoncore.AppendDocumentEnd(out, idx)
 	if err != nil {
-		return nil, fmt.Errorf("changestream: putting a split event together: %w", err)
+		return nil, nil, fmt.Errorf("changestream: putting a split event together: %w", err)
 	}
-	return bson.Raw(out), nil
+	return bson.Raw(out), s.lastToken, nil
 }
 
 // splitOf reads an event's splitEvent field.

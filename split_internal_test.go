@@ -32,7 +32,7 @@ func BenchmarkFragmentReassembly(b *testing.B) {
 		var whole []byte
 		for n, f := range frags {
 			id, _ := bsoncore.Document(f).LookupErr("_id")
-			out, err := cs.fragment(bson.Raw(f), bson.Raw(id.Document()), int32(n+1), 3)
+			out, _, err := cs.fragment(bson.Raw(f), bson.Raw(id.Document()), int32(n+1), 3)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -125,25 +125,25 @@ func checkCollectionOptions(options bson.D) error {
 // besides the generic arguments every command takes (genericFields).
 // Anything else fails with 40415, as IDL parsing fails it.
 var (
-	aggregateFields = nameSet("aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
+	aggregateFields = []string{"aggregate", "pipeline", "explain", "allowDiskUse", "cursor", "maxTimeMS",
 		"bypassDocumentValidation", "readConcern", "collation", "hint", "writeConcern", "let", "comment",
 		"needsMerge", "fromMongos", "fromRouter", "collectionUUID", "exchange", "isMapReduceCommand",
 		"$_requestReshardingResumeToken", "$_isClusterQueryWithoutShardKeyCmd", "includeQueryStatsMetrics",
-		"$_requestResumeToken", "$_resumeAfter", "$_passthroughToShard")
-	getMoreFields = nameSet("getMore", "collection", "batchSize", "maxTimeMS", "comment", "term",
-		"lastKnownCommittedOpTime", "includeQueryStatsMetrics")
+		"$_requestResumeToken", "$_resumeAfter", "$_passthroughToShard"}
+	getMoreFields = []string{"getMore", "collection", "batchSize", "maxTimeMS", "comment", "term",
+		"lastKnownCommittedOpTime", "includeQueryStatsMetrics"}
 )
 
 // checkKnownFields fails a command that carries a field neither its own
 // definition nor the generic arguments name.
-func (cc *cmdCtx) checkKnownFields(known map[string]bool) error {
+func (cc *cmdCtx) checkKnownFields(known []string) error {
 	elems, err := cc.cmd.Elements()
 	if err != nil {
 		return cmdErr(codeFailedToParse, "invalid command document: %v", err)
 	}
 	for _, e := range elems {
 		k := e.Key()
-		if !known[k] && !slices.Contains(genericFields, k) {
+		if !slices.Contains(known, k) && !slices.Contains(genericFields, k) {
 			return cmdErr(40415, "BSON field '%s.%s' is an unknown field.", cc.name, k)
 		}
 	}
@@ -192,12 +192,4 @@ func checkNotView(cc *cmdCtx, target string) error {
 		return cmdErr(166, "Namespace %s.%s is a view, not a collection", cc.db, target)
 	}
 	return nil
-}
-
-func nameSet(names ...string) map[string]bool {
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
 }

@@ -59,18 +59,19 @@ func splitEvent(doc bsoncore.Document, tok resumeToken, skip int32) ([]producedE
 		return nil, cmdErr(codeInternalError, "mongosim: malformed event: %v", err)
 	}
 	type fragment struct{ fields []bsoncore.Element }
-	// Every fragment's header has the same size: the token grows by the
-	// fragment number (at most a few bytes), splitEvent holds two int32s.
-	header := len(fragmentHeader(tok.withFragment(1<<20), 1<<20, 1<<20)) - 5
+	// Every fragment's header has about the same size: the token grows by
+	// the fragment number (a few bytes), splitEvent holds two int32s. A
+	// large fragment number bounds it from above.
+	header := len(fragmentHeader(tok.withFragment(1<<20), 1<<20, 1<<20))
 	var frags []fragment
-	cur, size := fragment{}, header+5
+	cur, size := fragment{}, header
 	for _, e := range elems {
 		if e.Key() == "_id" {
 			continue
 		}
 		if len(cur.fields) > 0 && size+len(e) > maxUserObjectSize {
 			frags = append(frags, cur)
-			cur, size = fragment{}, header+5
+			cur, size = fragment{}, header
 		}
 		if size+len(e) > maxUserObjectSize {
 			return nil, cmdErr(codeBSONObjectTooLarge,

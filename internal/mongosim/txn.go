@@ -70,14 +70,13 @@ type transaction struct {
 	number int64
 	state  txnState
 
-	parent     *store // the server's store
-	snap       *store // the snapshot the transaction reads and writes
-	snapSeq    uint64
-	snapUUIDs  map[[2]string][16]byte
-	written    map[docRef]bool
-	entries    []*oplogEntry
-	conflict   *CommandError
-	commitTime bson.Timestamp
+	parent    *store // the server's store
+	snap      *store // the snapshot the transaction reads and writes
+	snapSeq   uint64
+	snapUUIDs map[[2]string][16]byte
+	written   map[docRef]bool
+	entries   []*oplogEntry
+	conflict  *CommandError
 }
 
 // transactions are the sessions' transactions, by session id.
@@ -149,7 +148,7 @@ func sessionKey(lsid []byte) string {
 	return string(lsid)
 }
 
-// enter finds or starts the transaction a command belongs to. It returns
+// enterTxn finds or starts the transaction a command belongs to. It returns
 // nil for a command outside any transaction.
 func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 	args, inTxn, err := parseTxnArgs(cc)
@@ -344,7 +343,6 @@ func (t *transaction) commit() {
 		return
 	}
 	p.clock = p.nextTimeLocked()
-	t.commitTime = p.clock
 	now := time.Now()
 	for i, e := range t.entries {
 		e.ts, e.wall = p.clock, now

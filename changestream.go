@@ -81,9 +81,10 @@ type ChangeStream struct {
 	Current bson.Raw
 
 	kind       streamKind
-	db         *mongo.Database // the database the aggregate runs on
-	collName   string          // for a collection stream
-	pipeline   []bson.Raw      // the caller's stages, after $changeStream
+	db         *mongo.Database   // the database the aggregate runs on
+	coll       *mongo.Collection // for a collection stream: its registry decodes
+	collName   string            // for a collection stream
+	pipeline   []bson.Raw        // the caller's stages, after $changeStream
 	cfg        *config
 	sess       *mongo.Session
 	ownSession bool // the stream started sess and ends it on Close
@@ -110,6 +111,9 @@ type ChangeStream struct {
 	// these.
 	lastProgress   []byte
 	lastProgressAt time.Time
+
+	// clientTimeout is the client's timeoutMS, set once by open.
+	clientTimeout time.Duration
 
 	alive    atomic.Bool
 	closed   atomic.Bool
@@ -141,7 +145,7 @@ func WatchCollection(ctx context.Context, coll *mongo.Collection, pipeline any, 
 	if err != nil {
 		return nil, err
 	}
-	cs.collName = coll.Name()
+	cs.coll, cs.collName = coll, coll.Name()
 	return cs.open(ctx)
 }
 
@@ -229,6 +233,7 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 		cs.hookError(werr)
 		return nil, werr
 	}
+	cs.clientTimeout = cs.cur.dec.settings.timeout
 	cs.alive.Store(true)
 	cs.stateMu.Lock()
 	cs.openedAt = time.Now()
@@ -240,14 +245,14 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 // first batch's resume point.
 func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 	began := time.Now()
-	cur, err := openCursor(mongo.NewSessionContext(ctx, cs.sess), cs.db, cs.command(sp), cs.cfg, cs.cfg.readPreference)
+	cur, err := openCursor(mongo.NewSessionContext(ctx, cs.sess), cs.db, cs.coll, cs.command(sp), cs.cfg, cs.cfg.readPreference)
 	if err != nil {
 		return err
 	}
 	cs.cur = cur
 	now := time.Now()
 	cs.hookBatch(cur, "aggregate", now.Sub(began))
-	cs.noteReply(cur, now)
+	cs.noteReply(cur, now, true)
 	if cur.remaining() == 0 && !cs.cacheEmptyBatch(cur) && sp.key == "" {
 		cs.rememberStartTime()
 	}
@@ -333,14 +338,27 @@ func (cs *ChangeStream) Next(ctx context.Context) bool { return cs.next(ctx, tru
 // false return to tell "nothing yet" from the end of the stream.
 func (cs *ChangeStream) TryNext(ctx context.Context) bool { return cs.next(ctx, false) }
 
+// callTimeout is the bound of a call whose ctx has no deadline: WithTimeout's
+// if set, else the client's timeoutMS; 0 for none.
+func (cs *ChangeStream) callTimeout() time.Duration {
+	switch {
+	case cs.cfg == nil:
+		return 0
+	case cs.cfg.callTimeoutSet:
+		return cs.cfg.callTimeout
+	default:
+		return cs.clientTimeout
+	}
+}
+
 func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if cs.cfg != nil && cs.cfg.callTimeout > 0 {
+	if d := cs.callTimeout(); d > 0 {
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, cs.cfg.callTimeout)
+			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
 	}
@@ -411,7 +429,7 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 		resumed = false
 		received := time.Now()
 		cs.hookBatch(c, "getMore", received.Sub(began))
-		cs.noteReply(c, received)
+		cs.noteReply(c, received, false)
 		if c.remaining() > 0 {
 			if ok, done := cs.accept(c); done {
 				return ok

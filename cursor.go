@@ -1,6 +1,7 @@
 package changestream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -33,6 +34,8 @@ type cursor struct {
 	stale bool
 	// awaitSet records that a maxAwaitTime was set on cur.
 	awaitSet bool
+	// dec decodes with the client's registry, when it could be read.
+	dec docDecoder
 }
 
 // Server waits and the deadlines they must fit.
@@ -59,7 +62,7 @@ const (
 const killTimeout = 5 * time.Second
 
 // openCursor runs the aggregate in cmd on db and wraps the cursor.
-func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config, rp *readpref.ReadPref) (*cursor, error) {
+func openCursor(ctx context.Context, db *mongo.Database, coll *mongo.Collection, cmd bson.D, cfg *config, rp *readpref.ReadPref) (*cursor, error) {
 	runOpts := options.RunCmd()
 	if rp != nil {
 		runOpts.SetReadPreference(rp)
@@ -74,6 +77,7 @@ func openCursor(ctx context.Context, db *mongo.Database, cmd bson.D, cfg *config
 		return nil, errors.New("changestream: the driver did not expose its batch cursor; this driver version is not supported")
 	}
 	c := &cursor{cur: cur, bc: bc, awaitSet: cfg.maxAwaitTime != nil}
+	c.dec.settings = clientSettingsOf(cur).withCollection(coll)
 	// The first batch came with the aggregate: the first Next hands it over
 	// without I/O, so that every later one is a getMore.
 	bc.Next(ctx)
@@ -143,6 +147,34 @@ func (c *cursor) load() {
 	c.rest, c.left = batch.List[4:len(batch.List)-1], batch.Count()
 }
 
+// scannedPastLast reports whether the batch's postBatchResumeToken differs
+// from its last event's _id: the server then read past that event to the
+// end of the oplog, rather than stopping at a batch limit, where the token
+// is the last event's own.
+func (c *cursor) scannedPastLast() bool {
+	pbrt := c.postBatchResumeToken()
+	if pbrt == nil || c.left == 0 {
+		return false
+	}
+	var last bsoncore.Value
+	for rest := c.rest; len(rest) > 0; {
+		elem, next, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			return false
+		}
+		last, rest = elem.Value(), next
+	}
+	doc, ok := last.DocumentOK()
+	if !ok {
+		return false
+	}
+	id, err := doc.LookupErr("_id")
+	if err != nil {
+		return false
+	}
+	return !bytes.Equal(id.Data, pbrt)
+}
+
 // remaining returns how many documents of the current batch are unread.
 func (c *cursor) remaining() int { return c.left }
 
@@ -186,6 +218,9 @@ func (c *cursor) id() int64 { return c.bc.ID() }
 // decode unmarshals doc with the client's registry and BSON options, which
 // the driver keeps in its Cursor.
 func (c *cursor) decode(doc bson.Raw, v any) error {
+	if c.dec.settings.known {
+		return c.dec.decode(doc, v)
+	}
 	c.cur.Current = doc
 	return c.cur.Decode(v)
 }

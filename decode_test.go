@@ -151,3 +151,57 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		}
 	})
 }
+
+// TestDecodeFollowsClientBSONOptions: Decode uses the registry and BSON
+// options of the client, and those of the collection where it sets its
+// own, exactly as the driver's Watch on the same collection decodes.
+func TestDecodeFollowsClientBSONOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, err := mongo.Connect(options.Client().ApplyURI(e.uri).
+		SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true, ObjectIDAsHexString: true}))
+	require.NoError(t, err)
+	defer c.Disconnect(context.Background())
+	ctx := ctxTimeout(t, 20*time.Second)
+
+	type jsonTagged struct {
+		ID   string         `bson:"_id" json:"_id"`
+		Name string         `json:"title"`
+		Sub  any            `json:"sub"`
+		Rest map[string]any `bson:",inline"`
+	}
+	for _, tc := range []struct {
+		name string
+		coll *mongo.Collection
+	}{
+		{"client options", c.Database(e.db.Name()).Collection("client")},
+		{"collection options", c.Database(e.db.Name()).Collection("coll",
+			options.Collection().SetBSONOptions(&options.BSONOptions{UseJSONStructTags: true, DefaultDocumentMap: true, ObjectIDAsHexString: true}))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ours, err := changestream.WatchCollection(ctx, tc.coll, nil)
+			require.NoError(t, err)
+			defer ours.Close(context.Background())
+			theirs, err := tc.coll.Watch(ctx, mongo.Pipeline{})
+			require.NoError(t, err)
+			defer theirs.Close(context.Background())
+
+			_, err = tc.coll.InsertOne(ctx, bson.D{{Key: "title", Value: "t"},
+				{Key: "sub", Value: bson.D{{Key: "a", Value: 1}}}, {Key: "x", Value: bson.D{{Key: "b", Value: 2}}}})
+			require.NoError(t, err)
+			require.True(t, ours.Next(ctx), "%v", ours.Err())
+			require.True(t, theirs.Next(ctx), "%v", theirs.Err())
+
+			var a, b changestream.Event[jsonTagged]
+			require.NoError(t, ours.Decode(&a))
+			require.NoError(t, theirs.Decode(&b))
+			assert.Equal(t, b, a)
+			require.NotNil(t, a.FullDocument)
+			assert.Len(t, a.FullDocument.ID, 24, "ObjectIDAsHexString")
+			var x, y any
+			require.NoError(t, ours.Decode(&x))
+			require.NoError(t, theirs.Decode(&y))
+			assert.Equal(t, y, x)
+		})
+	}
+}

@@ -634,9 +634,10 @@ func ExampleFullDocumentBeforeChange() {
 	// failed: true alive: false
 }
 
-// A stream whose calls carry no deadline can still be bounded per call,
-// as a client's timeoutMS bounds the driver's Watch: here an idle stream's
-// Next gives up after 100 ms and the stream carries on.
+// A stream whose calls carry no deadline is bounded per call by its
+// client's timeoutMS, if the client has one; WithTimeout sets a bound of
+// the stream's own: here an idle stream's Next gives up after 100 ms and
+// the stream carries on.
 func ExampleWithTimeout() {
 	client, shutdown := exampleClient()
 	defer shutdown()

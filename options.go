@@ -79,6 +79,7 @@ type config struct {
 	progress                 func(Progress)
 	hooks                    []Hook
 	callTimeout              time.Duration
+	callTimeoutSet           bool
 	progressEvery            time.Duration
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern
@@ -143,20 +144,22 @@ func WithStartAfter(token bson.Raw) Option {
 	})
 }
 
-// WithTimeout bounds every Next and TryNext whose ctx has no deadline by d,
-// as a client's timeoutMS bounds each Next of the driver's Watch; a ctx
-// with a deadline keeps its own. An expired call returns false with Err
-// wrapping context.DeadlineExceeded, and the stream stays alive. The v2
-// driver gives a package no way to read a client's timeoutMS, so pass the
-// same value here. 0 (the default) leaves calls without a deadline
-// unbounded, waiting for the next event however long it takes.
+// WithTimeout bounds every Next and TryNext whose ctx has no deadline by d.
+// A ctx with a deadline keeps its own. An expired call returns false with
+// Err wrapping context.DeadlineExceeded, and the stream stays alive.
+//
+// Without this option a stream bounds such calls by its client's timeoutMS
+// (options.Client().SetTimeout), as the driver's Watch bounds each Next;
+// with it, d replaces the client's value, and WithTimeout(0) leaves calls
+// without a deadline unbounded, waiting for the next event however long it
+// takes, whatever the client's timeoutMS.
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
 			c.errs = append(c.errs, errors.New("WithTimeout: negative duration"))
 			return
 		}
-		c.callTimeout = d
+		c.callTimeout, c.callTimeoutSet = d, true
 	})
 }
 

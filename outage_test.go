@@ -108,3 +108,30 @@ func TestWithTimeout(t *testing.T) {
 	_, err := changestream.WatchCollection(ctx, e.coll, nil, changestream.WithTimeout(-time.Second))
 	assert.ErrorContains(t, err, "WithTimeout: negative duration")
 }
+
+// TestClientTimeoutMS: without WithTimeout, a call without a deadline of
+// its own is bounded by the client's timeoutMS, as each Next of the
+// driver's Watch is, here while a getMore hangs in a simulated partition;
+// the stream survives it (issue defect 8).
+func TestClientTimeoutMS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, err := mongo.Connect(options.Client().ApplyURI(e.uri).SetAppName(e.appName).SetTimeout(300 * time.Millisecond))
+	require.NoError(t, err)
+	defer c.Disconnect(context.Background())
+	coll := c.Database(e.db.Name()).Collection(e.coll.Name())
+	cs, err := changestream.WatchCollection(context.Background(), coll, nil)
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+
+	e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 1}}, bson.D{
+		{Key: "failCommands", Value: bson.A{"getMore"}}, {Key: "blockConnection", Value: true}, {Key: "blockTimeMS", Value: 3000}})
+	require.False(t, cs.Next(context.Background()))
+	assert.ErrorIs(t, cs.Err(), context.DeadlineExceeded)
+	assert.True(t, cs.Alive())
+
+	e.insert(t, 1)
+	ctx := ctxTimeout(t, 10*time.Second)
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	assert.Equal(t, int32(1), eventN(t, cs.Current))
+}

@@ -72,11 +72,15 @@ func (cs *ChangeStream) Stats() Stats {
 // Behind reports how far the stream is behind the server: 0 once the
 // last reply had nothing more to send and all its events were returned,
 // otherwise the time since the stream was last caught up (or opened). A
-// reply has nothing more to send when it is empty, or holds fewer events
-// than the batch size asked ([WithBatchSize]), or, with no batch size set,
-// fewer than 101 events and under 8 MiB; a stream that never gets such a
-// reply (always full batches) reports lag that grows. An idle, caught-up
-// stream reports 0. Safe from any goroutine.
+// reply had nothing more to send when it is empty; when its
+// postBatchResumeToken lies past its last event (the server read on to
+// the end of the oplog); when it holds fewer events than the batch size
+// asked ([WithBatchSize]); or, with no batch size set, when it is under
+// 8 MiB and, for the opening aggregate, holds fewer than the server's
+// default first batch of 101 events (a getMore without a batch size is
+// filled up to 16 MiB). A stream that never gets such a reply reports lag
+// that grows. An idle, caught-up stream reports 0. Safe from any
+// goroutine.
 func (cs *ChangeStream) Behind() time.Duration {
 	cs.stateMu.Lock()
 	defer cs.stateMu.Unlock()
@@ -93,25 +97,34 @@ func (cs *ChangeStream) Behind() time.Duration {
 	return time.Since(since)
 }
 
-// Batches with fewer events than these had nothing more to send, when no
-// batch size was asked: the server's default first batch, and a size far
-// below the 16 MiB it fills a batch up to.
+// What a reply without a batch size asked holds when the server stopped
+// for a limit rather than at the end of the oplog: the opening aggregate's
+// default first batch, and a size far above most replies and far below the
+// 16 MiB the server fills a batch up to (a batch may stop short of it when
+// the next event would not fit).
 const (
 	defaultFirstBatch = 101
 	fullBatchBytes    = 8 << 20
 )
 
-// noteReply records a reply: whether it was caught up, and how many of its
-// documents are still to be returned.
-func (cs *ChangeStream) noteReply(c *cursor, at time.Time) {
-	n, bytes := c.remaining(), len(c.rest)
+// noteReply records a reply, that of the opening aggregate if first:
+// whether it was caught up, and how many of its documents are still to be
+// returned.
+func (cs *ChangeStream) noteReply(c *cursor, at time.Time, first bool) {
+	n := c.remaining()
 	caught := n == 0
 	if !caught {
-		if bs := cs.cfg.batchSize; bs != nil && *bs > 0 {
+		switch bs := cs.cfg.batchSize; {
+		case bs != nil && *bs > 0:
 			caught = n < int(*bs)
-		} else {
-			caught = n < defaultFirstBatch && bytes < fullBatchBytes
+		case first:
+			caught = n < defaultFirstBatch && len(c.rest) < fullBatchBytes
+		default:
+			caught = len(c.rest) < fullBatchBytes
 		}
+	}
+	if !caught {
+		caught = c.scannedPastLast()
 	}
 	cs.stateMu.Lock()
 	cs.replyCaughtUp, cs.unreturned = caught, n

@@ -1,6 +1,7 @@
 package changestream_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,4 +143,49 @@ func TestStatsAndBehind(t *testing.T) {
 		require.True(t, cs.Next(ctx), "%v", cs.Err())
 		assert.EqualValues(t, 1, cs.Stats().Resumes)
 	})
+}
+
+// TestBehindWithoutBatchSize: with no batch size asked, a getMore is
+// filled up to 16 MiB, so one that holds more than the aggregate's 101
+// events but stopped short of that was caught up; and a reply of over
+// 8 MiB whose postBatchResumeToken lies past its last event (the server
+// read on to the end of the oplog) was caught up too.
+func TestBehindWithoutBatchSize(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		write func(t *testing.T, e *testEnv)
+		n     int
+	}{
+		{"150 small events", func(t *testing.T, e *testEnv) {
+			ns := make([]int, 150)
+			for i := range ns {
+				ns[i] = i + 1
+			}
+			e.insert(t, ns...)
+		}, 150},
+		{"9 MiB of events, then another collection's write", func(t *testing.T, e *testEnv) {
+			ctx := ctxTimeout(t, 20*time.Second)
+			big := strings.Repeat("x", 1<<20)
+			for i := range 9 {
+				_, err := e.coll.InsertOne(ctx, bson.D{{Key: "n", Value: int32(i + 1)}, {Key: "pad", Value: big}})
+				require.NoError(t, err)
+			}
+			_, err := e.db.Collection("other").InsertOne(ctx, bson.D{{Key: "n", Value: 0}})
+			require.NoError(t, err)
+		}, 9},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			ctx := ctxTimeout(t, 20*time.Second)
+			cs := watch(t, e, nil)
+			tc.write(t, e)
+			for i := range tc.n {
+				require.True(t, cs.Next(ctx), "event %d: %v", i+1, cs.Err())
+			}
+			assert.Zero(t, cs.Behind(), "every event of a caught-up reply returned")
+		})
+	}
 }

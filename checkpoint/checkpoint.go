@@ -1,0 +1,98 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/changestream-go/changestream"
+)
+
+// Checkpoint is a saved stream position.
+type Checkpoint struct {
+	// Position is where the stream resumes: the token of the last event
+	// handled, or a high-water mark a quiet stream reported.
+	changestream.Position
+	// Spec is the fingerprint of the stream the position belongs to (see
+	// [Spec]): a token is only meaningful for the stream that issued it.
+	Spec string
+	// Updated is when the checkpoint was saved, by the store's clock
+	// (the server's, for a MongoStore).
+	Updated time.Time
+}
+
+// Store saves checkpoints by key. Implementations must be safe for
+// concurrent use.
+type Store interface {
+	// Load returns the checkpoint saved under key, and false if there is
+	// none.
+	Load(ctx context.Context, key string) (Checkpoint, bool, error)
+	// Save stores cp under key unless the saved checkpoint is already at or
+	// past cp's position (see [Compare]): a save never moves a checkpoint
+	// backwards, and one that would is a no-op, not an error. A saved
+	// checkpoint of another stream (Spec) is not replaced: Save returns a
+	// *SpecMismatchError.
+	Save(ctx context.Context, key string, cp Checkpoint) error
+}
+
+// ErrSpecMismatch is matched (errors.Is) by a *SpecMismatchError.
+var ErrSpecMismatch = errors.New("checkpoint: the checkpoint belongs to a different stream")
+
+// SpecMismatchError reports a checkpoint taken with a different stream
+// (target, pipeline, fullDocument modes, split) than the one being opened:
+// its token cannot be trusted to resume this one. Delete the checkpoint,
+// or use another key, to start the new stream.
+type SpecMismatchError struct {
+	Key   string
+	Saved string // the checkpoint's fingerprint
+	Want  string // the fingerprint of the stream being opened
+}
+
+func (e *SpecMismatchError) Error() string {
+	return fmt.Sprintf("checkpoint: %q was saved for the stream %q, not %q: tokens are not portable between streams; delete the checkpoint or use another key", e.Key, e.Saved, e.Want)
+}
+
+// Is makes errors.Is(err, ErrSpecMismatch) true.
+func (e *SpecMismatchError) Is(target error) bool { return target == ErrSpecMismatch }
+
+// ErrLeaseLost is returned by a fenced save, a renewal or a release once
+// another owner has taken the lease: the caller must stop consuming.
+var ErrLeaseLost = errors.New("checkpoint: the lease was taken by another owner")
+
+// ErrLeaseHeld is matched (errors.Is) by a *LeaseHeldError.
+var ErrLeaseHeld = errors.New("checkpoint: the lease is held by another owner")
+
+// LeaseHeldError reports that Acquire found the lease held by another
+// owner whose lease has not expired.
+type LeaseHeldError struct {
+	Key   string
+	Owner string    // the current holder
+	Until time.Time // when its lease expires, by the server's clock
+}
+
+func (e *LeaseHeldError) Error() string {
+	return fmt.Sprintf("checkpoint: the lease %q is held by %q until %s", e.Key, e.Owner, e.Until.UTC().Format(time.RFC3339Nano))
+}
+
+// Is makes errors.Is(err, ErrLeaseHeld) true.
+func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
+
+// checkKey refuses an empty key.
+func checkKey(key string) error {
+	if key == "" {
+		return errors.New("checkpoint: empty key")
+	}
+	return nil
+}
+
+// checkSave refuses a checkpoint that cannot be saved.
+func checkSave(key string, cp Checkpoint) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if cp.Token == nil {
+		return errors.New("checkpoint: a checkpoint without a token")
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"time"
 )
 
 // matchingLocked returns the documents of c that match, in natural order
@@ -54,9 +55,10 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	type stmt struct {
-		match query.Matcher
-		multi bool
-		err   error
+		match      query.Matcher
+		multi      bool
+		exprFailed func() error
+		err        error
 	}
 	stmts := make([]stmt, len(raws))
 	for i, r := range raws {
@@ -84,7 +86,7 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 				return cmdErr(codeFailedToParse, "The limit field in delete objects must be 0 or 1. Got %d", limit)
 			}
 			stmts[i].multi = limit == 0
-			stmts[i].match, err = query.CompileFilter(q)
+			stmts[i].match, stmts[i].exprFailed, err = query.CompileFilterAt(q, time.Now())
 			return err
 		}()
 	}
@@ -105,7 +107,15 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 			continue
 		}
 		c := st.collLocked(cc.db, coll)
-		for _, d := range matchingLocked(c, s.match, nil, s.multi) {
+		matches := matchingLocked(c, s.match, nil, s.multi)
+		if err := s.exprFailed(); err != nil {
+			werrs = append(werrs, writeError{index: i, err: toCmdErr(err)})
+			if ordered {
+				break
+			}
+			continue
+		}
+		for _, d := range matches {
 			if err := st.deleteDocLocked(c, d); err != nil {
 				return nil, err
 			}

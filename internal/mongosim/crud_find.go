@@ -182,7 +182,7 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 		// A negative limit is the legacy "single batch of n".
 		limit, single = -limit, true
 	}
-	match, err := query.CompileFilter(filter)
+	match, exprFailed, err := query.CompileFilterAt(filter, time.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +208,9 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 		if match(d) {
 			docs = append(docs, d)
 		}
+	}
+	if err := exprFailed(); err != nil {
+		return nil, err
 	}
 	if less != nil {
 		sort.SliceStable(docs, func(i, j int) bool { return less(docs[i], docs[j]) < 0 })

@@ -19,6 +19,10 @@ type updateStmt struct {
 	multi        bool
 	arrayFilters map[string]query.Matcher
 	order        func(a, b bson.D) int // findAndModify's sort
+	// now is the statement's $$NOW and $currentDate; exprFailed returns
+	// the error an $expr of the filter raised while matching.
+	now        time.Time
+	exprFailed func() error
 }
 
 // updateOutcome reports what an update did.
@@ -77,9 +81,9 @@ func parseUpdateStmt(raw bsoncore.Document) (*updateStmt, error) {
 }
 
 func buildUpdateStmt(q bson.D, u any, upsert, multi bool, filters bson.A) (*updateStmt, error) {
-	s := &updateStmt{query: q, upsert: upsert, multi: multi}
+	s := &updateStmt{query: q, upsert: upsert, multi: multi, now: time.Now()}
 	var err error
-	if s.match, err = query.CompileFilter(q); err != nil {
+	if s.match, s.exprFailed, err = query.CompileFilterAt(q, s.now); err != nil {
 		return nil, err
 	}
 	if s.spec, err = query.ParseUpdate(u); err != nil {
@@ -144,8 +148,12 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 	if err := checkWritable(c); err != nil {
 		return out, err
 	}
-	for _, old := range matchingLocked(c, u.match, u.order, u.multi) {
-		uc := &query.UpdateContext{ArrayFilters: u.arrayFilters, Now: time.Now(), TS: st.nextTimeLocked(), Log: &query.UpdateLog{}}
+	matches := matchingLocked(c, u.match, u.order, u.multi)
+	if err := u.exprFailed(); err != nil {
+		return out, err
+	}
+	for _, old := range matches {
+		uc := &query.UpdateContext{ArrayFilters: u.arrayFilters, Now: u.now, TS: st.nextTimeLocked(), Log: &query.UpdateLog{}}
 		nd, err := u.spec.Apply(old, uc)
 		if err != nil {
 			return out, err
@@ -211,7 +219,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		if err != nil {
 			return out, err
 		}
-		uc := &query.UpdateContext{Inserting: true, ArrayFilters: u.arrayFilters, Now: time.Now(), TS: st.nextTimeLocked()}
+		uc := &query.UpdateContext{Inserting: true, ArrayFilters: u.arrayFilters, Now: u.now, TS: st.nextTimeLocked()}
 		if doc, err = u.spec.Apply(seed, uc); err != nil {
 			return out, err
 		}

@@ -4,6 +4,7 @@ import (
 	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+	"time"
 )
 
 // handleFindAndModify updates, replaces, upserts or removes one document
@@ -61,11 +62,11 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	var stmt *updateStmt
 	if remove {
-		m, err := query.CompileFilter(filter)
+		m, failed, err := query.CompileFilterAt(filter, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		stmt = &updateStmt{match: m, order: order}
+		stmt = &updateStmt{match: m, order: order, exprFailed: failed}
 	} else {
 		if uval.Type != bsoncore.TypeEmbeddedDocument && uval.Type != bsoncore.TypeArray {
 			return nil, cmdErr(codeFailedToParse, "Update argument must be either an object or an array")
@@ -101,6 +102,9 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 			return nil, err
 		}
 		docs := matchingLocked(c, stmt.match, order, false)
+		if err := stmt.exprFailed(); err != nil {
+			return nil, err
+		}
 		for _, d := range docs {
 			if err := st.deleteDocLocked(c, d); err != nil {
 				return nil, err

@@ -2,6 +2,7 @@ package query
 
 import (
 	"math"
+	"time"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,8 +16,32 @@ type Matcher func(doc bson.D) bool
 // CompileFilter compiles a query filter ({a: 1, b: {$gt: 2}, $or: [...]}).
 // A bad filter is a *CommandError with the real server's code, so a client
 // sees the same failure it would get from a server.
+//
+// $expr is refused: its expressions need the command's $$NOW and may fail
+// while matching, which only CompileFilterAt's caller can report.
 func CompileFilter(filter bson.D) (Matcher, error) {
-	preds, err := compileAnd(filter)
+	return (&compiler{}).compile(filter)
+}
+
+// CompileFilterAt compiles a query filter of a command that runs at now
+// ($$NOW), with $expr. An expression that fails while a document is
+// matched (an $add of a string, say) makes the document not match and is
+// kept: failed returns the first such error, with which the command must
+// fail, as the server's does.
+func CompileFilterAt(filter bson.D, now time.Time) (m Matcher, failed func() error, err error) {
+	c := &compiler{env: &exprEnv{now: bson.NewDateTimeFromTime(now)}}
+	m, err = c.compile(filter)
+	return m, func() error { return c.failure }, err
+}
+
+// compiler compiles one filter; env is nil where $expr is refused.
+type compiler struct {
+	env     *exprEnv
+	failure error
+}
+
+func (c *compiler) compile(filter bson.D) (Matcher, error) {
+	preds, err := c.compileAnd(filter)
 	if err != nil {
 		return nil, err
 	}
@@ -33,11 +58,11 @@ func allOf(preds []Matcher, doc bson.D) bool {
 }
 
 // compileAnd compiles every clause of a filter document.
-func compileAnd(filter bson.D) ([]Matcher, error) {
+func (c *compiler) compileAnd(filter bson.D) ([]Matcher, error) {
 	preds := make([]Matcher, 0, len(filter))
 	for _, e := range filter {
 		if strings.HasPrefix(e.Key, "$") {
-			p, err := compileTopLevel(e.Key, e.Value)
+			p, err := c.compileTopLevel(e.Key, e.Value)
 			if err != nil {
 				return nil, err
 			}
@@ -56,7 +81,7 @@ func compileAnd(filter bson.D) ([]Matcher, error) {
 	return preds, nil
 }
 
-func compileTopLevel(op string, v any) (Matcher, error) {
+func (c *compiler) compileTopLevel(op string, v any) (Matcher, error) {
 	switch op {
 	case "$and", "$or", "$nor":
 		arr, ok := v.(bson.A)
@@ -69,7 +94,7 @@ func compileTopLevel(op string, v any) (Matcher, error) {
 			if !ok {
 				return nil, cmdErr(codeBadValue, "$or/$and/$nor entries need to be full objects")
 			}
-			m, err := CompileFilter(d)
+			m, err := c.compile(d)
 			if err != nil {
 				return nil, err
 			}
@@ -99,7 +124,24 @@ func compileTopLevel(op string, v any) (Matcher, error) {
 		}
 	case "$comment":
 		return nil, nil
-	case "$expr", "$where", "$text", "$jsonSchema", "$sampleRate":
+	case "$expr":
+		if c.env == nil {
+			return nil, notImplemented("$expr here (only in the filter of find, update, delete and findAndModify)")
+		}
+		if err := checkAggExpr(v); err != nil {
+			return nil, err
+		}
+		return func(doc bson.D) bool {
+			r, err := evalIn(doc, v, c.env)
+			if err != nil {
+				if c.failure == nil {
+					c.failure = err
+				}
+				return false
+			}
+			return coerceToBool(r)
+		}, nil
+	case "$where", "$text", "$jsonSchema", "$sampleRate":
 		return nil, cmdErr(codeBadValue, "mongosim: %s is not supported", op)
 	}
 	return nil, cmdErr(codeBadValue,

@@ -106,7 +106,7 @@ func RunStages(docs []bson.D, stages []bson.D) ([]bson.D, error) {
 			next := make([]bson.D, len(out))
 			for i, d := range out {
 				var err error
-				if next[i], err = applyDocStage(CloneDoc(d), name, spec); err != nil {
+				if next[i], err = applyDocStage(CloneDoc(d), name, spec, nil); err != nil {
 					return nil, err
 				}
 			}

@@ -150,7 +150,7 @@ func CheckExpr(v any) error {
 		if strings.HasPrefix(x, "$$") {
 			name, _, _ := strings.Cut(x[2:], ".")
 			if name != "ROOT" && name != "CURRENT" && name != "REMOVE" {
-				return cmdErr(17276, "Use of undefined variable: %s", name)
+				return undefinedVariable(name)
 			}
 		}
 	case bson.D:

@@ -254,7 +254,11 @@ func (s *UpdateSpec) Apply(old bson.D, uc *UpdateContext) (bson.D, error) {
 		}
 		return out, nil
 	case UpdPipeline:
-		return applyPipelineUpdate(old, s.pipeline)
+		var env *exprEnv // without the command's time, $$NOW is refused
+		if !uc.Now.IsZero() {
+			env = &exprEnv{now: bson.NewDateTimeFromTime(uc.Now)}
+		}
+		return applyPipelineUpdate(old, s.pipeline, env)
 	}
 	doc := CloneDoc(old)
 	if doc == nil {
@@ -810,13 +814,13 @@ func arith(op string, a, b any) any {
 	return d
 }
 
-// applyPipelineUpdate runs an update pipeline. Expressions are limited to
-// literals, field paths and {$literal: v}.
-func applyPipelineUpdate(old bson.D, pipeline []bson.D) (bson.D, error) {
+// applyPipelineUpdate runs an update pipeline, with the expressions evalIn
+// evaluates.
+func applyPipelineUpdate(old bson.D, pipeline []bson.D, env *exprEnv) (bson.D, error) {
 	doc := CloneDoc(old)
 	for _, st := range pipeline {
 		var err error
-		if doc, err = applyDocStage(doc, st[0].Key, st[0].Value); err != nil {
+		if doc, err = applyDocStage(doc, st[0].Key, st[0].Value, env); err != nil {
 			return nil, err
 		}
 	}
@@ -831,7 +835,7 @@ func applyPipelineUpdate(old bson.D, pipeline []bson.D) (bson.D, error) {
 
 // applyDocStage applies a per-document stage ($set, $addFields, $unset,
 // $project, $replaceRoot, $replaceWith) to doc, a private copy.
-func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
+func applyDocStage(doc bson.D, name string, spec any, env *exprEnv) (bson.D, error) {
 	switch name {
 	case "$set", "$addFields":
 		fields, ok := spec.(bson.D)
@@ -840,7 +844,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 		}
 		root := doc
 		for _, f := range fields {
-			v, err := evalAggExpr(root, f.Value)
+			v, err := evalIn(root, f.Value, env)
 			if err != nil {
 				return nil, err
 			}
@@ -907,7 +911,7 @@ func applyDocStage(doc bson.D, name string, spec any) (bson.D, error) {
 			}
 			expr = MustLookup(d, "newRoot")
 		}
-		v, err := evalAggExpr(doc, expr)
+		v, err := evalIn(doc, expr, env)
 		if err != nil {
 			return nil, err
 		}
@@ -944,57 +948,6 @@ func mergeDocs(a, b bson.D) bson.D {
 		}
 	}
 	return out
-}
-
-// evalExpr evaluates the aggregation expressions the simulator supports.
-func evalAggExpr(root bson.D, expr any) (any, error) {
-	switch x := expr.(type) {
-	case string:
-		if x == "$$ROOT" || x == "$$CURRENT" {
-			return CloneDoc(root), nil
-		}
-		if strings.HasPrefix(x, "$$") {
-			return nil, cmdErr(17276, "Use of undefined variable: %s", strings.SplitN(x[2:], ".", 2)[0])
-		}
-		if strings.HasPrefix(x, "$") {
-			leaves := CollectLeaves(root, strings.Split(x[1:], "."), nil)
-			return fieldPathValue(root, strings.Split(x[1:], "."), leaves), nil
-		}
-		return x, nil
-	case bson.D:
-		if len(x) == 1 && x[0].Key == "$literal" {
-			return CloneValue(x[0].Value), nil
-		}
-		if len(x) > 0 && strings.HasPrefix(x[0].Key, "$") {
-			return nil, unsupportedExpression(x[0].Key)
-		}
-		out := make(bson.D, 0, len(x))
-		for _, e := range x {
-			v, err := evalAggExpr(root, e.Value)
-			if err != nil {
-				return nil, err
-			}
-			if v == missingValue {
-				continue
-			}
-			out = append(out, bson.E{Key: e.Key, Value: v})
-		}
-		return out, nil
-	case bson.A:
-		out := make(bson.A, 0, len(x))
-		for _, e := range x {
-			v, err := evalAggExpr(root, e)
-			if err != nil {
-				return nil, err
-			}
-			if v == missingValue {
-				v = nil
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	}
-	return CloneValue(expr), nil
 }
 
 // missingValue is what a field path evaluates to when nothing is there.

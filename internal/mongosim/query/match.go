@@ -2,10 +2,10 @@ package query
 
 import (
 	"math"
-	"time"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )

@@ -2,11 +2,21 @@ package checkpoint
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
+	"testing"
+	"time"
 
 	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // pos returns the position of the i-th event of a made-up stream, with a
@@ -52,4 +62,62 @@ func (m *memStore) saved(key string) changestream.Position {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cps[key].Position
+}
+
+// testDeployment is a deployment for one test: the simulator, or the one
+// MONGODB_URI names.
+type testDeployment struct {
+	uri    string
+	sim    *mongosim.Server
+	client *mongo.Client
+	db     *mongo.Database
+}
+
+// newDeployment starts a simulator (or connects to MONGODB_URI) and opens
+// a database of the test's own, dropped at cleanup on a real deployment.
+func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
+	t.Helper()
+	d := &testDeployment{uri: os.Getenv("MONGODB_URI")}
+	if d.uri == "" {
+		d.sim = mongosim.StartTB(t, simOpts...)
+		d.uri = d.sim.URI()
+	} else if len(simOpts) > 0 {
+		t.Skip("needs simulator options that a real deployment cannot take")
+	}
+	d.client = d.connect(t)
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	name := strings.NewReplacer("/", "_", " ", "_", ".", "_").Replace(t.Name())
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	d.db = d.client.Database("cp_" + name + "_" + hex.EncodeToString(suffix[:]))
+	if d.sim == nil {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = d.db.Drop(ctx)
+		})
+	}
+	return d
+}
+
+// connect opens another client to the deployment, disconnected at cleanup.
+func (d *testDeployment) connect(t testing.TB) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(d.uri))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Disconnect(ctx)
+	})
+	return c
+}
+
+func (d *testDeployment) store(t testing.TB) *MongoStore {
+	t.Helper()
+	s, err := NewMongoStore(d.db.Collection("checkpoints"))
+	require.NoError(t, err)
+	return s
 }

@@ -1,0 +1,154 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+)
+
+// MongoStore keeps checkpoints, and the leases that guard them, in a
+// collection of the caller's choosing, one document per key:
+//
+//	{_id: key, token, clusterTime, order, highWater, spec, updated,
+//	 owner, epoch, leaseUntil}
+//
+// Writes use majority write concern and reads majority read concern, so
+// that a checkpoint or a lease survives the failover of a replica set. A
+// save's condition (forward only, same spec, and for a fenced store the
+// lease's epoch) is part of the update's filter: it holds whatever other
+// processes do at the same time.
+type MongoStore struct {
+	coll *mongo.Collection
+}
+
+// NewMongoStore returns a store in coll.
+func NewMongoStore(coll *mongo.Collection) (*MongoStore, error) {
+	if coll == nil || coll.Database() == nil || coll.Name() == "" {
+		return nil, errors.New("checkpoint: NewMongoStore: the collection was not made by a client's Database(...).Collection(...)")
+	}
+	return &MongoStore{coll: coll.Clone(options.Collection().
+		SetWriteConcern(writeconcern.Majority()).
+		SetReadConcern(readconcern.Majority()))}, nil
+}
+
+// storedDoc is a key's document.
+type storedDoc struct {
+	Token       bson.Raw       `bson:"token,omitempty"`
+	ClusterTime bson.Timestamp `bson:"clusterTime"`
+	HighWater   bool           `bson:"highWater"`
+	Spec        *string        `bson:"spec,omitempty"`
+	Updated     time.Time      `bson:"updated"`
+	Owner       string         `bson:"owner"`
+	Epoch       int64          `bson:"epoch"`
+	LeaseUntil  time.Time      `bson:"leaseUntil"`
+}
+
+func (s *MongoStore) load(ctx context.Context, key string) (storedDoc, bool, error) {
+	var d storedDoc
+	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return storedDoc{}, false, nil
+	}
+	if err != nil {
+		return storedDoc{}, false, fmt.Errorf("checkpoint: loading %q: %w", key, err)
+	}
+	return d, true, nil
+}
+
+// Load returns the checkpoint saved under key.
+func (s *MongoStore) Load(ctx context.Context, key string) (Checkpoint, bool, error) {
+	if err := checkKey(key); err != nil {
+		return Checkpoint{}, false, err
+	}
+	d, ok, err := s.load(ctx, key)
+	if err != nil || !ok || d.Token == nil {
+		return Checkpoint{}, false, err
+	}
+	cp := Checkpoint{
+		Position: changestream.Position{Token: d.Token, ClusterTime: d.ClusterTime, HighWater: d.HighWater},
+		Updated:  d.Updated,
+	}
+	if d.Spec != nil {
+		cp.Spec = *d.Spec
+	}
+	return cp, true, nil
+}
+
+// Save stores cp under key unless the saved checkpoint is at or past it.
+func (s *MongoStore) Save(ctx context.Context, key string, cp Checkpoint) error {
+	return s.save(ctx, key, cp, nil)
+}
+
+// Delete removes key's document, checkpoint and lease.
+func (s *MongoStore) Delete(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if _, err := s.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}}); err != nil {
+		return fmt.Errorf("checkpoint: deleting %q: %w", key, err)
+	}
+	return nil
+}
+
+// save writes cp if it moves the checkpoint forward, the spec matches
+// and, when epoch is set, the lease is still at that epoch.
+func (s *MongoStore) save(ctx context.Context, key string, cp Checkpoint, epoch *int64) error {
+	if err := checkSave(key, cp); err != nil {
+		return err
+	}
+	order, _ := tokenData(cp.Position)
+	ts := cp.ClusterTime
+	filter := bson.D{
+		{Key: "_id", Value: key},
+		{Key: "$and", Value: bson.A{
+			bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "token", Value: bson.D{{Key: "$exists", Value: false}}}},
+				bson.D{{Key: "clusterTime", Value: bson.D{{Key: "$lt", Value: ts}}}},
+				bson.D{{Key: "clusterTime", Value: ts}, {Key: "order", Value: bson.D{{Key: "$lt", Value: order}}}},
+			}}},
+			bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "spec", Value: bson.D{{Key: "$exists", Value: false}}}},
+				bson.D{{Key: "spec", Value: cp.Spec}},
+			}}},
+		}},
+	}
+	if epoch != nil {
+		filter = append(filter, bson.E{Key: "epoch", Value: *epoch})
+	}
+	update := bson.D{
+		{Key: "$set", Value: bson.D{
+			{Key: "token", Value: cp.Token}, {Key: "clusterTime", Value: ts}, {Key: "order", Value: order},
+			{Key: "highWater", Value: cp.HighWater}, {Key: "spec", Value: cp.Spec},
+		}},
+		{Key: "$currentDate", Value: bson.D{{Key: "updated", Value: true}}},
+	}
+	// A fenced save never creates the document: without it there is no
+	// lease, so the lease was lost.
+	res, err := s.coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(epoch == nil))
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("checkpoint: saving %q: %w", key, err)
+	}
+	if err == nil && (res.MatchedCount > 0 || res.UpsertedCount > 0) {
+		return nil
+	}
+	// The filter did not match: find out which condition failed.
+	d, ok, err := s.load(ctx, key)
+	if err != nil {
+		return err
+	}
+	switch {
+	case epoch != nil && (!ok || d.Epoch != *epoch):
+		return ErrLeaseLost
+	case ok && d.Spec != nil && *d.Spec != cp.Spec:
+		return &SpecMismatchError{Key: key, Saved: *d.Spec, Want: cp.Spec}
+	}
+	return nil // already at or past cp
+}

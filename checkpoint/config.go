@@ -1,0 +1,264 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Config configures [Run].
+type Config struct {
+	// Key names the checkpoint (and the lease) in the store. Required.
+	Key string
+
+	// What to watch: set exactly one.
+	Collection *mongo.Collection
+	Database   *mongo.Database
+	Client     *mongo.Client
+
+	// The stream's shape; these make up the checkpoint's fingerprint
+	// ([StreamSpec]), and a checkpoint saved with another shape is refused.
+	Pipeline                 any
+	FullDocument             changestream.FullDocument
+	FullDocumentBeforeChange changestream.FullDocumentBeforeChange
+	ShowExpandedEvents       bool
+	SplitLargeEvents         bool
+
+	// Options are more stream options, for what does not change the events
+	// (WithBatchSize, WithMaxAwaitTime, WithHooks, WithLogger, ...). Run
+	// chooses where the stream starts and takes its progress: a start
+	// option or WithProgress given here is overridden.
+	Options []changestream.Option
+
+	// Store keeps the checkpoint. Required. With a Lease, it must be the
+	// lease's MongoStore (saves are fenced by the lease).
+	Store Store
+	// Lease, if set, makes Run consume only while it holds the key's
+	// lease, and wait as a standby otherwise.
+	Lease *LeaseConfig
+
+	// MaxInFlight bounds the events handed to the handler and not yet
+	// committable (default 1,000): what a crash may deliver again.
+	MaxInFlight int
+	// CommitInterval is how often the acknowledged position, or the
+	// progress of a quiet stream, is saved (default 1s).
+	CommitInterval time.Duration
+	// Workers is how many handler calls run at once (default 1, in stream
+	// order). With more, events run in parallel across documents and in
+	// stream order for each document key; an event without a document key
+	// (DDL, invalidate) waits for all before it and runs alone.
+	Workers int
+
+	// OnUnresumable says what to do when the checkpoint's position cannot
+	// be resumed from: lost history (changestream.ErrHistoryLost) or a
+	// token the server cannot find (changestream.ErrUnresumablePosition).
+	OnUnresumable UnresumablePolicy
+	// Resync is called, with the error, before a ResyncFromNow restart: the
+	// events between the checkpoint and now are lost, and Resync must
+	// rebuild what they fed (re-snapshot the collection, say). An error
+	// from it ends Run.
+	Resync func(ctx context.Context, cause error) error
+	// OnInvalidate says what to do after an invalidate event (the watched
+	// collection or database was dropped or renamed).
+	OnInvalidate InvalidatePolicy
+
+	// MinBackoff and MaxBackoff bound the wait after a transient error
+	// (defaults 100ms and 30s); the wait doubles up to MaxBackoff and
+	// starts again from MinBackoff after an event.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives what Run does: a lease taken or lost, a resync, a
+	// restart after invalidation, transient errors. Nil logs nothing.
+	Logger *slog.Logger
+}
+
+// LeaseConfig configures the lease Run holds while it consumes.
+type LeaseConfig struct {
+	// Store holds the lease, and the checkpoint. Required.
+	Store *MongoStore
+	// Owner names this process (default [DefaultOwner]()).
+	Owner string
+	// TTL is how long the lease lasts without renewal (default 10s): how
+	// long a standby waits after the holder dies. It is renewed every
+	// TTL/3.
+	TTL time.Duration
+	// RetryEvery is how often a standby tries to take the lease (default
+	// TTL/4).
+	RetryEvery time.Duration
+}
+
+// UnresumablePolicy is what Run does when its position cannot be resumed.
+type UnresumablePolicy int
+
+const (
+	// FailUnresumable ends Run with the error (the default): a human
+	// decides.
+	FailUnresumable UnresumablePolicy = iota
+	// ResyncFromNow calls Config.Resync, then carries on from the present.
+	ResyncFromNow
+)
+
+// InvalidatePolicy is what Run does after an invalidate event.
+type InvalidatePolicy int
+
+const (
+	// StopOnInvalidate ends Run with ErrInvalidated once the invalidate
+	// event is handled and committed (the default).
+	StopOnInvalidate InvalidatePolicy = iota
+	// RestartAfterInvalidate opens a new stream after the invalidate event
+	// (startAfter), which sees the collection created again.
+	RestartAfterInvalidate
+)
+
+// ErrInvalidated ends Run after an invalidate event, with StopOnInvalidate.
+var ErrInvalidated = errors.New("checkpoint: the stream was invalidated (its collection or database was dropped or renamed)")
+
+// Defaults of Config.
+const (
+	DefaultCommitInterval = time.Second
+	DefaultLeaseTTL       = 10 * time.Second
+	DefaultMinBackoff     = 100 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+)
+
+// settings is a checked Config with its defaults applied.
+type settings struct {
+	Config
+	spec StreamSpec
+	fp   string
+	log  *slog.Logger
+}
+
+func (c Config) check() (*settings, error) {
+	s := &settings{Config: c}
+	if err := checkKey(c.Key); err != nil {
+		return nil, err
+	}
+	targets := 0
+	switch {
+	case c.Collection != nil:
+		targets++
+		s.spec.Target = c.Collection.Database().Name() + "." + c.Collection.Name()
+	}
+	if c.Database != nil {
+		targets++
+		s.spec.Target = c.Database.Name()
+	}
+	if c.Client != nil {
+		targets++
+	}
+	if targets != 1 {
+		return nil, fmt.Errorf("checkpoint: Config: set exactly one of Collection, Database and Client (%d set)", targets)
+	}
+	if c.Store == nil {
+		return nil, errors.New("checkpoint: Config: Store is required")
+	}
+	if c.Lease != nil {
+		if c.Lease.Store == nil {
+			return nil, errors.New("checkpoint: Config: Lease.Store is required")
+		}
+		if ms, ok := c.Store.(*MongoStore); !ok || ms != c.Lease.Store {
+			return nil, errors.New("checkpoint: Config: with a Lease, Store must be Lease.Store, whose saves the lease fences")
+		}
+		l := *c.Lease
+		if l.Owner == "" {
+			l.Owner = DefaultOwner()
+		}
+		if l.TTL == 0 {
+			l.TTL = DefaultLeaseTTL
+		}
+		if l.TTL < 10*time.Millisecond {
+			return nil, fmt.Errorf("checkpoint: Config: Lease.TTL %v is below 10ms", l.TTL)
+		}
+		if l.RetryEvery <= 0 {
+			l.RetryEvery = l.TTL / 4
+		}
+		s.Lease = &l
+	}
+	if c.MaxInFlight < 0 || c.Workers < 0 || c.CommitInterval < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
+		return nil, errors.New("checkpoint: Config: MaxInFlight, Workers, CommitInterval and the backoffs cannot be negative")
+	}
+	if s.MaxInFlight == 0 {
+		s.MaxInFlight = DefaultMaxInFlight
+	}
+	if s.Workers == 0 {
+		s.Workers = 1
+	}
+	if s.CommitInterval == 0 {
+		s.CommitInterval = DefaultCommitInterval
+	}
+	if s.MinBackoff == 0 {
+		s.MinBackoff = DefaultMinBackoff
+	}
+	if s.MaxBackoff == 0 {
+		s.MaxBackoff = DefaultMaxBackoff
+	}
+	if s.MaxBackoff < s.MinBackoff {
+		return nil, errors.New("checkpoint: Config: MaxBackoff is below MinBackoff")
+	}
+	switch c.OnUnresumable {
+	case FailUnresumable:
+	case ResyncFromNow:
+		if c.Resync == nil {
+			return nil, errors.New("checkpoint: Config: ResyncFromNow needs a Resync function")
+		}
+	default:
+		return nil, fmt.Errorf("checkpoint: Config: unknown OnUnresumable %d", c.OnUnresumable)
+	}
+	if c.OnInvalidate != StopOnInvalidate && c.OnInvalidate != RestartAfterInvalidate {
+		return nil, fmt.Errorf("checkpoint: Config: unknown OnInvalidate %d", c.OnInvalidate)
+	}
+	s.spec.Pipeline = c.Pipeline
+	s.spec.FullDocument, s.spec.FullDocumentBeforeChange = c.FullDocument, c.FullDocumentBeforeChange
+	s.spec.ShowExpandedEvents, s.spec.SplitLargeEvents = c.ShowExpandedEvents, c.SplitLargeEvents
+	fp, err := s.spec.Fingerprint()
+	if err != nil {
+		return nil, err
+	}
+	s.fp = fp
+	s.log = c.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// streamOptions returns the options of a stream that starts after token
+// (nil: from now) and reports progress to cp.
+func (s *settings) streamOptions(token []byte, cp *Checkpointer) []changestream.Option {
+	opts := append([]changestream.Option(nil), s.Options...)
+	if s.FullDocument != "" {
+		opts = append(opts, changestream.WithFullDocument(s.FullDocument))
+	}
+	if s.FullDocumentBeforeChange != "" {
+		opts = append(opts, changestream.WithFullDocumentBeforeChange(s.FullDocumentBeforeChange))
+	}
+	if s.ShowExpandedEvents {
+		opts = append(opts, changestream.WithShowExpandedEvents(true))
+	}
+	if s.SplitLargeEvents {
+		opts = append(opts, changestream.WithSplitLargeEvents())
+	}
+	if token != nil {
+		// startAfter, not resumeAfter: it also starts after an invalidate.
+		opts = append(opts, changestream.WithStartAfter(token))
+	}
+	return append(opts, changestream.WithProgress(s.CommitInterval, func(p changestream.Progress) {
+		cp.Progress(p.Position)
+	}))
+}
+
+// watch opens the stream.
+func (s *settings) watch(ctx context.Context, opts []changestream.Option) (*changestream.ChangeStream, error) {
+	switch {
+	case s.Collection != nil:
+		return changestream.WatchCollection(ctx, s.Collection, s.Pipeline, opts...)
+	case s.Database != nil:
+		return changestream.WatchDatabase(ctx, s.Database, s.Pipeline, opts...)
+	}
+	return changestream.WatchCluster(ctx, s.Client, s.Pipeline, opts...)
+}

@@ -1,0 +1,196 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// finalTimeout bounds the last commit and the stream's close on the way
+// out, which run after the caller's ctx has ended.
+const finalTimeout = 10 * time.Second
+
+// consume runs the stream while ctx lasts and, with a lease, while the
+// lease holds; it saves through store.
+func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err error) {
+	s := r.s
+	cp, err := NewCheckpointer(store, s.Key, s.spec, MaxInFlight(s.MaxInFlight), CommitEvery(s.CommitInterval))
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if lease != nil {
+		runCtx = context.WithValue(runCtx, leaseKey{}, lease)
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			keepLease(runCtx, cancel, lease, s)
+		}()
+		defer func() {
+			cancel(nil)
+			<-kept
+		}()
+	}
+	d := newDispatcher(runCtx, cancel, s.Workers)
+	defer func() {
+		d.stop()
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+		defer fcancel()
+		if cerr := cp.Close(fctx); cerr != nil && (err == nil || errors.Is(err, context.Canceled)) && ctx.Err() == nil {
+			err = cerr
+		}
+	}()
+
+	start, ok, err := cp.Load(runCtx)
+	if err != nil {
+		return err
+	}
+	var token []byte
+	if ok {
+		token = start.Token
+	}
+	b := r.newBackoff()
+	for {
+		cs, err := s.watch(runCtx, s.streamOptions(token, cp))
+		if err != nil {
+			if runCtx.Err() != nil {
+				return context.Cause(runCtx)
+			}
+			if errors.Is(err, changestream.ErrUnresumablePosition) {
+				if token, err = r.unresumable(runCtx, err); err != nil {
+					return err
+				}
+				continue
+			}
+			if !isTransient(runCtx, err) {
+				return err
+			}
+			s.log.Warn("checkpoint: opening the stream", "key", s.Key, "error", err)
+			if err := sleep(runCtx, b.next()); err != nil {
+				return err
+			}
+			continue
+		}
+		if token == nil {
+			// A stream from now: save where it starts at once, so that a
+			// crash before its first event does not go back to a position
+			// the server cannot resume from, or skip what follows.
+			cp.Progress(cs.Position())
+			if err := cp.Commit(runCtx); err != nil && runCtx.Err() == nil {
+				closeStream(ctx, cs)
+				return err
+			}
+		}
+		err = r.iterate(runCtx, cs, cp, d, lease, b)
+		invalidateToken := cs.ResumeToken()
+		closeStream(ctx, cs)
+		switch {
+		case runCtx.Err() != nil:
+			return context.Cause(runCtx)
+		case err == nil: // invalidated: handle and commit what came before
+			if err := d.wait(); err != nil {
+				return err
+			}
+			if err := cp.Commit(runCtx); err != nil {
+				return err
+			}
+			if s.OnInvalidate == StopOnInvalidate {
+				return ErrInvalidated
+			}
+			s.log.Info("checkpoint: invalidated; starting after the invalidate event", "key", s.Key)
+			token = invalidateToken
+		case errors.Is(err, changestream.ErrUnresumablePosition):
+			if err := d.wait(); err != nil {
+				return err
+			}
+			if token, err = r.unresumable(runCtx, err); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// iterate hands the stream's events to the dispatcher until the stream
+// ends (nil: invalidated), fails for good, or ctx ends. Errors the stream
+// survives are retried after a backoff.
+func (r *runner) iterate(ctx context.Context, cs *changestream.ChangeStream, cp *Checkpointer, d *dispatcher, lease *Lease, b *backoff) error {
+	for {
+		for cs.Next(ctx) {
+			b.reset()
+			j, err := r.decode(cs)
+			if err != nil {
+				return err
+			}
+			if lease != nil && lease.Remaining() == 0 {
+				// The lease ran out while this process was not looking
+				// (paused, say): renew before handling anything more.
+				if err := lease.Renew(ctx); err != nil {
+					return fmt.Errorf("%w: it ran out and could not be renewed: %v", ErrLeaseLost, err)
+				}
+			}
+			if j.ack, err = cp.Mark(ctx, cs.Position()); err != nil {
+				return err
+			}
+			if err := d.dispatch(j); err != nil {
+				return err
+			}
+		}
+		err := cs.Err()
+		if ctx.Err() != nil || !cs.Alive() {
+			return err
+		}
+		r.s.log.Warn("checkpoint: the stream reported an error it survives", "key", r.s.Key, "error", err)
+		if err := sleep(ctx, b.next()); err != nil {
+			return err
+		}
+	}
+}
+
+// unresumable applies the OnUnresumable policy to err; it returns the
+// token to start after (nil: from now).
+func (r *runner) unresumable(ctx context.Context, err error) ([]byte, error) {
+	if r.s.OnUnresumable == FailUnresumable {
+		return nil, err
+	}
+	r.s.log.Warn("checkpoint: the checkpoint cannot be resumed from; resyncing and starting from now", "key", r.s.Key, "error", err)
+	if rerr := r.s.Resync(ctx, err); rerr != nil {
+		return nil, fmt.Errorf("checkpoint: Resync after %v: %w", err, rerr)
+	}
+	return nil, nil
+}
+
+func closeStream(ctx context.Context, cs *changestream.ChangeStream) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+	defer cancel()
+	_ = cs.Close(cctx)
+}
+
+// retryableCodes are server errors after which opening the stream again
+// may succeed (the Retryable Reads specification's list).
+var retryableCodes = []int{6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+
+// isTransient reports an error after which trying again may succeed: no
+// server, a network error, a driver timeout (not ctx's), or a retryable
+// server error.
+func isTransient(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || err == nil {
+		return false
+	}
+	if errors.Is(err, changestream.ErrServerUnavailable) || mongo.IsNetworkError(err) || mongo.IsTimeout(err) {
+		return true
+	}
+	var se mongo.ServerError
+	if errors.As(err, &se) {
+		return slices.ContainsFunc(retryableCodes, se.HasErrorCode) ||
+			se.HasErrorLabel("ResumableChangeStreamError") || se.HasErrorLabel("RetryableError")
+	}
+	return false
+}

@@ -1,0 +1,390 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+type item struct {
+	ID any   `bson:"_id"`
+	N  int32 `bson:"n"`
+}
+
+// recorder is a handler that records the n of each event's document.
+type recorder struct {
+	mu   sync.Mutex
+	seen []int32
+	ops  []changestream.OperationType
+	fail func(n int32) error // when set, an error for some events
+}
+
+func (r *recorder) handle(_ context.Context, ev changestream.Event[item]) error {
+	var n int32 = -1
+	if ev.FullDocument != nil {
+		n = ev.FullDocument.N
+	}
+	if r.fail != nil {
+		if err := r.fail(n); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, n)
+	r.ops = append(r.ops, ev.OperationType)
+	return nil
+}
+
+func (r *recorder) got() []int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int32(nil), r.seen...)
+}
+
+func (r *recorder) count() int { return len(r.got()) }
+
+// start runs Run in a goroutine. stop cancels it and returns its error;
+// ended is closed when Run returns by itself, and stop then returns its
+// error at once.
+func start(t *testing.T, cfg Config, r *recorder) (stop func() error, ended <-chan struct{}) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		err = Run(ctx, cfg, r.handle)
+	}()
+	stop = func() error {
+		cancel()
+		<-done
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop, done
+}
+
+// ends waits for Run to end by itself and returns its error.
+func ends(t *testing.T, stop func() error, ended <-chan struct{}) error {
+	t.Helper()
+	select {
+	case <-ended:
+		return stop()
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end")
+		return nil
+	}
+}
+
+func insertN(t *testing.T, coll *mongo.Collection, from, to int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for n := from; n < to; n++ {
+		_, err := coll.InsertOne(ctx, bson.D{{Key: "n", Value: int32(n)}})
+		require.NoError(t, err)
+	}
+}
+
+func seq(from, to int) []int32 {
+	var out []int32
+	for n := from; n < to; n++ {
+		out = append(out, int32(n))
+	}
+	return out
+}
+
+// TestRunRestart: a consumer stopped and started again carries on from its
+// checkpoint: nothing lost, nothing repeated after a clean stop.
+func TestRunRestart(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "items", Collection: coll, Store: store, CommitInterval: 20 * time.Millisecond}
+
+	r := &recorder{}
+	stop, _ := start(t, cfg, r)
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "items"); return ok }, 10*time.Second, 5*time.Millisecond,
+		"a stream from now saves its starting point at once")
+	insertN(t, coll, 0, 50)
+	require.Eventually(t, func() bool { return r.count() == 50 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+
+	insertN(t, coll, 50, 80) // while no consumer runs
+	stop, _ = start(t, cfg, r)
+	insertN(t, coll, 80, 100)
+	require.Eventually(t, func() bool { return r.count() >= 100 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Equal(t, seq(0, 100), r.got(), "in order, none lost, none repeated")
+}
+
+// TestRunParallelKeepsPerKeyOrder: with several workers, each document's
+// events are handled in stream order.
+func TestRunParallelKeepsPerKeyOrder(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	var mu sync.Mutex
+	perKey := map[string][]int32{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Key: "k", Collection: coll, Store: store, Workers: 4},
+			func(_ context.Context, ev changestream.Event[item]) error {
+				var n int32
+				if ev.FullDocument != nil {
+					n = ev.FullDocument.N
+				} else {
+					n = ev.UpdateDescription.UpdatedFields.Lookup("n").Int32()
+				}
+				time.Sleep(time.Duration(n%3) * time.Millisecond)
+				mu.Lock()
+				defer mu.Unlock()
+				perKey[ev.DocumentKey.String()] = append(perKey[ev.DocumentKey.String()], n)
+				return nil
+			})
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	for k := range 8 {
+		_, err := coll.InsertOne(wctx, bson.D{{Key: "_id", Value: k}, {Key: "n", Value: int32(0)}})
+		require.NoError(t, err)
+	}
+	for n := 1; n < 10; n++ {
+		for k := range 8 {
+			_, err := coll.UpdateOne(wctx, bson.D{{Key: "_id", Value: k}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: int32(n)}}}})
+			require.NoError(t, err)
+		}
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		total := 0
+		for _, v := range perKey {
+			total += len(v)
+		}
+		return total == 80
+	}, 20*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for k, v := range perKey {
+		assert.Equal(t, seq(0, 10), v, "document %s", k)
+	}
+}
+
+// TestRunHandlerError: a failing handler ends Run with its error, and the
+// event is delivered again by the next Run.
+func TestRunHandlerError(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "k", Collection: coll, Store: store, CommitInterval: 10 * time.Millisecond}
+	boom := errors.New("boom")
+	r := &recorder{fail: func(n int32) error {
+		if n == 5 {
+			return boom
+		}
+		return nil
+	}}
+	stop, ended := start(t, cfg, r)
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	insertN(t, coll, 0, 10)
+	require.ErrorIs(t, ends(t, stop, ended), boom)
+	assert.Equal(t, seq(0, 5), r.got())
+
+	r.fail = nil
+	stop, _ = start(t, cfg, r)
+	require.Eventually(t, func() bool { return r.count() == 10 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	assert.Equal(t, seq(0, 10), r.got(), "the failed event again, then the rest")
+}
+
+// TestRunSpecMismatch: a checkpoint of another stream is refused.
+func TestRunSpecMismatch(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "k", Collection: coll, Store: store}
+	r := &recorder{}
+	stop, _ := start(t, cfg, r)
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+
+	cfg.Pipeline = mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "operationType", Value: "insert"}}}}}
+	err = Run(context.Background(), cfg, r.handle)
+	assert.ErrorIs(t, err, ErrSpecMismatch)
+	assert.ErrorContains(t, err, "pipeline=sha256:")
+}
+
+// TestRunHistoryLost: a checkpoint that left the oplog fails Run with
+// ErrHistoryLost by default; with ResyncFromNow, Resync is called once and
+// the consumer carries on from now.
+func TestRunHistoryLost(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	if d.sim == nil {
+		t.Skip("needs the simulator's TruncateOplog")
+	}
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "k", Collection: coll, Store: store, CommitInterval: 10 * time.Millisecond}
+	r := &recorder{}
+	stop, _ := start(t, cfg, r)
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	insertN(t, coll, 0, 3)
+	require.Eventually(t, func() bool { return r.count() == 3 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+
+	insertN(t, coll, 3, 6)
+	d.sim.TruncateOplog()
+	insertN(t, coll, 6, 7)
+
+	err = Run(context.Background(), cfg, r.handle)
+	require.ErrorIs(t, err, changestream.ErrHistoryLost, "fails by default")
+
+	var resyncs atomic.Int32
+	cfg.OnUnresumable = ResyncFromNow
+	cfg.Resync = func(_ context.Context, cause error) error {
+		resyncs.Add(1)
+		assert.ErrorIs(t, cause, changestream.ErrHistoryLost)
+		return nil
+	}
+	stop, _ = start(t, cfg, r)
+	require.Eventually(t, func() bool {
+		cp, _, _ := store.Load(context.Background(), "k")
+		return cp.ClusterTime.T > 0 && resyncs.Load() == 1
+	}, 10*time.Second, 5*time.Millisecond)
+	insertN(t, coll, 100, 102)
+	require.Eventually(t, func() bool { return r.count() == 5 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	assert.EqualValues(t, 1, resyncs.Load())
+	assert.Equal(t, []int32{0, 1, 2, 100, 101}, r.got(), "carries on from now")
+
+	stop, _ = start(t, cfg, r) // the resync's position was saved
+	insertN(t, coll, 102, 103)
+	require.Eventually(t, func() bool { return r.count() == 6 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	assert.EqualValues(t, 1, resyncs.Load(), "no second resync")
+}
+
+// TestRunInvalidate: dropping the collection stops Run with ErrInvalidated
+// by default; RestartAfterInvalidate carries on with the new collection.
+func TestRunInvalidate(t *testing.T) {
+	t.Parallel()
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%t", restart), func(t *testing.T) {
+			t.Parallel()
+			d := newDeployment(t)
+			coll := d.db.Collection("items")
+			store, err := NewFileStore(t.TempDir())
+			require.NoError(t, err)
+			cfg := Config{Key: "k", Collection: coll, Store: store, CommitInterval: 10 * time.Millisecond}
+			if restart {
+				cfg.OnInvalidate = RestartAfterInvalidate
+			}
+			r := &recorder{}
+			stop, ended := start(t, cfg, r)
+			require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+			insertN(t, coll, 0, 2)
+			require.NoError(t, coll.Drop(context.Background()))
+			if !restart {
+				require.ErrorIs(t, ends(t, stop, ended), ErrInvalidated)
+				assert.Equal(t, []changestream.OperationType{"insert", "insert", "drop", "invalidate"}, r.ops)
+				return
+			}
+			require.Eventually(t, func() bool { return r.count() == 4 }, 10*time.Second, 5*time.Millisecond)
+			insertN(t, coll, 2, 4)
+			require.Eventually(t, func() bool { return r.count() == 6 }, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+			assert.Equal(t, []int32{0, 1, -1, -1, 2, 3}, r.got())
+		})
+	}
+}
+
+// TestRunQuietStreamProgress: a filtered stream that sees no events still
+// moves its checkpoint (the no-op writer moves the server's time).
+func TestRunQuietStreamProgress(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t, mongosim.WithNoopInterval(50*time.Millisecond))
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "k", Collection: coll, Store: store, CommitInterval: 10 * time.Millisecond,
+		Pipeline: mongo.Pipeline{{{Key: "$match", Value: bson.D{{Key: "operationType", Value: "delete"}}}}},
+		Options:  []changestream.Option{changestream.WithMaxAwaitTime(50 * time.Millisecond)}}
+	r := &recorder{}
+	stop, _ := start(t, cfg, r)
+	var first Checkpoint
+	require.Eventually(t, func() bool {
+		var ok bool
+		first, ok, _ = store.Load(context.Background(), "k")
+		return ok
+	}, 10*time.Second, 5*time.Millisecond)
+	insertN(t, coll, 0, 5) // filtered out
+	require.Eventually(t, func() bool {
+		cp, _, _ := store.Load(context.Background(), "k")
+		return Compare(cp.Position, first.Position) > 0 && cp.ClusterTime.T > first.ClusterTime.T
+	}, 10*time.Second, 5*time.Millisecond, "the checkpoint moved without an event")
+	require.NoError(t, stop())
+	assert.Zero(t, r.count())
+}
+
+func TestRunBadConfig(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	ms := d.store(t)
+	h := (&recorder{}).handle
+	cases := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no key", Config{Collection: coll, Store: store}, "empty key"},
+		{"no target", Config{Key: "k", Store: store}, "exactly one of"},
+		{"two targets", Config{Key: "k", Collection: coll, Database: d.db, Store: store}, "exactly one of"},
+		{"no store", Config{Key: "k", Collection: coll}, "Store is required"},
+		{"lease without its store", Config{Key: "k", Collection: coll, Store: store, Lease: &LeaseConfig{Store: ms}}, "Store must be Lease.Store"},
+		{"lease without a store", Config{Key: "k", Collection: coll, Store: ms, Lease: &LeaseConfig{}}, "Lease.Store is required"},
+		{"tiny ttl", Config{Key: "k", Collection: coll, Store: ms, Lease: &LeaseConfig{Store: ms, TTL: time.Millisecond}}, "below 10ms"},
+		{"resync without a function", Config{Key: "k", Collection: coll, Store: store, OnUnresumable: ResyncFromNow}, "needs a Resync"},
+		{"negative workers", Config{Key: "k", Collection: coll, Store: store, Workers: -1}, "cannot be negative"},
+		{"backoffs", Config{Key: "k", Collection: coll, Store: store, MinBackoff: time.Second, MaxBackoff: time.Millisecond}, "MaxBackoff is below"},
+		{"bad pipeline", Config{Key: "k", Collection: coll, Store: store, Pipeline: 7}, "pipeline"},
+		{"unknown policy", Config{Key: "k", Collection: coll, Store: store, OnInvalidate: 9}, "unknown OnInvalidate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.ErrorContains(t, Run(context.Background(), tc.cfg, h), tc.want)
+		})
+	}
+	assert.ErrorContains(t, Run[item](context.Background(), Config{Key: "k", Collection: coll, Store: store}, nil), "nil handler")
+}

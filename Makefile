@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak ci deps
+.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-failover ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI)
 demo:
@@ -48,6 +48,14 @@ bench:
 ## soak: the long fault soak (events, faults, lost and duplicated counts)
 soak:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestFaultSoak' -count=1 -v .
+
+## soak-restart: a checkpointed consumer process SIGKILLed 100 times while 20,000 documents are written
+soak-restart:
+	CHANGESTREAM_SOAK=long $(GO) test -run 'TestRestartSoak' -count=1 -v ./checkpoint
+
+## soak-failover: two consumer processes sharing a lease, the holder killed or paused 30 times
+soak-failover:
+	CHANGESTREAM_SOAK=long $(GO) test -run 'TestFailoverSoak' -count=1 -v ./checkpoint
 
 deps:
 	$(GO) mod download

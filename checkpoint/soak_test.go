@@ -258,6 +258,10 @@ func TestFailoverSoak(t *testing.T) {
 	defer cancel()
 	_, err = db.Collection("fence").InsertOne(ctx, bson.D{{Key: "_id", Value: "soak"}, {Key: "epoch", Value: int64(0)}, {Key: "seq", Value: int64(0)}})
 	require.NoError(t, err)
+	// A consumer killed inside its sink transaction leaves it open, holding
+	// the fence, until the server aborts it: after a minute by default.
+	require.NoError(t, client.Database("admin").RunCommand(ctx,
+		bson.D{{Key: "setParameter", Value: 1}, {Key: "transactionLifetimeLimitSeconds", Value: 1}}).Err())
 
 	began := time.Now()
 	procs := map[string]*consumerProc{}

@@ -48,6 +48,7 @@ func init() {
 		"endSessions":        handleOK,
 		"killAllSessions":    handleOK,
 		"getParameter":       handleGetParameter,
+		"setParameter":       handleSetParameter,
 		"serverStatus":       handleServerStatus,
 		"configureFailPoint": handleConfigureFailPoint,
 		"getMore":            handleGetMore,

@@ -97,6 +97,13 @@ func handleGetParameter(cc *cmdCtx) (bsoncore.Document, error) {
 		d = bsoncore.AppendStringElement(d, "version", "8.0")
 		dst, _ = bsoncore.AppendDocumentEnd(d, fidx)
 	}
+	if _, ok := cc.field(paramTxnLifetime); ok {
+		st := cc.s.store
+		st.mu.Lock()
+		lifetime := st.txnLifetime
+		st.mu.Unlock()
+		dst = bsoncore.AppendInt32Element(dst, paramTxnLifetime, int32(lifetime/time.Second))
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil
 }

@@ -31,6 +31,9 @@ type store struct {
 	txn *transaction
 	// txnLocks are the documents open transactions wrote.
 	txnLocks map[docRef]*transaction
+	// txnLifetime is transactionLifetimeLimitSeconds: an open transaction
+	// older than this is aborted when it is next in the way.
+	txnLifetime time.Duration
 }
 
 type database struct {
@@ -52,9 +55,10 @@ type collection struct {
 
 func newStore(oplogMax int) *store {
 	st := &store{
-		dbs:     make(map[string]*database),
-		oplog:   oplog{max: oplogMax},
-		changed: make(chan struct{}),
+		dbs:         make(map[string]*database),
+		oplog:       oplog{max: oplogMax},
+		changed:     make(chan struct{}),
+		txnLifetime: defaultTxnLifetime,
 	}
 	// A replica set's oplog starts with the no-op that initiated it, so
 	// a start point older than that is lost history (286), as it is on a

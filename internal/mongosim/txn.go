@@ -77,6 +77,19 @@ type transaction struct {
 	written   map[docRef]bool
 	entries   []*oplogEntry
 	conflict  *CommandError
+	started   time.Time
+}
+
+// defaultTxnLifetime is the server's transactionLifetimeLimitSeconds
+// default (src/mongo/db/transaction/transaction_participant.idl: 60).
+const defaultTxnLifetime = 60 * time.Second
+
+// expiredLocked reports a transaction still open past the lifetime limit.
+// The server's periodic job aborts such a transaction; the simulator does
+// so when it is next in the way of another write or used again, which a
+// client cannot tell apart. The parent's lock must be held.
+func (t *transaction) expiredLocked(now time.Time) bool {
+	return t.state == txnInProgress && now.Sub(t.started) > t.parent.txnLifetime
 }
 
 // transactions are the sessions' transactions, by session id.
@@ -184,6 +197,13 @@ func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 		ts.bySession[key] = t
 		return t, nil
 	}
+	if cur != nil && cur.number == args.number {
+		s.store.mu.Lock()
+		if cur.expiredLocked(time.Now()) {
+			cur.abortLocked()
+		}
+		s.store.mu.Unlock()
+	}
 	if cur == nil || cur.number != args.number {
 		active := int64(-1)
 		if cur != nil {
@@ -215,6 +235,7 @@ func (st *store) beginTxn(lsid []byte, number int64) *transaction {
 		snapSeq:   writeSeq.Load(),
 		snapUUIDs: make(map[[2]string][16]byte),
 		written:   make(map[docRef]bool),
+		started:   time.Now(),
 	}
 	snap := &store{dbs: make(map[string]*database, len(st.dbs)), clock: st.clock, changed: make(chan struct{}), txn: t}
 	for name, d := range st.dbs {
@@ -273,7 +294,11 @@ func (t *transaction) record(e *oplogEntry) {
 		conflict = true // dropped since the snapshot
 	}
 	if owner := p.txnLocks[ref]; owner != nil && owner != t {
-		conflict = true
+		if owner.expiredLocked(time.Now()) {
+			owner.abortLocked()
+		} else {
+			conflict = true
+		}
 	}
 	if conflict {
 		if t.conflict == nil {
@@ -363,6 +388,10 @@ func (st *store) lockedByTxnLocked(c *collection, key string) error {
 		return nil
 	}
 	if t := st.txnLocks[docRef{c.db, c.name, key}]; t != nil {
+		if t.expiredLocked(time.Now()) {
+			t.abortLocked()
+			return nil
+		}
 		return notImplemented("a write that waits for an open transaction: a document of %s.%s is written by transaction %d, "+
 			"which must commit or abort first", c.db, c.name, t.number)
 	}

@@ -49,6 +49,7 @@ type SpecMismatchError struct {
 	Want  string // the fingerprint of the stream being opened
 }
 
+// Error says which checkpoint belongs to which stream.
 func (e *SpecMismatchError) Error() string {
 	return fmt.Sprintf("checkpoint: %q was saved for the stream %q, not %q: tokens are not portable between streams; delete the checkpoint or use another key", e.Key, e.Saved, e.Want)
 }
@@ -71,6 +72,7 @@ type LeaseHeldError struct {
 	Until time.Time // when its lease expires, by the server's clock
 }
 
+// Error names the holder and when its lease expires.
 func (e *LeaseHeldError) Error() string {
 	return fmt.Sprintf("checkpoint: the lease %q is held by %q until %s", e.Key, e.Owner, e.Until.UTC().Format(time.RFC3339Nano))
 }

@@ -176,10 +176,12 @@ type fencedStore struct {
 	l *Lease
 }
 
+// Load reads the checkpoint; reads are not fenced.
 func (f *fencedStore) Load(ctx context.Context, key string) (Checkpoint, bool, error) {
 	return f.s.Load(ctx, key)
 }
 
+// Save saves the lease's key while the lease's epoch is current.
 func (f *fencedStore) Save(ctx context.Context, key string, cp Checkpoint) error {
 	if key != f.l.key {
 		return fmt.Errorf("checkpoint: a store fenced by the lease of %q cannot save %q", f.l.key, key)

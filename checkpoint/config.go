@@ -58,10 +58,13 @@ type Config struct {
 	// be resumed from: lost history (changestream.ErrHistoryLost) or a
 	// token the server cannot find (changestream.ErrUnresumablePosition).
 	OnUnresumable UnresumablePolicy
-	// Resync is called, with the error, before a ResyncFromNow restart: the
+	// Resync is called, with the error, in a ResyncFromNow restart: the
 	// events between the checkpoint and now are lost, and Resync must
-	// rebuild what they fed (re-snapshot the collection, say). An error
-	// from it ends Run.
+	// rebuild what they fed (re-snapshot the collection, say). The new
+	// stream is opened first, so changes made while Resync runs are
+	// delivered after it (apply them idempotently); its position is saved
+	// only once Resync returns, so a crash during it resyncs again. An
+	// error from it ends Run.
 	Resync func(ctx context.Context, cause error) error
 	// OnInvalidate says what to do after an invalidate event (the watched
 	// collection or database was dropped or renamed).

@@ -56,6 +56,7 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 		token = start.Token
 	}
 	b := r.newBackoff()
+	var resync error // why the next stream from now must call Resync first
 	for {
 		cs, err := s.watch(runCtx, s.streamOptions(token, cp))
 		if err != nil {
@@ -63,9 +64,10 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 				return context.Cause(runCtx)
 			}
 			if errors.Is(err, changestream.ErrUnresumablePosition) {
-				if token, err = r.unresumable(runCtx, err); err != nil {
+				if err := r.unresumable(err); err != nil {
 					return err
 				}
+				token, resync = nil, err
 				continue
 			}
 			if !isTransient(runCtx, err) {
@@ -78,9 +80,21 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 			continue
 		}
 		if token == nil {
+			if resync != nil {
+				// The stream is open before Resync rebuilds what the lost
+				// events fed, so that the changes made while it runs come
+				// after it: an overlap, never a gap.
+				s.log.Warn("checkpoint: the checkpoint cannot be resumed from; resyncing and carrying on from now", "key", s.Key, "error", resync)
+				if rerr := s.Resync(runCtx, resync); rerr != nil {
+					closeStream(ctx, cs)
+					return fmt.Errorf("checkpoint: Resync after %v: %w", resync, rerr)
+				}
+				resync = nil
+			}
 			// A stream from now: save where it starts at once, so that a
 			// crash before its first event does not go back to a position
-			// the server cannot resume from, or skip what follows.
+			// the server cannot resume from, or skip what follows; after a
+			// Resync only, so that a crash during it resyncs again.
 			cp.Progress(cs.Position())
 			if err := cp.Commit(runCtx); err != nil && runCtx.Err() == nil {
 				closeStream(ctx, cs)
@@ -109,9 +123,10 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 			if err := d.wait(); err != nil {
 				return err
 			}
-			if token, err = r.unresumable(runCtx, err); err != nil {
+			if err := r.unresumable(err); err != nil {
 				return err
 			}
+			token, resync = nil, err
 		default:
 			return err
 		}
@@ -154,17 +169,13 @@ func (r *runner) iterate(ctx context.Context, cs *changestream.ChangeStream, cp 
 	}
 }
 
-// unresumable applies the OnUnresumable policy to err; it returns the
-// token to start after (nil: from now).
-func (r *runner) unresumable(ctx context.Context, err error) ([]byte, error) {
+// unresumable applies the OnUnresumable policy to err: it returns err to
+// fail, nil to resync and carry on from now.
+func (r *runner) unresumable(err error) error {
 	if r.s.OnUnresumable == FailUnresumable {
-		return nil, err
+		return err
 	}
-	r.s.log.Warn("checkpoint: the checkpoint cannot be resumed from; resyncing and starting from now", "key", r.s.Key, "error", err)
-	if rerr := r.s.Resync(ctx, err); rerr != nil {
-		return nil, fmt.Errorf("checkpoint: Resync after %v: %w", err, rerr)
-	}
-	return nil, nil
+	return nil
 }
 
 func closeStream(ctx context.Context, cs *changestream.ChangeStream) {

@@ -270,10 +270,12 @@ func TestRunHistoryLost(t *testing.T) {
 
 	var resyncs atomic.Int32
 	cfg.OnUnresumable = ResyncFromNow
-	cfg.Resync = func(_ context.Context, cause error) error {
+	cfg.Resync = func(ctx context.Context, cause error) error {
 		resyncs.Add(1)
 		assert.ErrorIs(t, cause, changestream.ErrHistoryLost)
-		return nil
+		// A change made while the resync runs comes after it.
+		_, err := coll.InsertOne(ctx, bson.D{{Key: "n", Value: int32(50)}})
+		return err
 	}
 	stop, _ = start(t, cfg, r)
 	require.Eventually(t, func() bool {
@@ -281,14 +283,14 @@ func TestRunHistoryLost(t *testing.T) {
 		return cp.ClusterTime.T > 0 && resyncs.Load() == 1
 	}, 10*time.Second, 5*time.Millisecond)
 	insertN(t, coll, 100, 102)
-	require.Eventually(t, func() bool { return r.count() == 5 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return r.count() == 6 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 	assert.EqualValues(t, 1, resyncs.Load())
-	assert.Equal(t, []int32{0, 1, 2, 100, 101}, r.got(), "carries on from now")
+	assert.Equal(t, []int32{0, 1, 2, 50, 100, 101}, r.got(), "carries on from before the resync")
 
 	stop, _ = start(t, cfg, r) // the resync's position was saved
 	insertN(t, coll, 102, 103)
-	require.Eventually(t, func() bool { return r.count() == 6 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return r.count() == 7 }, 10*time.Second, 5*time.Millisecond)
 	require.NoError(t, stop())
 	assert.EqualValues(t, 1, resyncs.Load(), "no second resync")
 }

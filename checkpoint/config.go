@@ -35,8 +35,9 @@ type Config struct {
 	// option or WithProgress given here is overridden.
 	Options []changestream.Option
 
-	// Store keeps the checkpoint. Required. With a Lease, it must be the
-	// lease's MongoStore (saves are fenced by the lease).
+	// Store keeps the checkpoint. Required without a Lease; with one, it
+	// defaults to, and must be, the lease's MongoStore (saves are fenced
+	// by the lease).
 	Store Store
 	// Lease, if set, makes Run consume only while it holds the key's
 	// lease, and wait as a standby otherwise.
@@ -157,14 +158,17 @@ func (c Config) check() (*settings, error) {
 	if targets != 1 {
 		return nil, fmt.Errorf("checkpoint: Config: set exactly one of Collection, Database and Client (%d set)", targets)
 	}
-	if c.Store == nil {
+	if c.Lease != nil && c.Lease.Store == nil {
+		return nil, errors.New("checkpoint: Config: Lease.Store is required")
+	}
+	if c.Store == nil && c.Lease != nil {
+		s.Store = c.Lease.Store
+	}
+	if s.Store == nil {
 		return nil, errors.New("checkpoint: Config: Store is required")
 	}
 	if c.Lease != nil {
-		if c.Lease.Store == nil {
-			return nil, errors.New("checkpoint: Config: Lease.Store is required")
-		}
-		if ms, ok := c.Store.(*MongoStore); !ok || ms != c.Lease.Store {
+		if ms, ok := s.Store.(*MongoStore); !ok || ms != c.Lease.Store {
 			return nil, errors.New("checkpoint: Config: with a Lease, Store must be Lease.Store, whose saves the lease fences")
 		}
 		l := *c.Lease

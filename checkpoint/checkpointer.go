@@ -28,10 +28,11 @@ import (
 // Commits happen on demand ([Checkpointer.Commit]), every interval
 // ([CommitEvery]), and on [Checkpointer.Close].
 type Checkpointer struct {
-	store Store
-	key   string
-	spec  string
-	every time.Duration
+	store      Store
+	key        string
+	spec       string
+	every      time.Duration
+	beforeSave func(context.Context) error
 
 	slots chan struct{} // one token per event in flight
 
@@ -85,6 +86,23 @@ func CommitEvery(d time.Duration) Option {
 			return fmt.Errorf("checkpoint: CommitEvery(%v): must be positive", d)
 		}
 		c.every = d
+		return nil
+	}
+}
+
+// BeforeCommit calls fn before each save, after the position to save is
+// chosen: every event it covers was acknowledged before fn is called. A
+// consumer whose acknowledged work is buffered (output written but not
+// flushed) flushes it in fn, so that what is committed is what is
+// durable. An error from fn skips the save and is returned by Commit.
+// fn may run on the background commit goroutine, concurrently with the
+// consumer.
+func BeforeCommit(fn func(context.Context) error) Option {
+	return func(c *Checkpointer) error {
+		if fn == nil {
+			return errors.New("checkpoint: BeforeCommit: nil function")
+		}
+		c.beforeSave = fn
 		return nil
 	}
 }
@@ -269,6 +287,11 @@ func (c *Checkpointer) Commit(ctx context.Context) error {
 	c.mu.Unlock()
 	if p.Token == nil || (saved.Token != nil && Compare(p, saved) <= 0) {
 		return nil
+	}
+	if c.beforeSave != nil {
+		if err := c.beforeSave(ctx); err != nil {
+			return err
+		}
 	}
 	err := c.store.Save(ctx, c.key, Checkpoint{Position: p, Spec: c.spec})
 	if err != nil {

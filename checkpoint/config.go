@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -34,6 +35,18 @@ type Config struct {
 	// chooses where the stream starts and takes its progress: a start
 	// option or WithProgress given here is overridden.
 	Options []changestream.Option
+
+	// StartAfter or StartAtOperationTime say where a consumer without a
+	// checkpoint starts (at most one; default: now). With a checkpoint,
+	// the checkpoint decides.
+	StartAfter           bson.Raw
+	StartAtOperationTime *bson.Timestamp
+
+	// BeforeCommit, if set, is called before each checkpoint save (see
+	// the Checkpointer option of the same name): a handler that buffers
+	// its output flushes it there, so that a checkpoint never covers
+	// output that a crash could still lose.
+	BeforeCommit func(context.Context) error
 
 	// Store keeps the checkpoint. Required without a Lease; with one, it
 	// defaults to, and must be, the lease's MongoStore (saves are fenced
@@ -219,6 +232,9 @@ func (c Config) check() (*settings, error) {
 	if c.OnInvalidate != StopOnInvalidate && c.OnInvalidate != RestartAfterInvalidate {
 		return nil, fmt.Errorf("checkpoint: Config: unknown OnInvalidate %d", c.OnInvalidate)
 	}
+	if c.StartAfter != nil && c.StartAtOperationTime != nil {
+		return nil, errors.New("checkpoint: Config: set at most one of StartAfter and StartAtOperationTime")
+	}
 	s.spec.Pipeline = c.Pipeline
 	s.spec.FullDocument, s.spec.FullDocumentBeforeChange = c.FullDocument, c.FullDocumentBeforeChange
 	s.spec.ShowExpandedEvents, s.spec.SplitLargeEvents = c.ShowExpandedEvents, c.SplitLargeEvents
@@ -234,9 +250,9 @@ func (c Config) check() (*settings, error) {
 	return s, nil
 }
 
-// streamOptions returns the options of a stream that starts after token
-// (nil: from now) and reports progress to cp.
-func (s *settings) streamOptions(token []byte, cp *Checkpointer) []changestream.Option {
+// streamOptions returns the options of a stream that starts after token,
+// or at opTime, or (both nil) from now, and reports progress to cp.
+func (s *settings) streamOptions(token []byte, opTime *bson.Timestamp, cp *Checkpointer) []changestream.Option {
 	opts := append([]changestream.Option(nil), s.Options...)
 	if s.FullDocument != "" {
 		opts = append(opts, changestream.WithFullDocument(s.FullDocument))
@@ -250,9 +266,12 @@ func (s *settings) streamOptions(token []byte, cp *Checkpointer) []changestream.
 	if s.SplitLargeEvents {
 		opts = append(opts, changestream.WithSplitLargeEvents())
 	}
-	if token != nil {
+	switch {
+	case token != nil:
 		// startAfter, not resumeAfter: it also starts after an invalidate.
 		opts = append(opts, changestream.WithStartAfter(token))
+	case opTime != nil:
+		opts = append(opts, changestream.WithStartAtOperationTime(*opTime))
 	}
 	return append(opts, changestream.WithProgress(s.CommitInterval, func(p changestream.Progress) {
 		cp.Progress(p.Position)

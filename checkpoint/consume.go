@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
 
@@ -19,7 +20,11 @@ const finalTimeout = 10 * time.Second
 // lease holds; it saves through store.
 func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err error) {
 	s := r.s
-	cp, err := NewCheckpointer(store, s.Key, s.spec, MaxInFlight(s.MaxInFlight), CommitEvery(s.CommitInterval))
+	opts := []Option{MaxInFlight(s.MaxInFlight), CommitEvery(s.CommitInterval)}
+	if s.BeforeCommit != nil {
+		opts = append(opts, BeforeCommit(s.BeforeCommit))
+	}
+	cp, err := NewCheckpointer(store, s.Key, s.spec, opts...)
 	if err != nil {
 		return err
 	}
@@ -52,13 +57,16 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 		return err
 	}
 	var token []byte
+	var opTime *bson.Timestamp
 	if ok {
 		token = start.Token
+	} else {
+		token, opTime = s.StartAfter, s.StartAtOperationTime
 	}
 	b := r.newBackoff()
 	var resync error // why the next stream from now must call Resync first
 	for {
-		cs, err := s.watch(runCtx, s.streamOptions(token, cp))
+		cs, err := s.watch(runCtx, s.streamOptions(token, opTime, cp))
 		if err != nil {
 			if runCtx.Err() != nil {
 				return context.Cause(runCtx)
@@ -79,7 +87,10 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 			}
 			continue
 		}
-		if token == nil {
+		// Only the first stream starts at the configured operation time; a
+		// later one starts after an invalidate, or from now.
+		opTime = nil
+		if fresh := token == nil || !ok; fresh {
 			if resync != nil {
 				// The stream is open before Resync rebuilds what the lost
 				// events fed, so that the changes made while it runs come

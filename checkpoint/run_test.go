@@ -390,3 +390,71 @@ func TestRunBadConfig(t *testing.T) {
 	}
 	assert.ErrorContains(t, Run[item](context.Background(), Config{Key: "k", Collection: coll, Store: store}, nil), "nil handler")
 }
+
+// TestRunStartAndBeforeCommit: without a checkpoint, Run starts where
+// StartAfter or StartAtOperationTime say; BeforeCommit runs before every
+// save, and a save it refuses does not happen.
+func TestRunStartAndBeforeCommit(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	ctx := context.Background()
+	cs, err := changestream.WatchCollection(ctx, coll, nil)
+	require.NoError(t, err)
+	insertN(t, coll, 0, 5)
+	var events []changestream.Event[item]
+	for range 5 {
+		require.True(t, cs.Next(ctx), "%v", cs.Err())
+		var ev changestream.Event[item]
+		require.NoError(t, cs.Decode(&ev))
+		events = append(events, ev)
+	}
+	require.NoError(t, cs.Close(ctx))
+
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		want []int32
+	}{
+		{"StartAfter", func(c *Config) { c.StartAfter = events[1].ID }, seq(2, 5)},
+		{"StartAtOperationTime", func(c *Config) { ts := events[3].ClusterTime; c.StartAtOperationTime = &ts }, seq(3, 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, err := NewFileStore(t.TempDir())
+			require.NoError(t, err)
+			var flushes atomic.Int32
+			cfg := Config{Key: "k", Collection: coll, Store: store, CommitInterval: 5 * time.Millisecond,
+				BeforeCommit: func(context.Context) error { flushes.Add(1); return nil }}
+			tc.set(&cfg)
+			r := &recorder{}
+			stop, _ := start(t, cfg, r)
+			require.Eventually(t, func() bool { return r.count() == len(tc.want) }, 10*time.Second, 5*time.Millisecond)
+			require.Eventually(t, func() bool {
+				cp, _, _ := store.Load(ctx, "k")
+				return Compare(cp.Position, positionOf(events[4])) >= 0
+			}, 10*time.Second, 5*time.Millisecond)
+			require.NoError(t, stop())
+			assert.Equal(t, tc.want, r.got())
+			assert.Positive(t, flushes.Load())
+		})
+	}
+
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	refuse := errors.New("disk full")
+	err = Run(ctx, Config{Key: "k", Collection: coll, Store: store, BeforeCommit: func(context.Context) error { return refuse }},
+		(&recorder{}).handle)
+	assert.ErrorIs(t, err, refuse, "the first save, of the starting point, is refused")
+	_, ok, err := store.Load(ctx, "k")
+	require.NoError(t, err)
+	assert.False(t, ok, "nothing saved")
+
+	ts := events[0].ClusterTime
+	err = Run(ctx, Config{Key: "k", Collection: coll, Store: store, StartAfter: events[0].ID, StartAtOperationTime: &ts}, (&recorder{}).handle)
+	assert.ErrorContains(t, err, "at most one of")
+}
+
+func positionOf(ev changestream.Event[item]) changestream.Position {
+	ts, _ := changestream.TokenTime(ev.ID)
+	return changestream.Position{Token: ev.ID, ClusterTime: ts}
+}

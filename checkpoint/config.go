@@ -106,6 +106,9 @@ type LeaseConfig struct {
 	// RetryEvery is how often a standby tries to take the lease (default
 	// TTL/4).
 	RetryEvery time.Duration
+	// StopWhenLost makes Run return ErrLeaseLost when it loses the lease,
+	// instead of standing by to take it again.
+	StopWhenLost bool
 }
 
 // UnresumablePolicy is what Run does when its position cannot be resumed.

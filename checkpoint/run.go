@@ -48,6 +48,35 @@ func Run[T any](ctx context.Context, cfg Config, handle func(context.Context, ch
 			run:        func(ctx context.Context) error { return handle(ctx, ev) },
 		}, nil
 	}
+	return run(ctx, s, decode)
+}
+
+// RunRaw is Run for a handler that takes each event as the server sent it
+// (after WithSplitLargeEvents puts a split event back together): for
+// tools that print or forward events whole. ev is the handler's to keep.
+func RunRaw(ctx context.Context, cfg Config, handle func(ctx context.Context, ev bson.Raw) error) error {
+	if handle == nil {
+		return errors.New("checkpoint: RunRaw: nil handler")
+	}
+	s, err := cfg.check()
+	if err != nil {
+		return err
+	}
+	decode := func(cs *changestream.ChangeStream) (job, error) {
+		ev := append(bson.Raw(nil), cs.Current...)
+		op, _ := ev.Lookup("operationType").StringValueOK()
+		key, _ := ev.Lookup("documentKey").DocumentOK()
+		return job{
+			key:        key,
+			invalidate: op == string(changestream.OperationInvalidate),
+			run:        func(ctx context.Context) error { return handle(ctx, ev) },
+		}, nil
+	}
+	return run(ctx, s, decode)
+}
+
+// run is Run once the handler is wrapped in decode.
+func run(ctx context.Context, s *settings, decode func(*changestream.ChangeStream) (job, error)) error {
 	r := &runner{s: s, decode: decode}
 	if s.Lease == nil {
 		return ignoreCancel(ctx, r.consume(ctx, s.Store, nil))
@@ -63,6 +92,10 @@ func Run[T any](ctx context.Context, cfg Config, handle func(context.Context, ch
 		rerr := lease.Release(rctx)
 		cancel()
 		if errors.Is(err, ErrLeaseLost) || (err == nil && errors.Is(rerr, ErrLeaseLost)) {
+			if s.Lease.StopWhenLost {
+				s.log.Warn("checkpoint: lease lost; stopping", "key", s.Key, "owner", lease.Owner(), "epoch", lease.Epoch())
+				return ErrLeaseLost
+			}
 			s.log.Warn("checkpoint: lease lost; standing by", "key", s.Key, "owner", lease.Owner(), "epoch", lease.Epoch())
 			if ctx.Err() == nil {
 				continue

@@ -106,3 +106,20 @@ func TestRunLeaseHandover(t *testing.T) {
 		assert.GreaterOrEqual(t, n, int32(40), "only events after the intrusion are repeated")
 	}
 }
+
+// TestRunStopWhenLost: with StopWhenLost, losing the lease ends Run with
+// ErrLeaseLost instead of standing by.
+func TestRunStopWhenLost(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	store := d.store(t)
+	cfg := Config{Key: "k", Collection: d.db.Collection("items"),
+		Lease: &LeaseConfig{Store: store, Owner: "a", TTL: 300 * time.Millisecond, StopWhenLost: true}}
+	r := &recorder{}
+	stop, ended := start(t, cfg, r)
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	_, err := d.db.Collection("checkpoints").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "k"}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "epoch", Value: 1}}}, {Key: "$set", Value: bson.D{{Key: "owner", Value: "intruder"}}}})
+	require.NoError(t, err)
+	assert.ErrorIs(t, ends(t, stop, ended), ErrLeaseLost)
+}

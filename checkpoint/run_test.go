@@ -458,3 +458,35 @@ func positionOf(ev changestream.Event[item]) changestream.Position {
 	ts, _ := changestream.TokenTime(ev.ID)
 	return changestream.Position{Token: ev.ID, ClusterTime: ts}
 }
+
+// TestRunRaw: the handler gets each event whole, as the server sent it.
+func TestRunRaw(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []bson.Raw
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunRaw(ctx, Config{Key: "k", Collection: coll, Store: store, Workers: 2}, func(_ context.Context, ev bson.Raw) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, ev)
+			return nil
+		})
+	}()
+	require.Eventually(t, func() bool { _, ok, _ := store.Load(context.Background(), "k"); return ok }, 10*time.Second, 5*time.Millisecond)
+	insertN(t, coll, 0, 3)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 3 }, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	for _, ev := range got {
+		assert.Equal(t, "insert", ev.Lookup("operationType").StringValue())
+		assert.NotEmpty(t, ev.Lookup("_id", "_data").StringValue())
+		assert.NotZero(t, ev.Lookup("wallTime").Time())
+	}
+	assert.ErrorContains(t, RunRaw(context.Background(), Config{}, nil), "nil handler")
+}

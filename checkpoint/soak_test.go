@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/proctest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -35,33 +35,13 @@ func soakLong() bool { return os.Getenv("CHANGESTREAM_SOAK") == "long" }
 // soakBinaries builds the simulator and the consumer.
 func soakBinaries(t *testing.T) (sim, consumer string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs processes")
-	}
-	dir := t.TempDir()
-	sim, consumer = filepath.Join(dir, "mongosim"), filepath.Join(dir, "soakconsumer")
-	for out, pkg := range map[string]string{sim: "../cmd/mongosim", consumer: "./internal/soakconsumer"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Run(), "go build %s", pkg)
-	}
-	return sim, consumer
+	return proctest.Build(t, "./cmd/mongosim"), proctest.Build(t, "./checkpoint/internal/soakconsumer")
 }
 
 // startSim runs cmd/mongosim and returns its connection string.
 func startSim(t *testing.T, bin string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-noop-interval", "200ms")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err)
-	return strings.TrimSpace(line)
+	return proctest.StartSim(t, bin, "-noop-interval", "200ms")
 }
 
 // consumerProc is one consumer process, restarted as the soak kills it.

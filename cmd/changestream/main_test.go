@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream/internal/proctest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The tests build the tool and run it against cmd/mongosim, both as
+// processes of their own, as a user would.
+
+var (
+	buildOnce sync.Once
+	toolBin   string
+	simBin    string
+)
+
+func binaries(t *testing.T) (tool, sim string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		toolBin = proctest.Build(t, "./cmd/changestream")
+		simBin = proctest.Build(t, "./cmd/mongosim")
+		// The first test's temporary directory would vanish with it.
+		toolBin, simBin = keep(t, toolBin), keep(t, simBin)
+	})
+	if toolBin == "" {
+		t.Skip("no binaries")
+	}
+	return toolBin, simBin
+}
+
+// keep copies a binary out of a test's temporary directory.
+func keep(t *testing.T, path string) string {
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	f, err := os.CreateTemp("", "changestream-test-*")
+	require.NoError(t, err)
+	_, err = f.Write(data)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	require.NoError(t, os.Chmod(f.Name(), 0o755))
+	return f.Name()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if toolBin != "" {
+		_ = os.Remove(toolBin)
+		_ = os.Remove(simBin)
+	}
+	os.Exit(code)
+}
+
+// proc is one run of the tool.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *lockedBuffer
+	done           chan struct{}
+	code           int
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startTool(t *testing.T, args ...string) *proc {
+	t.Helper()
+	tool, _ := binaries(t)
+	p := &proc{cmd: exec.Command(tool, args...), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.Env = append(os.Environ(), "MONGODB_URI=")
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		err := p.cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			p.code = ee.ExitCode()
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// wait returns the exit code once the tool exits.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the tool did not exit; stderr: %s", p.stderr.String())
+		return -1
+	}
+}
+
+func (p *proc) lines() []string {
+	s := strings.TrimSpace(p.stdout.String())
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// waitLines waits until the tool printed n lines.
+func (p *proc) waitLines(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(p.lines()) >= n }, 30*time.Second, 10*time.Millisecond,
+		"%d lines; stderr: %s", n, p.stderr.String())
+}
+
+func connect(t *testing.T, uri string) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// waitCheckpoint waits for the tool's first save in a file store.
+func waitCheckpoint(t *testing.T, dir string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		entries, _ := os.ReadDir(dir)
+		return len(entries) > 0
+	}, 30*time.Second, 10*time.Millisecond, "the tool saved its starting point")
+}
+
+func sim(t *testing.T, args ...string) string {
+	t.Helper()
+	_, bin := binaries(t)
+	return proctest.StartSim(t, bin, args...)
+}
+
+// TestTailEventTypes: each kind of event is printed as relaxed Extended
+// JSON, one per line; a drop invalidates the stream and exits 4.
+func TestTailEventTypes(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	dir := t.TempDir()
+	p := startTool(t, "tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:"+dir, "-full-document", "updateLookup")
+	waitCheckpoint(t, dir)
+	ctx := context.Background()
+	coll := connect(t, uri).Database("shop").Collection("orders")
+	_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "item", Value: "apple"}})
+	require.NoError(t, err)
+	_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "qty", Value: 3}}}})
+	require.NoError(t, err)
+	_, err = coll.ReplaceOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "item", Value: "pear"}})
+	require.NoError(t, err)
+	_, err = coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	require.NoError(t, coll.Drop(ctx))
+
+	assert.Equal(t, exitInvalidated, p.wait(t), "stderr: %s", p.stderr.String())
+	var ops []string
+	for _, line := range p.lines() {
+		var ev bson.M
+		require.NoError(t, bson.UnmarshalExtJSON([]byte(line), false, &ev), line)
+		ops = append(ops, ev["operationType"].(string))
+	}
+	assert.Equal(t, []string{"insert", "update", "replace", "delete", "drop", "invalidate"}, ops)
+	assert.Contains(t, p.lines()[1], `"updateDescription":{"updatedFields":{"qty":3}`)
+	assert.Equal(t, "changestream: the stream was invalidated: the watched collection or database was dropped or renamed\n", p.stderr.String())
+}
+
+// TestTailFormats: canonical Extended JSON, a projection of fields, and
+// the human format.
+func TestTailFormats(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	coll := connect(t, uri).Database("shop").Collection("orders")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-format", "canonical"}, `"fullDocument":{"_id":{"$numberInt":"7"},"qty":{"$numberInt":"2"}}`},
+		{[]string{"-fields", "operationType,fullDocument.qty,ns.coll"}, `{"operationType":"insert","fullDocument.qty":2,"ns.coll":"orders"}`},
+		{[]string{"-format", "human"}, ` insert shop.orders {"_id":7} {"_id":7,"qty":2}`},
+	} {
+		dir := t.TempDir()
+		p := startTool(t, append([]string{"tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:" + dir}, tc.args...)...)
+		waitCheckpoint(t, dir)
+		_, err := coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: 7}, {Key: "qty", Value: 2}})
+		require.NoError(t, err)
+		p.waitLines(t, 1)
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		assert.Equal(t, exitOK, p.wait(t))
+		assert.Contains(t, p.lines()[0], tc.want, "%v", tc.args)
+		assert.Empty(t, p.stderr.String(), "no progress when stderr is piped")
+		_, err = coll.DeleteOne(context.Background(), bson.D{{Key: "_id", Value: 7}})
+		require.NoError(t, err)
+	}
+}
+
+// TestTailRestartAfterSIGKILL: a tail with a file checkpoint, killed with
+// SIGKILL again and again while documents are written, prints every
+// document across its runs: what it saved, it had written.
+func TestTailRestartAfterSIGKILL(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	dir := t.TempDir()
+	coll := connect(t, uri).Database("shop").Collection("orders")
+	args := []string{"tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:" + dir,
+		"-fields", "fullDocument.n", "-commit-every", "20ms"}
+	p := startTool(t, args...)
+	waitCheckpoint(t, dir)
+	const docs, kills = 400, 5
+	written := make(chan error, 1)
+	go func() {
+		for i := range docs {
+			if _, err := coll.InsertOne(context.Background(), bson.D{{Key: "n", Value: i}}); err != nil {
+				written <- err
+				return
+			}
+			if i%50 == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		written <- nil
+	}()
+	var out []string
+	for range kills {
+		time.Sleep(60 * time.Millisecond)
+		require.NoError(t, p.cmd.Process.Kill())
+		p.wait(t)
+		out = append(out, p.lines()...)
+		p = startTool(t, args...)
+	}
+	require.NoError(t, <-written)
+	seen := func() map[string]int {
+		m := map[string]int{}
+		for _, l := range append(append([]string(nil), out...), p.lines()...) {
+			m[l]++
+		}
+		return m
+	}
+	// One more document, printed by the last run: it is up, and SIGTERM
+	// finds it handling signals.
+	_, err := coll.InsertOne(context.Background(), bson.D{{Key: "n", Value: docs}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(seen()) >= docs+1 }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, exitOK, p.wait(t))
+	m, repeated := seen(), 0
+	for i := range docs {
+		c := m[fmt.Sprintf(`{"fullDocument.n":%d}`, i)]
+		assert.Positive(t, c, "document %d printed", i)
+		repeated += max(c-1, 0)
+	}
+	t.Logf("%d documents, %d SIGKILLs: %d lines repeated, 0 lost", docs, kills, repeated)
+}
+
+// TestTailErrors: each failure exits with its documented code and one
+// line on stderr naming the cause.
+func TestTailErrors(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", nil, exitUsage, "usage: changestream <command>"},
+		{"unknown command", []string{"follow"}, exitUsage, `unknown command "follow"`},
+		{"unknown flag", []string{"tail", "-frobnicate"}, exitUsage, "flag provided but not defined: -frobnicate"},
+		{"no uri", []string{"tail"}, exitUsage, "no deployment: pass -uri or set MONGODB_URI"},
+		{"coll without db", []string{"tail", "-uri", uri, "-coll", "c"}, exitUsage, `-coll "c" needs -db`},
+		{"bad uri", []string{"tail", "-uri", "postgres://x"}, exitUsage, "bad -uri"},
+		{"unreachable", []string{"tail", "-uri", "mongodb://127.0.0.1:1/?directConnection=true", "-connect-timeout", "300ms"}, exitFailure, "cannot reach the deployment in 300ms"},
+		{"bad pipeline", []string{"tail", "-uri", uri, "-pipeline", "[{"}, exitUsage, "-pipeline is not an Extended JSON array"},
+		{"refused stage", []string{"tail", "-uri", uri, "-db", "d", "-pipeline", `[{"$frobnicate": 1}]`}, exitUsage, "Unrecognized pipeline stage name: '$frobnicate'"},
+		{"bad mode", []string{"tail", "-uri", uri, "-full-document", "always"}, exitUsage, `-full-document "always"`},
+		{"bad token", []string{"tail", "-uri", uri, "-start-after", "zz"}, exitUsage, "-start-after"},
+		{"lease without a mongodb checkpoint", []string{"tail", "-uri", uri, "-lease", "1s"}, exitUsage, "-lease needs -checkpoint mongodb:"},
+		{"bad checkpoint", []string{"tail", "-uri", uri, "-checkpoint", "s3:bucket"}, exitUsage, `-checkpoint "s3:bucket"`},
+		{"help", []string{"tail", "-h"}, exitOK, "Exit codes: 0 interrupted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startTool(t, tc.args...)
+			assert.Equal(t, tc.code, p.wait(t), "stderr: %s", p.stderr.String())
+			assert.Contains(t, p.stderr.String(), tc.want)
+			if tc.code != exitOK && tc.name != "no command" && tc.name != "unknown command" && tc.name != "unknown flag" {
+				assert.Equal(t, 1, strings.Count(p.stderr.String(), "\n"), "one line: %q", p.stderr.String())
+			}
+		})
+	}
+}
+
+// TestTailPositionErrors: a checkpoint whose history left the oplog exits
+// 3 and says when the position was; a checkpoint of another stream exits
+// 2 and says how to fix it.
+func TestTailPositionErrors(t *testing.T) {
+	t.Parallel()
+	uri := sim(t, "-oplog-max", "5")
+	dir := t.TempDir()
+	args := []string{"tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:" + dir}
+	p := startTool(t, args...)
+	waitCheckpoint(t, dir)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, exitOK, p.wait(t))
+
+	p = startTool(t, append(args, "-pipeline", `[{"$match": {"operationType": "insert"}}]`)...)
+	assert.Equal(t, exitUsage, p.wait(t))
+	assert.Contains(t, p.stderr.String(), "was saved by another stream")
+
+	coll := connect(t, uri).Database("shop").Collection("orders")
+	for i := range 10 {
+		_, err := coll.InsertOne(context.Background(), bson.D{{Key: "n", Value: i}})
+		require.NoError(t, err)
+	}
+	p = startTool(t, args...)
+	assert.Equal(t, exitUnresumable, p.wait(t))
+	assert.Regexp(t, `the saved position \(\d{4}-\d\d-\d\dT[\d:]+Z\) has left the oplog`, p.stderr.String())
+}
+
+// TestTailProgress: -progress reports on stderr even when it is piped.
+func TestTailProgress(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	p := startTool(t, "tail", "-uri", uri, "-db", "shop", "-progress")
+	require.Eventually(t, func() bool { return strings.Contains(p.stderr.String(), "events, ") }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, exitOK, p.wait(t))
+	assert.Regexp(t, `\d+ events, \d+/s, \d+ resumes, `, p.stderr.String())
+}

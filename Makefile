@@ -67,8 +67,9 @@ ci: deps test
 interop-node:
 	cd scripts/interop-node && npm install --no-audit --no-fund --silent
 	$(GO) build -o bin/mongosim ./cmd/mongosim
+	$(GO) build -o bin/changestream ./cmd/changestream
 	@bin/mongosim -addr 127.0.0.1:0 > .sim.out 2> .sim.err & pid=$$!; \
 	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
 	node scripts/interop-node/watch.js "$$(head -1 .sim.out)" && \
-	node scripts/interop-node/tokens.js "$$(head -1 .sim.out)"; status=$$?; \
+	node scripts/interop-node/tokens.js "$$(head -1 .sim.out)" bin/changestream; status=$$?; \
 	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; exit $$status

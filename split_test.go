@@ -79,6 +79,12 @@ func TestSplitLargeEvents(t *testing.T) {
 	assert.Len(t, ev.FullDocumentBeforeChange.Lookup("value").StringValue(), 10<<20)
 	assert.Greater(t, len(cs.Current), 16<<20)
 	assert.NotEqual(t, toks[0], cs.ResumeToken(), "the position never points inside the split")
+	for i, tok := range toks {
+		info, err := changestream.DecodeToken(tok)
+		require.NoError(t, err)
+		require.NotNil(t, info.FragmentNum, "a fragment's token says which")
+		assert.EqualValues(t, i, *info.FragmentNum)
+	}
 }
 
 // TestSplitLargeEventsResumeInside: a resumable error between the

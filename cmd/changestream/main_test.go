@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -357,4 +358,68 @@ func TestTailProgress(t *testing.T) {
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, exitOK, p.wait(t))
 	assert.Regexp(t, `\d+ events, \d+/s, \d+ resumes, `, p.stderr.String())
+}
+
+// manualToken is the insert token MongoDB's manual gives as its example.
+const manualToken = "82635019A0000000012B042C0100296E5A1004AB1154ACACD849A48C61756D70D3B21F" +
+	"463C6F7065726174696F6E54797065003C696E736572740046646F63756D656E744B65790046645F69640064635019A078BE67426D7CF4D2000004"
+
+// TestToken: the manual's token decodes to what the manual says, as lines
+// and as JSON, from hex and from the {_data} JSON; bad input exits 2.
+func TestToken(t *testing.T) {
+	t.Parallel()
+	p := startTool(t, "token", manualToken)
+	require.Equal(t, exitOK, p.wait(t), p.stderr.String())
+	out := p.stdout.String()
+	for _, want := range []string{
+		"clusterTime      Timestamp(1666193824, 1)  2022-10-19T15:37:04Z",
+		"version          2",
+		"tokenType        event (128)",
+		"txnOpIndex       0",
+		"fromInvalidate   false",
+		"uuid             ab1154ac-acd8-49a4-8c61-756d70d3b21f",
+		`eventIdentifier  {"operationType":"insert","documentKey":{"_id":{"$oid":"635019a078be67426d7cf4d2"}}}`,
+		"fragmentNum      -",
+	} {
+		assert.Contains(t, out, want+"\n")
+	}
+
+	p = startTool(t, "token", "-json", `{"_data": "`+manualToken+`"}`)
+	require.Equal(t, exitOK, p.wait(t), p.stderr.String())
+	var got map[string]any
+	require.NoError(t, json.Unmarshal([]byte(p.stdout.String()), &got))
+	assert.EqualValues(t, 1666193824, got["clusterTime"].(map[string]any)["t"])
+	assert.EqualValues(t, 128, got["tokenType"])
+	assert.Equal(t, "insert", got["eventIdentifier"].(map[string]any)["operationType"])
+
+	for _, bad := range [][]string{{"token"}, {"token", "zz"}, {"token", `{"_data": 1}`}, {"token", "82635019A00000000129"}} {
+		p = startTool(t, bad...)
+		assert.Equal(t, exitUsage, p.wait(t), "%v", bad)
+		assert.Equal(t, 1, strings.Count(p.stderr.String(), "\n"), "%v: %q", bad, p.stderr.String())
+	}
+}
+
+// TestTokenOfTail: the token of an event printed by tail decodes to that
+// event's cluster time and document key.
+func TestTokenOfTail(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	dir := t.TempDir()
+	p := startTool(t, "tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:"+dir, "-fields", "_id,clusterTime")
+	waitCheckpoint(t, dir)
+	_, err := connect(t, uri).Database("shop").Collection("orders").InsertOne(context.Background(), bson.D{{Key: "_id", Value: "x"}})
+	require.NoError(t, err)
+	p.waitLines(t, 1)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	p.wait(t)
+	var ev struct {
+		ID          bson.Raw       `bson:"_id"`
+		ClusterTime bson.Timestamp `bson:"clusterTime"`
+	}
+	require.NoError(t, bson.UnmarshalExtJSON([]byte(p.lines()[0]), false, &ev))
+	data := ev.ID.Lookup("_data").StringValue()
+	d := startTool(t, "token", data)
+	require.Equal(t, exitOK, d.wait(t), d.stderr.String())
+	assert.Contains(t, d.stdout.String(), fmt.Sprintf("Timestamp(%d, %d)", ev.ClusterTime.T, ev.ClusterTime.I))
+	assert.Contains(t, d.stdout.String(), `{"operationType":"insert","documentKey":{"_id":"x"}}`)
 }

@@ -7,7 +7,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/changestream-go/changestream/internal/mongosim/keystring"
+	"github.com/changestream-go/changestream/internal/keystring"
 	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"

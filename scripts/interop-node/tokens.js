@@ -3,7 +3,11 @@
 // it came from: cluster time, version 2, tokenType 128 for events and 0 for
 // high-water marks, txnOpIndex, fromInvalidate, collection UUID and the
 // eventIdentifier ({operationType, documentKey} for CRUD events,
-// {operationType, operationDescription} for DDL). Run with `make interop-node`.
+// {operationType, operationDescription} for DDL). It also runs
+// `changestream token -json` (the path in argv[3]) on every token and checks
+// that it reads the same fields as MongoDB's decoder. Run with
+// `make interop-node`.
+const { execFileSync } = require('child_process');
 const { MongoClient, Long, Double, Int32 } = require('mongodb');
 const { decodeResumeToken } = require('mongodb-resumetoken-decoder');
 
@@ -50,6 +54,13 @@ function check(cond, what) {
           `${ev.operationType}: documentKey ${JSON.stringify(id.documentKey)} vs ${JSON.stringify(ev.documentKey)}`);
       }
     }
+    const ours = JSON.parse(execFileSync(process.argv[3], ['token', '-json', ev._id._data]).toString());
+    check(ours.clusterTime.t === tok.timestamp.high && ours.clusterTime.i === tok.timestamp.low, `${ev.operationType}: changestream token: cluster time`);
+    check(ours.tokenType === tok.tokenType && ours.txnOpIndex === tok.txnOpIndex && ours.fromInvalidate === tok.fromInvalidate,
+      `${ev.operationType}: changestream token: type, txnOpIndex, fromInvalidate`);
+    check((ours.uuid || '') === (tok.uuid ? tok.uuid.toHexString() : ''), `${ev.operationType}: changestream token: uuid ${ours.uuid}`);
+    check((ours.eventIdentifier && ours.eventIdentifier.operationType) === (id && id.operationType),
+      `${ev.operationType}: changestream token: eventIdentifier`);
     console.log('token', ev.operationType, JSON.stringify(id), ev._id._typeBits ? 'typeBits' : '');
     n++;
     if (ev.operationType === 'invalidate') break;

@@ -1,7 +1,8 @@
 // Package keystring encodes BSON values in the MongoDB server's KeyString
 // format, version 1, ascending order: the byte form the server compares
 // index keys and resume tokens in. It knows nothing of connections or
-// commands; the simulator builds its resume tokens with it.
+// commands; the simulator builds its resume tokens with it, and the
+// changestream package reads them back (DecodeToken).
 //
 // The layout, as MongoDB's key_string.h defines it and as MongoDB's own
 // decoder (the npm package mongodb-resumetoken-decoder) reads it back:

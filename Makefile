@@ -5,9 +5,10 @@ PKGS        := ./...
 
 .PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-failover ci deps
 
-## demo: run the quickstart on an embedded simulator (or MONGODB_URI)
+## demo: run the quickstart on an embedded simulator (or MONGODB_URI), then the command-line tool against cmd/mongosim
 demo:
 	$(GO) run ./examples/quickstart
+	bash scripts/demo-tool.sh
 
 ## test: formatting, vet, staticcheck, the spec tests' summary, then every test under the race detector
 test: fmt-check vet lint spec race

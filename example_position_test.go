@@ -92,3 +92,20 @@ func ExampleUnresumablePositionError() {
 	// history lost: false
 	// server code: 280 option: resumeAfter
 }
+
+// DecodeToken reads what a resume token says, without a server: here the
+// token the MongoDB manual gives as its example.
+func ExampleDecodeToken() {
+	token, _ := bson.Marshal(bson.D{{Key: "_data", Value: "82635019A0000000012B042C0100296E5A1004AB1154ACACD849A48C61756D70D3B21F" +
+		"463C6F7065726174696F6E54797065003C696E736572740046646F63756D656E744B65790046645F69640064635019A078BE67426D7CF4D2000004"}})
+	info, err := changestream.DecodeToken(token)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(info.ClusterTime, "version", info.Version, "high-water mark:", info.HighWater)
+	fmt.Println(info.EventIdentifier[0].Value, info.EventIdentifier[1].Value)
+	// Output:
+	// {1666193824 1} version 2 high-water mark: false
+	// insert {"_id":{"$oid":"635019a078be67426d7cf4d2"}}
+}

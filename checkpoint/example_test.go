@@ -233,3 +233,42 @@ func ExampleLeaseFromContext() {
 	fmt.Println(checkpoint.LeaseFromContext(context.Background()) == nil)
 	// Output: true
 }
+
+// RunRaw hands the handler each event whole, as the server sent it; with
+// BeforeCommit, output buffered by the handler is flushed before a
+// checkpoint covers it.
+func ExampleRunRaw() {
+	client, shutdown := exampleClient()
+	defer shutdown()
+	orders := client.Database("shop").Collection("orders")
+	dir, _ := os.MkdirTemp("", "checkpoints")
+	defer os.RemoveAll(dir)
+	store, _ := checkpoint.NewFileStore(dir)
+
+	var mu sync.Mutex
+	var buffered, flushed []string
+	cfg := checkpoint.Config{Key: "orders", Collection: orders, Store: store,
+		BeforeCommit: func(context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			flushed, buffered = append(flushed, buffered...), nil
+			return nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- checkpoint.RunRaw(ctx, cfg, func(_ context.Context, ev bson.Raw) error {
+			mu.Lock()
+			defer mu.Unlock()
+			buffered = append(buffered, ev.Lookup("operationType").StringValue())
+			return nil
+		})
+	}()
+	waitUntil(func() bool { _, ok, _ := store.Load(context.Background(), "orders"); return ok })
+	_, _ = orders.InsertOne(context.Background(), order{ID: 1})
+	_, _ = orders.DeleteOne(context.Background(), bson.D{{Key: "_id", Value: 1}})
+	waitUntil(func() bool { mu.Lock(); defer mu.Unlock(); return len(flushed) == 2 })
+	cancel()
+	fmt.Println(<-done, flushed)
+	// Output: <nil> [insert delete]
+}

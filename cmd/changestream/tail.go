@@ -65,6 +65,7 @@ func (f *tailFlags) register(fs *flag.FlagSet) {
 // usageErr is an error in how the tool was called: exit code 2.
 type usageErr struct{ msg string }
 
+// Error returns the message.
 func (e usageErr) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageErr{fmt.Sprintf(format, args...)} }
@@ -283,6 +284,7 @@ type memoryStore struct {
 	cp *checkpoint.Checkpoint
 }
 
+// Load returns the position saved in memory.
 func (m *memoryStore) Load(context.Context, string) (checkpoint.Checkpoint, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -292,6 +294,7 @@ func (m *memoryStore) Load(context.Context, string) (checkpoint.Checkpoint, bool
 	return *m.cp, true, nil
 }
 
+// Save keeps cp if it is past the saved position.
 func (m *memoryStore) Save(_ context.Context, _ string, cp checkpoint.Checkpoint) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

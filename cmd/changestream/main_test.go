@@ -423,3 +423,21 @@ func TestTokenOfTail(t *testing.T) {
 	assert.Contains(t, d.stdout.String(), fmt.Sprintf("Timestamp(%d, %d)", ev.ClusterTime.T, ev.ClusterTime.I))
 	assert.Contains(t, d.stdout.String(), `{"operationType":"insert","documentKey":{"_id":"x"}}`)
 }
+
+// TestTailLeaseLost: a tail holding a lease exits 5 when another process
+// takes the lease over.
+func TestTailLeaseLost(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	p := startTool(t, "tail", "-uri", uri, "-db", "shop", "-checkpoint", "mongodb:ops.checkpoints", "-lease", "2s")
+	coll := connect(t, uri).Database("ops").Collection("checkpoints")
+	require.Eventually(t, func() bool {
+		n, _ := coll.CountDocuments(context.Background(), bson.D{{Key: "token", Value: bson.D{{Key: "$exists", Value: true}}}})
+		return n == 1
+	}, 30*time.Second, 10*time.Millisecond, "the tail took the lease and saved its start")
+	_, err := coll.UpdateOne(context.Background(), bson.D{}, bson.D{{Key: "$inc", Value: bson.D{{Key: "epoch", Value: 1}}},
+		{Key: "$set", Value: bson.D{{Key: "owner", Value: "another"}}}})
+	require.NoError(t, err)
+	assert.Equal(t, exitLeaseLost, p.wait(t), p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "changestream: another process took the lease over; this one stopped\n")
+}

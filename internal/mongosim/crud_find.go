@@ -186,6 +186,10 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	bounds, err := parseFindBounds(cc)
+	if err != nil {
+		return nil, err
+	}
 	var less func(a, b bson.D) int
 	if len(sortSpec) > 0 {
 		if less, err = query.CompileSort(sortSpec); err != nil {
@@ -212,6 +216,7 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 	if err := exprFailed(); err != nil {
 		return nil, err
 	}
+	docs = bounds.apply(docs)
 	if less != nil {
 		sort.SliceStable(docs, func(i, j int) bool { return less(docs[i], docs[j]) < 0 })
 	}

@@ -1,12 +1,14 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Checkpoint is a saved stream position.
@@ -20,6 +22,28 @@ type Checkpoint struct {
 	// Updated is when the checkpoint was saved, by the store's clock
 	// (the server's, for a MongoStore).
 	Updated time.Time
+	// Snapshot is set while a snapshot is under way (see Config.Snapshot):
+	// how far it got. Position is then where the stream takes over once
+	// the snapshot is done.
+	Snapshot *SnapshotState
+}
+
+// SnapshotState is how far an unfinished snapshot got: namespaces are
+// read in order, each by ascending _id.
+type SnapshotState struct {
+	// Namespace is the "db.coll" being read.
+	Namespace string
+	// After is {_id: v}, the last document of Namespace handled; nil to
+	// start Namespace from its first document.
+	After bson.Raw
+}
+
+// sameSnapshot reports whether two snapshot states are the same.
+func sameSnapshot(a, b *SnapshotState) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Namespace == b.Namespace && bytes.Equal(a.After, b.After)
 }
 
 // Store saves checkpoints by key. Implementations must be safe for
@@ -28,9 +52,10 @@ type Store interface {
 	// Load returns the checkpoint saved under key, and false if there is
 	// none.
 	Load(ctx context.Context, key string) (Checkpoint, bool, error)
-	// Save stores cp under key unless the saved checkpoint is already at or
-	// past cp's position (see [Compare]): a save never moves a checkpoint
-	// backwards, and one that would is a no-op, not an error. A saved
+	// Save stores cp under key unless the saved checkpoint is already past
+	// cp's position (see [Compare]), or at it with the same snapshot
+	// state: a save never moves a checkpoint backwards, and one that would
+	// is a no-op, not an error. A saved
 	// checkpoint of another stream (Spec) is not replaced: Save returns a
 	// *SpecMismatchError.
 	Save(ctx context.Context, key string, cp Checkpoint) error

@@ -149,12 +149,19 @@ func (c *Checkpointer) Spec() string { return c.spec }
 // none. A checkpoint of another stream is refused with a
 // *SpecMismatchError. Commits never go back before what Load returned.
 func (c *Checkpointer) Load(ctx context.Context) (changestream.Position, bool, error) {
+	cp, ok, err := c.LoadCheckpoint(ctx)
+	return cp.Position, ok, err
+}
+
+// LoadCheckpoint is Load returning the whole checkpoint, with the state of
+// an unfinished snapshot.
+func (c *Checkpointer) LoadCheckpoint(ctx context.Context) (Checkpoint, bool, error) {
 	cp, ok, err := c.store.Load(ctx, c.key)
 	if err != nil || !ok {
-		return changestream.Position{}, false, err
+		return Checkpoint{}, false, err
 	}
 	if cp.Spec != c.spec {
-		return changestream.Position{}, false, &SpecMismatchError{Key: c.key, Saved: cp.Spec, Want: c.spec}
+		return Checkpoint{}, false, &SpecMismatchError{Key: c.key, Saved: cp.Spec, Want: c.spec}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -164,7 +171,35 @@ func (c *Checkpointer) Load(ctx context.Context) (changestream.Position, bool, e
 	if Compare(cp.Position, c.committable) > 0 {
 		c.committable = cp.Position
 	}
-	return cp.Position, true, nil
+	return cp, true, nil
+}
+
+// saveSnapshot saves a snapshot's progress (nil once it is done) with the
+// position the stream takes over at, which becomes the committable and
+// saved position.
+func (c *Checkpointer) saveSnapshot(ctx context.Context, p changestream.Position, st *SnapshotState) error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	if c.beforeSave != nil {
+		if err := c.beforeSave(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.store.Save(ctx, c.key, Checkpoint{Position: p, Spec: c.spec, Snapshot: st}); err != nil {
+		if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrSpecMismatch) {
+			c.mu.Lock()
+			c.fatal = err
+			c.mu.Unlock()
+		}
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.saved = p
+	if Compare(p, c.committable) > 0 || c.committable.Token == nil {
+		c.committable = p
+	}
+	return nil
 }
 
 // Ack acknowledges one marked event. The zero Ack does nothing.

@@ -36,6 +36,24 @@ type Config struct {
 	// option or WithProgress given here is overridden.
 	Options []changestream.Option
 
+	// Snapshot says when Run first reads the target's documents and hands
+	// each to the handler as an OperationSnapshot event, before streaming
+	// the changes made since (default SnapshotNever). The stream's position
+	// is taken before the documents are read, so no change is missed: a
+	// document changed while the snapshot runs may come twice (from the
+	// snapshot and from the stream), never zero times, and its last
+	// version comes last. The handler must be idempotent, as with any
+	// at-least-once source. A snapshot reads every document of the
+	// target: Pipeline filters only the stream. It is resumed after a
+	// crash from the last batch saved.
+	Snapshot SnapshotMode
+	// SnapshotBatch is how many documents a snapshot reads per query
+	// (default 1,000): its progress is saved after each batch.
+	SnapshotBatch int
+	// OnSnapshot, if set, is told how a snapshot progresses: when it
+	// starts a collection, after each batch, and when it is done.
+	OnSnapshot func(SnapshotReport)
+
 	// StartAfter or StartAtOperationTime say where a consumer without a
 	// checkpoint starts (at most one; default: now). With a checkpoint,
 	// the checkpoint decides.
@@ -223,11 +241,23 @@ func (c Config) check() (*settings, error) {
 	if s.MaxBackoff < s.MinBackoff {
 		return nil, errors.New("checkpoint: Config: MaxBackoff is below MinBackoff")
 	}
+	if c.Snapshot < SnapshotNever || c.Snapshot > SnapshotAlways {
+		return nil, fmt.Errorf("checkpoint: Config: unknown Snapshot mode %d", c.Snapshot)
+	}
+	if c.SnapshotBatch < 0 {
+		return nil, errors.New("checkpoint: Config: SnapshotBatch cannot be negative")
+	}
+	if s.SnapshotBatch == 0 {
+		s.SnapshotBatch = DefaultSnapshotBatch
+	}
 	switch c.OnUnresumable {
 	case FailUnresumable:
 	case ResyncFromNow:
 		if c.Resync == nil {
 			return nil, errors.New("checkpoint: Config: ResyncFromNow needs a Resync function")
+		}
+		if c.Snapshot == SnapshotWhenNeeded {
+			return nil, errors.New("checkpoint: Config: SnapshotWhenNeeded snapshots again when the position is lost: it cannot be combined with ResyncFromNow")
 		}
 	default:
 		return nil, fmt.Errorf("checkpoint: Config: unknown OnUnresumable %d", c.OnUnresumable)
@@ -275,6 +305,9 @@ func (s *settings) streamOptions(token []byte, opTime *bson.Timestamp, cp *Check
 		opts = append(opts, changestream.WithStartAfter(token))
 	case opTime != nil:
 		opts = append(opts, changestream.WithStartAtOperationTime(*opTime))
+	}
+	if cp == nil {
+		return opts
 	}
 	return append(opts, changestream.WithProgress(s.CommitInterval, func(p changestream.Progress) {
 		cp.Progress(p.Position)

@@ -52,7 +52,7 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 		}
 	}()
 
-	start, ok, err := cp.Load(runCtx)
+	start, ok, err := cp.LoadCheckpoint(runCtx)
 	if err != nil {
 		return err
 	}
@@ -63,15 +63,48 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 	} else {
 		token, opTime = s.StartAfter, s.StartAtOperationTime
 	}
+	// snap is the snapshot to read before streaming, nil for none; snapAt
+	// the position it hands over to, zero until taken.
+	var snap *SnapshotState
+	var snapAt changestream.Position
+	switch {
+	case ok && start.Snapshot != nil: // interrupted: carry on with it
+		snap, snapAt = start.Snapshot, start.Position
+	case s.Snapshot == SnapshotAlways, !ok && (s.Snapshot == SnapshotInitial || s.Snapshot == SnapshotWhenNeeded):
+		snap = &SnapshotState{}
+	}
 	b := r.newBackoff()
 	var resync error // why the next stream from now must call Resync first
 	for {
+		if snap != nil {
+			err := r.runSnapshot(runCtx, cp, d, lease, &snap, &snapAt)
+			if err != nil {
+				if runCtx.Err() != nil {
+					return context.Cause(runCtx)
+				}
+				if !isTransient(runCtx, err) {
+					return err
+				}
+				s.log.Warn("checkpoint: snapshot", "key", s.Key, "error", err)
+				if err := sleep(runCtx, b.next()); err != nil {
+					return err
+				}
+				continue
+			}
+			token, opTime, ok = snapAt.Token, nil, true
+			snapAt = changestream.Position{}
+		}
 		cs, err := s.watch(runCtx, s.streamOptions(token, opTime, cp))
 		if err != nil {
 			if runCtx.Err() != nil {
 				return context.Cause(runCtx)
 			}
 			if errors.Is(err, changestream.ErrUnresumablePosition) {
+				if s.Snapshot == SnapshotWhenNeeded {
+					s.log.Warn("checkpoint: the checkpoint cannot be resumed from; snapshotting again", "key", s.Key, "error", err)
+					snap = &SnapshotState{}
+					continue
+				}
 				if err := r.unresumable(err); err != nil {
 					return err
 				}
@@ -134,6 +167,11 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 			if err := d.wait(); err != nil {
 				return err
 			}
+			if s.Snapshot == SnapshotWhenNeeded {
+				s.log.Warn("checkpoint: the stream's position was lost; snapshotting again", "key", s.Key, "error", err)
+				snap = &SnapshotState{}
+				continue
+			}
 			if err := r.unresumable(err); err != nil {
 				return err
 			}
@@ -142,6 +180,32 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 			return err
 		}
 	}
+}
+
+// runSnapshot reads the snapshot *snap from, taking (and saving) its
+// hand-over position *at first if it has none. On success *snap is nil;
+// on failure both hold what the checkpoint saved, for a retry.
+func (r *runner) runSnapshot(ctx context.Context, cp *Checkpointer, d *dispatcher, lease *Lease, snap **SnapshotState, at *changestream.Position) error {
+	if at.Token == nil {
+		p, err := r.s.snapshotPosition(ctx)
+		if err != nil {
+			return err
+		}
+		// Saved before any document is read: a crash resumes this
+		// snapshot, with this hand-over position.
+		if err := cp.saveSnapshot(ctx, p, *snap); err != nil {
+			return err
+		}
+		*at = p
+	}
+	if err := r.snapshot(ctx, cp, d, lease, *at, **snap); err != nil {
+		if saved, ok, lerr := cp.LoadCheckpoint(ctx); lerr == nil && ok && saved.Snapshot != nil {
+			*snap, *at = saved.Snapshot, saved.Position
+		}
+		return err
+	}
+	*snap = nil
+	return nil
 }
 
 // iterate hands the stream's events to the dispatcher until the stream

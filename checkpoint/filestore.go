@@ -54,9 +54,16 @@ type fileCheckpoint struct {
 		T uint32 `json:"t"`
 		I uint32 `json:"i"`
 	} `json:"clusterTime"`
-	HighWater bool      `json:"highWater,omitempty"`
-	Spec      string    `json:"spec"`
-	Updated   time.Time `json:"updated"`
+	HighWater bool          `json:"highWater,omitempty"`
+	Spec      string        `json:"spec"`
+	Updated   time.Time     `json:"updated"`
+	Snapshot  *fileSnapshot `json:"snapshot,omitempty"`
+}
+
+// fileSnapshot is a SnapshotState in a file.
+type fileSnapshot struct {
+	Namespace string          `json:"namespace"`
+	After     json.RawMessage `json:"after,omitempty"` // canonical extended JSON
 }
 
 // path returns the file of key. Keys are escaped so that any key names one
@@ -96,11 +103,20 @@ func (s *FileStore) Load(ctx context.Context, key string) (Checkpoint, bool, err
 	if err := bson.UnmarshalExtJSON(fc.Token, true, &token); err != nil {
 		return Checkpoint{}, false, fmt.Errorf("checkpoint: %s: token: %w", path, err)
 	}
-	return Checkpoint{
+	cp := Checkpoint{
 		Position: changestream.Position{Token: token, ClusterTime: bson.Timestamp{T: fc.ClusterTime.T, I: fc.ClusterTime.I}, HighWater: fc.HighWater},
 		Spec:     fc.Spec,
 		Updated:  fc.Updated,
-	}, true, nil
+	}
+	if fs := fc.Snapshot; fs != nil {
+		cp.Snapshot = &SnapshotState{Namespace: fs.Namespace}
+		if len(fs.After) > 0 {
+			if err := bson.UnmarshalExtJSON(fs.After, true, &cp.Snapshot.After); err != nil {
+				return Checkpoint{}, false, fmt.Errorf("checkpoint: %s: snapshot: %w", path, err)
+			}
+		}
+	}
+	return cp, true, nil
 }
 
 // Save replaces the checkpoint of key with cp, unless the saved one is
@@ -119,7 +135,7 @@ func (s *FileStore) Save(ctx context.Context, key string, cp Checkpoint) error {
 	if ok && old.Spec != cp.Spec {
 		return &SpecMismatchError{Key: key, Saved: old.Spec, Want: cp.Spec}
 	}
-	if ok && Compare(old.Position, cp.Position) >= 0 {
+	if c := Compare(old.Position, cp.Position); ok && (c > 0 || (c == 0 && sameSnapshot(old.Snapshot, cp.Snapshot))) {
 		return nil
 	}
 	token, err := bson.MarshalExtJSON(cp.Token, true, false)
@@ -128,6 +144,14 @@ func (s *FileStore) Save(ctx context.Context, key string, cp Checkpoint) error {
 	}
 	fc := fileCheckpoint{Key: key, Token: token, HighWater: cp.HighWater, Spec: cp.Spec, Updated: time.Now().UTC()}
 	fc.ClusterTime.T, fc.ClusterTime.I = cp.ClusterTime.T, cp.ClusterTime.I
+	if ss := cp.Snapshot; ss != nil {
+		fc.Snapshot = &fileSnapshot{Namespace: ss.Namespace}
+		if ss.After != nil {
+			if fc.Snapshot.After, err = bson.MarshalExtJSON(ss.After, true, false); err != nil {
+				return fmt.Errorf("checkpoint: snapshot: %w", err)
+			}
+		}
+	}
 	data, err := json.MarshalIndent(fc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)

@@ -50,8 +50,10 @@ func (m *memStore) Save(_ context.Context, key string, cp Checkpoint) error {
 	if m.err != nil {
 		return m.err
 	}
-	if old, ok := m.cps[key]; ok && Compare(old.Position, cp.Position) >= 0 {
-		return nil
+	if old, ok := m.cps[key]; ok {
+		if c := Compare(old.Position, cp.Position); c > 0 || (c == 0 && sameSnapshot(old.Snapshot, cp.Snapshot)) {
+			return nil
+		}
 	}
 	m.cps[key] = cp
 	m.saves = append(m.saves, cp.Position)

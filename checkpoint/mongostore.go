@@ -46,9 +46,13 @@ type storedDoc struct {
 	HighWater   bool           `bson:"highWater"`
 	Spec        *string        `bson:"spec,omitempty"`
 	Updated     time.Time      `bson:"updated"`
-	Owner       string         `bson:"owner"`
-	Epoch       int64          `bson:"epoch"`
-	LeaseUntil  time.Time      `bson:"leaseUntil"`
+	Snapshot    *struct {
+		Namespace string   `bson:"namespace"`
+		After     bson.Raw `bson:"after,omitempty"`
+	} `bson:"snapshot,omitempty"`
+	Owner      string    `bson:"owner"`
+	Epoch      int64     `bson:"epoch"`
+	LeaseUntil time.Time `bson:"leaseUntil"`
 }
 
 func (s *MongoStore) load(ctx context.Context, key string) (storedDoc, bool, error) {
@@ -78,6 +82,9 @@ func (s *MongoStore) Load(ctx context.Context, key string) (Checkpoint, bool, er
 	}
 	if d.Spec != nil {
 		cp.Spec = *d.Spec
+	}
+	if d.Snapshot != nil {
+		cp.Snapshot = &SnapshotState{Namespace: d.Snapshot.Namespace, After: d.Snapshot.After}
 	}
 	return cp, true, nil
 }
@@ -113,6 +120,8 @@ func (s *MongoStore) save(ctx context.Context, key string, cp Checkpoint, epoch 
 				bson.D{{Key: "token", Value: bson.D{{Key: "$exists", Value: false}}}},
 				bson.D{{Key: "clusterTime", Value: bson.D{{Key: "$lt", Value: ts}}}},
 				bson.D{{Key: "clusterTime", Value: ts}, {Key: "order", Value: bson.D{{Key: "$lt", Value: order}}}},
+				// The same position: a snapshot's progress, or a repeat.
+				bson.D{{Key: "clusterTime", Value: ts}, {Key: "order", Value: order}},
 			}}},
 			bson.D{{Key: "$or", Value: bson.A{
 				bson.D{{Key: "spec", Value: bson.D{{Key: "$exists", Value: false}}}},
@@ -123,13 +132,21 @@ func (s *MongoStore) save(ctx context.Context, key string, cp Checkpoint, epoch 
 	if epoch != nil {
 		filter = append(filter, bson.E{Key: "epoch", Value: *epoch})
 	}
-	update := bson.D{
-		{Key: "$set", Value: bson.D{
-			{Key: "token", Value: cp.Token}, {Key: "clusterTime", Value: ts}, {Key: "order", Value: order},
-			{Key: "highWater", Value: cp.HighWater}, {Key: "spec", Value: cp.Spec},
-		}},
-		{Key: "$currentDate", Value: bson.D{{Key: "updated", Value: true}}},
+	set := bson.D{
+		{Key: "token", Value: cp.Token}, {Key: "clusterTime", Value: ts}, {Key: "order", Value: order},
+		{Key: "highWater", Value: cp.HighWater}, {Key: "spec", Value: cp.Spec},
 	}
+	update := bson.D{{Key: "$currentDate", Value: bson.D{{Key: "updated", Value: true}}}}
+	if ss := cp.Snapshot; ss != nil {
+		snap := bson.D{{Key: "namespace", Value: ss.Namespace}}
+		if ss.After != nil {
+			snap = append(snap, bson.E{Key: "after", Value: ss.After})
+		}
+		set = append(set, bson.E{Key: "snapshot", Value: snap})
+	} else {
+		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "snapshot", Value: ""}}})
+	}
+	update = append(update, bson.E{Key: "$set", Value: set})
 	// A fenced save never creates the document: without it there is no
 	// lease, so the lease was lost.
 	res, err := s.coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(epoch == nil))

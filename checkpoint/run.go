@@ -8,6 +8,8 @@ import (
 
 	"github.com/changestream-go/changestream"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
 // Run consumes a change stream durably until ctx ends, and returns nil
@@ -48,7 +50,19 @@ func Run[T any](ctx context.Context, cfg Config, handle func(context.Context, ch
 			run:        func(ctx context.Context) error { return handle(ctx, ev) },
 		}, nil
 	}
-	return run(ctx, s, decode)
+	snapshotJob := func(ns changestream.Namespace, key bson.Raw, cur *mongo.Cursor, at bson.Timestamp) (job, error) {
+		var doc T
+		if err := cur.Decode(&doc); err != nil {
+			return job{}, fmt.Errorf("checkpoint: decoding the document %s of %s.%s: %w", key, ns.DB, ns.Coll, err)
+		}
+		ev := changestream.Event[T]{OperationType: OperationSnapshot, Namespace: ns, DocumentKey: key, FullDocument: &doc, ClusterTime: at}
+		return job{key: key, run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
+	}
+	markerJob := func(op changestream.OperationType, at bson.Timestamp) job {
+		ev := changestream.Event[T]{OperationType: op, ClusterTime: at}
+		return job{run: func(ctx context.Context) error { return handle(ctx, ev) }}
+	}
+	return run(ctx, s, decode, snapshotJob, markerJob)
 }
 
 // RunRaw is Run for a handler that takes each event as the server sent it
@@ -72,12 +86,28 @@ func RunRaw(ctx context.Context, cfg Config, handle func(ctx context.Context, ev
 			run:        func(ctx context.Context) error { return handle(ctx, ev) },
 		}, nil
 	}
-	return run(ctx, s, decode)
+	snapshotJob := func(ns changestream.Namespace, key bson.Raw, cur *mongo.Cursor, at bson.Timestamp) (job, error) {
+		b := bsoncore.NewDocumentBuilder().
+			AppendString("operationType", string(OperationSnapshot)).
+			AppendTimestamp("clusterTime", at.T, at.I).
+			AppendDocument("ns", bsoncore.NewDocumentBuilder().AppendString("db", ns.DB).AppendString("coll", ns.Coll).Build()).
+			AppendDocument("documentKey", bsoncore.Document(key)).
+			AppendDocument("fullDocument", bsoncore.Document(cur.Current))
+		ev := bson.Raw(b.Build())
+		return job{key: key, run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
+	}
+	markerJob := func(op changestream.OperationType, at bson.Timestamp) job {
+		ev := bson.Raw(bsoncore.NewDocumentBuilder().AppendString("operationType", string(op)).AppendTimestamp("clusterTime", at.T, at.I).Build())
+		return job{run: func(ctx context.Context) error { return handle(ctx, ev) }}
+	}
+	return run(ctx, s, decode, snapshotJob, markerJob)
 }
 
-// run is Run once the handler is wrapped in decode.
-func run(ctx context.Context, s *settings, decode func(*changestream.ChangeStream) (job, error)) error {
-	r := &runner{s: s, decode: decode}
+// run is Run once the handler is wrapped in decode and snapshotJob.
+func run(ctx context.Context, s *settings, decode func(*changestream.ChangeStream) (job, error),
+	snapshotJob func(changestream.Namespace, bson.Raw, *mongo.Cursor, bson.Timestamp) (job, error),
+	markerJob func(changestream.OperationType, bson.Timestamp) job) error {
+	r := &runner{s: s, decode: decode, snapshotJob: snapshotJob, markerJob: markerJob}
 	if s.Lease == nil {
 		return ignoreCancel(ctx, r.consume(ctx, s.Store, nil))
 	}
@@ -124,6 +154,11 @@ type job struct {
 type runner struct {
 	s      *settings
 	decode func(*changestream.ChangeStream) (job, error)
+	// snapshotJob makes the job of a snapshot's document: cur's current
+	// document, whose key is {_id}, read for the stream at time at.
+	snapshotJob func(ns changestream.Namespace, key bson.Raw, cur *mongo.Cursor, at bson.Timestamp) (job, error)
+	// markerJob makes the job of a snapshot's start or end event.
+	markerJob func(op changestream.OperationType, at bson.Timestamp) job
 }
 
 // acquire waits for the lease.

@@ -332,3 +332,86 @@ func TestFailoverSoak(t *testing.T) {
 	assert.Zero(t, outOfOrder, "one consumer active at a time")
 	assert.Equal(t, pauses, lostReports)
 }
+
+// TestSnapshotSIGKILL: a consumer process killed with SIGKILL in the
+// middle of its initial snapshot, while a writer changes the collection,
+// resumes the snapshot from its checkpointed _id when restarted, and its
+// mirror ends equal to the collection.
+func TestSnapshotSIGKILL(t *testing.T) {
+	simBin, consumerBin := soakBinaries(t)
+	uri := startSim(t, simBin)
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	require.NoError(t, err)
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	db := client.Database("soak")
+	source, mirror := db.Collection("source"), db.Collection("mirror")
+	docs := 10000
+	if soakLong() {
+		docs = 50000
+	}
+	fill(t, source, docs)
+
+	dir := t.TempDir()
+	p := &consumerProc{bin: consumerBin, args: []string{"-uri", uri, "-dir", dir, "-mirror", "-commit", "20ms"}}
+	p.start(t)
+	store, err := NewFileStore(dir)
+	require.NoError(t, err)
+	var during Checkpoint
+	require.Eventually(t, func() bool {
+		cp, ok, _ := store.Load(context.Background(), "soak")
+		during = cp
+		return ok && cp.Snapshot != nil && cp.Snapshot.After != nil && cp.Snapshot.After.Lookup("_id").Int32() > int32(docs/10)
+	}, time.Minute, time.Millisecond, "the snapshot is under way")
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := churn([]*mongo.Collection{source}, docs, stop, rand.New(rand.NewPCG(3, 4)))
+		wrote <- err
+	}()
+	p.kill()
+	killedAt, _, err := store.Load(context.Background(), "soak")
+	require.NoError(t, err)
+	require.NotNil(t, killedAt.Snapshot, "killed before the snapshot finished")
+	mirrored, err := mirror.CountDocuments(context.Background(), bson.D{})
+	require.NoError(t, err)
+
+	p.start(t)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	require.NoError(t, <-wrote)
+	var why string
+	require.Eventually(t, func() bool {
+		same, w := sameCollections(t, source, mirror)
+		why = w
+		return same
+	}, 5*time.Minute, 500*time.Millisecond, "the mirror equals the source: %s", why)
+	p.stop()
+	t.Logf("snapshot SIGKILL: %d documents; killed with %d mirrored, the checkpoint at _id %v (seen during: %v); the restart carried on from the checkpoint and the mirror equals the source",
+		docs, mirrored, killedAt.Snapshot.After.Lookup("_id"), during.Snapshot.After.Lookup("_id"))
+}
+
+// sameCollections reports whether a and b hold the same documents.
+func sameCollections(t *testing.T, a, b *mongo.Collection) (bool, string) {
+	t.Helper()
+	read := func(c *mongo.Collection) map[string]string {
+		cur, err := c.Find(context.Background(), bson.D{})
+		require.NoError(t, err)
+		var docs []bson.Raw
+		require.NoError(t, cur.All(context.Background(), &docs))
+		m := map[string]string{}
+		for _, d := range docs {
+			m[d.Lookup("_id").String()] = d.String()
+		}
+		return m
+	}
+	x, y := read(a), read(b)
+	if len(x) != len(y) {
+		return false, fmt.Sprintf("%d documents against %d", len(x), len(y))
+	}
+	for k, v := range x {
+		if y[k] != v {
+			return false, fmt.Sprintf("_id %s: %s against %s", k, v, y[k])
+		}
+	}
+	return true, ""
+}

@@ -45,9 +45,16 @@ func main() {
 	dir := flag.String("dir", "", "the file store's directory (without -ttl)")
 	inFlight := flag.Int("max-in-flight", 100, "the checkpointer's in-flight bound")
 	every := flag.Duration("commit", 50*time.Millisecond, "the commit interval")
+	mirror := flag.Bool("mirror", false, "snapshot the source first, and mirror it into the mirror collection (without -ttl)")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*uri, *dbName, *key, *owner, *dir, *ttl, *inFlight, *every, log); err != nil {
+	var err error
+	if *mirror {
+		err = runMirror(*uri, *dbName, *key, *dir, *every, log)
+	} else {
+		err = run(*uri, *dbName, *key, *owner, *dir, *ttl, *inFlight, *every, log)
+	}
+	if err != nil {
 		log.Error("soakconsumer: exiting", "error", err.Error())
 		os.Exit(1)
 	}
@@ -117,5 +124,39 @@ func run(uri, dbName, key, owner, dir string, ttl time.Duration, inFlight int, e
 			return fmt.Errorf("%w (epoch %d)", err, epoch)
 		}
 		return err
+	})
+}
+
+// runMirror snapshots the source collection, then mirrors its changes,
+// into the mirror collection, with a FileStore checkpoint.
+func runMirror(uri, dbName, key, dir string, every time.Duration, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	client, err := mongo.Connect(options.Client().ApplyURI(uri))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	db := client.Database(dbName)
+	mirror := db.Collection("mirror")
+	store, err := checkpoint.NewFileStore(dir)
+	if err != nil {
+		return err
+	}
+	cfg := checkpoint.Config{Key: key, Collection: db.Collection("source"), Store: store, CommitInterval: every, Logger: log,
+		FullDocument: changestream.FullDocumentUpdateLookup, Snapshot: checkpoint.SnapshotInitial, SnapshotBatch: 500, Workers: 4}
+	return checkpoint.Run(ctx, cfg, func(ctx context.Context, ev changestream.Event[bson.Raw]) error {
+		switch ev.OperationType {
+		case checkpoint.OperationSnapshot, changestream.OperationInsert, changestream.OperationReplace, changestream.OperationUpdate:
+			if ev.FullDocument == nil {
+				return nil
+			}
+			_, err := mirror.ReplaceOne(ctx, ev.DocumentKey, *ev.FullDocument, options.Replace().SetUpsert(true))
+			return err
+		case changestream.OperationDelete:
+			_, err := mirror.DeleteOne(ctx, ev.DocumentKey)
+			return err
+		}
+		return nil
 	})
 }

@@ -272,3 +272,48 @@ func ExampleRunRaw() {
 	fmt.Println(<-done, flushed)
 	// Output: <nil> [insert delete]
 }
+
+// With a Snapshot mode, Run hands the handler the target's documents
+// first, between a start and an end event, then the changes since.
+func ExampleRun_snapshot() {
+	client, shutdown := exampleClient()
+	defer shutdown()
+	orders := client.Database("shop").Collection("orders")
+	_, _ = orders.InsertMany(context.Background(), []any{order{ID: 1, Qty: 10}, order{ID: 2, Qty: 20}})
+	dir, _ := os.MkdirTemp("", "checkpoints")
+	defer os.RemoveAll(dir)
+	store, _ := checkpoint.NewFileStore(dir)
+
+	var mu sync.Mutex
+	var seen []string
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- checkpoint.Run(ctx, checkpoint.Config{Key: "orders", Collection: orders, Store: store, Snapshot: checkpoint.SnapshotInitial},
+			func(_ context.Context, ev changestream.Event[order]) error {
+				mu.Lock()
+				defer mu.Unlock()
+				line := string(ev.OperationType)
+				if ev.FullDocument != nil {
+					line += fmt.Sprintf(" %d", ev.FullDocument.ID)
+				}
+				seen = append(seen, line)
+				return nil
+			})
+	}()
+	waitUntil(func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 4 })
+	_, _ = orders.InsertOne(context.Background(), order{ID: 3, Qty: 30})
+	waitUntil(func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 5 })
+	cancel()
+	fmt.Println(<-done)
+	for _, s := range seen {
+		fmt.Println(s)
+	}
+	// Output:
+	// <nil>
+	// snapshotStart
+	// snapshot 1
+	// snapshot 2
+	// snapshotEnd
+	// insert 3
+}

@@ -441,3 +441,35 @@ func TestTailLeaseLost(t *testing.T) {
 	assert.Equal(t, exitLeaseLost, p.wait(t), p.stderr.String())
 	assert.Contains(t, p.stderr.String(), "changestream: another process took the lease over; this one stopped\n")
 }
+
+// TestTailSnapshot: -snapshot initial prints the documents, between the
+// start and end markers, then the changes.
+func TestTailSnapshot(t *testing.T) {
+	t.Parallel()
+	uri := sim(t)
+	coll := connect(t, uri).Database("shop").Collection("orders")
+	for i := range 3 {
+		_, err := coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: i}})
+		require.NoError(t, err)
+	}
+	dir := t.TempDir()
+	p := startTool(t, "tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-checkpoint", "file:"+dir, "-snapshot", "initial",
+		"-fields", "operationType,documentKey._id")
+	p.waitLines(t, 5)
+	_, err := coll.DeleteOne(context.Background(), bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	p.waitLines(t, 6)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, exitOK, p.wait(t), p.stderr.String())
+	assert.Equal(t, []string{
+		`{"operationType":"snapshotStart"}`,
+		`{"operationType":"snapshot","documentKey._id":0}`,
+		`{"operationType":"snapshot","documentKey._id":1}`,
+		`{"operationType":"snapshot","documentKey._id":2}`,
+		`{"operationType":"snapshotEnd"}`,
+		`{"operationType":"delete","documentKey._id":1}`,
+	}, p.lines())
+
+	bad := startTool(t, "tail", "-uri", uri, "-snapshot", "sometimes")
+	assert.Equal(t, exitUsage, bad.wait(t))
+}

@@ -81,6 +81,9 @@ func (o *output) render(ev bson.Raw) ([]byte, error) {
 // namespace, the document key and what changed.
 func human(ev bson.Raw) []byte {
 	var b strings.Builder
+	if op, _ := ev.Lookup("operationType").StringValueOK(); op == "snapshotStart" || op == "snapshotEnd" {
+		return []byte(op)
+	}
 	if wt, ok := ev.Lookup("wallTime").TimeOK(); ok {
 		b.WriteString(wt.Local().Format("15:04:05.000 "))
 	} else if t, _, ok := ev.Lookup("clusterTime").TimestampOK(); ok {

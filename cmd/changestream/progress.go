@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/checkpoint"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
@@ -23,6 +24,18 @@ type progress struct {
 	last     bson.Timestamp
 	lastWall time.Time
 	caughtUp bool
+	snap     *checkpoint.SnapshotReport // a snapshot under way
+}
+
+// snapshot notes how a snapshot progresses (checkpoint.Config.OnSnapshot).
+func (p *progress) snapshot(r checkpoint.SnapshotReport) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.Done {
+		p.snap = nil
+		return
+	}
+	p.snap = &r
 }
 
 func newProgress(w io.Writer, terminal bool) *progress { return &progress{w: w, terminal: terminal} }
@@ -84,6 +97,10 @@ func (p *progress) start() (stop func()) {
 func (p *progress) report(prev int) int {
 	p.mu.Lock()
 	events, resumes, last, wall, caught := p.events, p.resumes, p.last, p.lastWall, p.caughtUp
+	var snap string
+	if p.snap != nil {
+		snap = fmt.Sprintf("snapshot of %s: %d of about %d documents, ", p.snap.Namespace, p.snap.Read, p.snap.Estimated)
+	}
 	p.mu.Unlock()
 	lag := "caught up"
 	if !caught && !wall.IsZero() {
@@ -93,7 +110,7 @@ func (p *progress) report(prev int) int {
 	if last.T != 0 {
 		at = fmt.Sprintf("%s (%d,%d)", time.Unix(int64(last.T), 0).UTC().Format(time.RFC3339), last.T, last.I)
 	}
-	line := fmt.Sprintf("%d events, %d/s, %d resumes, %s, at %s", events, events-prev, resumes, lag, at)
+	line := fmt.Sprintf("%s%d events, %d/s, %d resumes, %s, at %s", snap, events, events-prev, resumes, lag, at)
 	if p.terminal {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 	} else {

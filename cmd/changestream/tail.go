@@ -37,6 +37,7 @@ type tailFlags struct {
 	progress            bool
 	connectTimeout      time.Duration
 	commitEvery         time.Duration
+	snapshot            string
 }
 
 func (f *tailFlags) register(fs *flag.FlagSet) {
@@ -60,6 +61,7 @@ func (f *tailFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.progress, "progress", false, "report progress on stderr even when it is not a terminal")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to wait for the server at start")
 	fs.DurationVar(&f.commitEvery, "commit-every", 200*time.Millisecond, "how often output is flushed and the position saved")
+	fs.StringVar(&f.snapshot, "snapshot", "never", "print the target's documents first (operationType \"snapshot\", between \"snapshotStart\" and \"snapshotEnd\"), then its changes: `when` is never, initial (without a checkpoint), when-needed (also when the checkpoint's history is lost) or always")
 }
 
 // usageErr is an error in how the tool was called: exit code 2.
@@ -176,6 +178,17 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 		}
 		cfg.StartAtOperationTime = &ts
 	}
+	switch f.snapshot {
+	case "never", "":
+	case "initial":
+		cfg.Snapshot = checkpoint.SnapshotInitial
+	case "when-needed":
+		cfg.Snapshot = checkpoint.SnapshotWhenNeeded
+	case "always":
+		cfg.Snapshot = checkpoint.SnapshotAlways
+	default:
+		return cfg, nothing, nil, usagef("-snapshot %q: use never, initial, when-needed or always", f.snapshot)
+	}
 	if f.lease > 0 && !strings.HasPrefix(f.checkpointTo, "mongodb:") {
 		return cfg, nothing, nil, usagef("-lease needs -checkpoint mongodb:DB.COLL, where the lease is kept")
 	}
@@ -272,6 +285,7 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 		p := newProgress(stderr, isTerminal(stderr))
 		out.onEvent = p.event
 		cfg.Options = append(cfg.Options, changestream.WithHooks(p))
+		cfg.OnSnapshot = p.snapshot
 		stopProgress = p.start()
 	}
 	return cfg, func() { stopProgress(); disconnect() }, out, nil

@@ -157,9 +157,22 @@ func TestSnapshotHandover(t *testing.T) {
 			require.NoError(t, err)
 			cfg.Store = store
 			s := newSink()
+			finished := make(chan struct{})
+			cfg.OnSnapshot = func(r SnapshotReport) {
+				if r.Done {
+					close(finished)
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- Run(ctx, cfg, s.handle) }()
+			go func() {
+				done <- Run(ctx, cfg, func(ctx context.Context, ev changestream.Event[bson.Raw]) error {
+					if ev.OperationType == OperationSnapshot && ev.DocumentKey.Lookup("_id").Int32()%1000 == 0 {
+						time.Sleep(5 * time.Millisecond) // leave the writer time to write during the snapshot
+					}
+					return s.handle(ctx, ev)
+				})
+			}()
 
 			stop := make(chan struct{})
 			wrote := make(chan error, 1)
@@ -169,7 +182,11 @@ func TestSnapshotHandover(t *testing.T) {
 				writes, err = churn(colls, docs/len(colls), stop, rand.New(rand.NewPCG(1, 2)))
 				wrote <- err
 			}()
-			require.Eventually(t, func() bool { return s.snapshotted() > docs/2 }, time.Minute, time.Millisecond)
+			select {
+			case <-finished:
+			case <-time.After(time.Minute):
+				t.Fatal("the snapshot did not finish")
+			}
 			close(stop)
 			require.NoError(t, <-wrote)
 			var why string

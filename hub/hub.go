@@ -1,0 +1,177 @@
+// Package hub serves any number of in-process subscribers from one change
+// stream.
+//
+// Every change stream holds a pooled connection while it waits in a
+// getMore, and costs the server one oplog scan: an application that opens
+// one per websocket client runs out of connections in the thousands. A Hub
+// owns one [changestream.ChangeStream] and copies each event to the
+// subscriptions whose filter takes it. A [Subscription] iterates like a
+// stream (Next, TryNext, Current, Decode, Err, Close, and [Events]), so
+// code written for a stream works on one.
+//
+// Each subscription has a bounded buffer and an explicit policy for when
+// it is full ([Block], the default: the hub waits, and with it every
+// subscriber; [Drop]: the subscription ends with a *LaggingError; or
+// [Coalesce]: only the newest event is kept, for subscribers that need a
+// signal). No event is lost silently. A Hub runs one goroutine, and none
+// per subscriber.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// ErrClosed ends a subscription whose hub was closed.
+var ErrClosed = errors.New("hub: closed")
+
+// Hub copies the events of one change stream to its subscriptions.
+type Hub struct {
+	cs     *changestream.ChangeStream
+	ctx    context.Context // ends when Close starts
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader goroutine returns
+
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	ended  bool  // the stream ended or the hub closed: no new subscription
+	endErr error // what ends every subscription
+}
+
+// New starts a hub on cs, which it owns from then on: Close closes it.
+// The hub reads cs in a goroutine of its own until the stream ends or the
+// hub is closed.
+func New(cs *changestream.ChangeStream) (*Hub, error) {
+	if cs == nil {
+		return nil, errors.New("hub: New: nil ChangeStream")
+	}
+	if !cs.Alive() {
+		return nil, fmt.Errorf("hub: New: the ChangeStream has ended (%v)", cs.Err())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	go h.read()
+	return h, nil
+}
+
+// retryPause spaces the calls after an error the stream survives, which
+// it reports once per call.
+const retryPause = 100 * time.Millisecond
+
+// read is the hub's goroutine: it copies each event to the subscriptions.
+func (h *Hub) read() {
+	defer close(h.done)
+	for {
+		if !h.cs.Next(h.ctx) {
+			if h.ctx.Err() != nil {
+				return // Close ends the subscriptions
+			}
+			if h.cs.Alive() {
+				// Survivable (a failover, a dropped connection): the next
+				// call resumes. The stream's hooks and logger report it.
+				select {
+				case <-h.ctx.Done():
+					return
+				case <-time.After(retryPause):
+				}
+				continue
+			}
+			// The stream is over: invalidated (nil) or failed.
+			h.end(h.cs.Err())
+			return
+		}
+		ev := append(bson.Raw(nil), h.cs.Current...)
+		h.mu.Lock()
+		subs := make([]*Subscription, 0, len(h.subs))
+		for s := range h.subs {
+			subs = append(subs, s)
+		}
+		h.mu.Unlock()
+		for _, s := range subs {
+			if s.filter == nil || s.filter(ev) {
+				s.push(h.ctx, ev)
+			}
+		}
+	}
+}
+
+// end ends every subscription with err (nil: after an invalidate, the
+// subscriptions end as the stream did, with no error).
+func (h *Hub) end(err error) {
+	h.mu.Lock()
+	h.ended, h.endErr = true, err
+	subs := h.subs
+	h.subs = map[*Subscription]struct{}{}
+	h.mu.Unlock()
+	for s := range subs {
+		s.finish(err)
+	}
+}
+
+// Subscribe adds a subscription. It sees the events the hub reads after
+// it joined; a subscriber that needs a past point opens a stream of its
+// own from there.
+func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
+	s := &Subscription{hub: h, capacity: DefaultBuffer, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("hub: Subscribe: nil option")
+		}
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	s.buf = make([]bson.Raw, s.capacity)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended {
+		if h.endErr != nil {
+			return nil, fmt.Errorf("hub: the stream has ended: %w", h.endErr)
+		}
+		return nil, errors.New("hub: the stream has ended")
+	}
+	h.subs[s] = struct{}{}
+	return s, nil
+}
+
+// Subscribers returns how many subscriptions are open.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Position returns the hub stream's position (see
+// changestream.ChangeStream.Position).
+func (h *Hub) Position() changestream.Position { return h.cs.Position() }
+
+// Close stops the hub: its goroutine returns, its stream is closed (ctx
+// bounds that), and every subscription ends with ErrClosed. It may be
+// called from any goroutine, more than once.
+func (h *Hub) Close(ctx context.Context) error {
+	h.cancel()
+	<-h.done
+	h.mu.Lock()
+	ended := h.ended
+	h.mu.Unlock()
+	if !ended {
+		h.end(ErrClosed)
+	} else {
+		h.mu.Lock()
+		h.endErr = ErrClosed
+		h.mu.Unlock()
+	}
+	return h.cs.Close(ctx)
+}
+
+func (h *Hub) remove(s *Subscription) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}

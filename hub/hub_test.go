@@ -1,0 +1,271 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/hub"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	sim  *mongosim.Server
+	coll *mongo.Collection
+	hub  *hub.Hub
+}
+
+// newEnv starts a simulator and a hub on a collection stream.
+func newEnv(t testing.TB, opts ...changestream.Option) *env {
+	t.Helper()
+	sim := mongosim.StartTB(t)
+	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	coll := client.Database("d").Collection("c")
+	cs, err := changestream.WatchCollection(context.Background(), coll, nil, opts...)
+	require.NoError(t, err)
+	h, err := hub.New(cs)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return &env{sim: sim, coll: coll, hub: h}
+}
+
+func (e *env) insert(t testing.TB, from, to int) {
+	t.Helper()
+	for n := from; n < to; n++ {
+		_, err := e.coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: int32(n)}})
+		require.NoError(t, err)
+	}
+}
+
+func (e *env) subscribe(t testing.TB, opts ...hub.Option) *hub.Subscription {
+	t.Helper()
+	s, err := e.hub.Subscribe(opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// read takes n events from s and returns their _id.
+func read(t testing.TB, s *hub.Subscription, n int) []int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []int32
+	for len(out) < n {
+		require.True(t, s.Next(ctx), "after %v: %v", out, s.Err())
+		out = append(out, s.Current.Lookup("documentKey", "_id").Int32())
+	}
+	return out
+}
+
+func seq(from, to int) []int32 {
+	var out []int32
+	for n := from; n < to; n++ {
+		out = append(out, int32(n))
+	}
+	return out
+}
+
+func isEven(ev bson.Raw) bool {
+	id, ok := ev.Lookup("documentKey", "_id").Int32OK()
+	return ok && id%2 == 0
+}
+
+// TestOrderAndFilters: every subscriber sees the events its filter takes,
+// in stream order.
+func TestOrderAndFilters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	all := e.subscribe(t)
+	even := e.subscribe(t, hub.WithFilter(isEven))
+	e.insert(t, 0, 20)
+	assert.Equal(t, seq(0, 20), read(t, all, 20))
+	assert.Equal(t, []int32{0, 2, 4, 6, 8, 10, 12, 14, 16, 18}, read(t, even, 10))
+	assert.False(t, even.TryNext(context.Background()), "nothing more, at once")
+	assert.NoError(t, even.Err())
+	assert.Equal(t, 2, e.hub.Subscribers())
+}
+
+// TestBlock: a full Block subscription holds the hub, and nothing is lost.
+func TestBlock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := e.subscribe(t, hub.WithBuffer(2))
+	fast := e.subscribe(t)
+	e.insert(t, 0, 10)
+	got := read(t, fast, 2)
+	time.Sleep(50 * time.Millisecond) // the hub is blocked on slow
+	assert.False(t, fast.TryNext(context.Background()), "the hub waits for the slowest")
+	assert.Equal(t, seq(0, 10), read(t, slow, 10))
+	assert.Equal(t, seq(0, 10), append(got, read(t, fast, 8)...))
+}
+
+// TestDrop: a full Drop subscription ends with a LaggingError; the others
+// go on.
+func TestDrop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := e.subscribe(t, hub.WithBuffer(2), hub.WithPolicy(hub.Drop))
+	fast := e.subscribe(t)
+	assert.Equal(t, []int32{0}, func() []int32 { e.insert(t, 0, 1); return read(t, slow, 1) }())
+	e.insert(t, 1, 10)
+	assert.Equal(t, seq(0, 10), read(t, fast, 10))
+	assert.Equal(t, []int32{1, 2}, read(t, slow, 2), "what it held comes first")
+	assert.False(t, slow.Next(context.Background()))
+	var lag *hub.LaggingError
+	require.ErrorAs(t, slow.Err(), &lag)
+	assert.Equal(t, 2, lag.Buffered)
+	assert.False(t, lag.Position.IsZero(), "where it stopped")
+	assert.Equal(t, 1, e.hub.Subscribers())
+}
+
+// TestCoalesce: a Coalesce subscription keeps the newest event.
+func TestCoalesce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sig := e.subscribe(t, hub.WithBuffer(1), hub.WithPolicy(hub.Coalesce))
+	all := e.subscribe(t)
+	e.insert(t, 0, 10)
+	read(t, all, 10)
+	got := read(t, sig, 1)
+	assert.Equal(t, []int32{9}, got, "only the newest")
+	assert.False(t, sig.TryNext(context.Background()))
+}
+
+// TestLateJoin: a subscriber sees the events after it joined.
+func TestLateJoin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.subscribe(t)
+	e.insert(t, 0, 5)
+	read(t, first, 5)
+	late := e.subscribe(t)
+	e.insert(t, 5, 8)
+	assert.Equal(t, seq(5, 8), read(t, late, 3))
+	assert.Equal(t, seq(5, 8), read(t, first, 3))
+	assert.Equal(t, int32(7), late.Current.Lookup("documentKey", "_id").Int32())
+	tok := late.Position().Token
+	require.NotNil(t, tok)
+	assert.Equal(t, late.Current.Lookup("_id").Document(), tok)
+}
+
+// TestResumeUnderFaults: the hub's stream resumes through killed cursors
+// and closed connections; every subscriber sees every event once.
+func TestResumeUnderFaults(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	subs := []*hub.Subscription{e.subscribe(t), e.subscribe(t), e.subscribe(t, hub.WithFilter(isEven))}
+	for i := range 10 {
+		e.insert(t, i*10, i*10+10)
+		if i%2 == 0 {
+			e.sim.KillAllCursors()
+		} else {
+			e.sim.CloseClientConnections()
+		}
+	}
+	assert.Equal(t, seq(0, 100), read(t, subs[0], 100))
+	assert.Equal(t, seq(0, 100), read(t, subs[1], 100))
+	var even []int32
+	for n := int32(0); n < 100; n += 2 {
+		even = append(even, n)
+	}
+	assert.Equal(t, even, read(t, subs[2], 50))
+}
+
+// TestClose: closing the hub ends every subscription, waiting ones too;
+// closing a subscription ends its own Next from another goroutine.
+func TestClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b := e.subscribe(t), e.subscribe(t)
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	for i, s := range []*hub.Subscription{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.False(t, s.Next(context.Background()))
+			results[i] = s.Err()
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, b.Close())
+	require.NoError(t, e.hub.Close(context.Background()))
+	wg.Wait()
+	assert.ErrorIs(t, results[0], hub.ErrClosed)
+	assert.ErrorIs(t, results[1], hub.ErrClosed)
+	_, err := e.hub.Subscribe()
+	assert.Error(t, err, "no subscription after Close")
+	require.NoError(t, e.hub.Close(context.Background()), "twice")
+	require.NoError(t, a.Close(), "twice")
+}
+
+// TestInvalidate: the hub's stream invalidated ends every subscription
+// after the drop and invalidate events, with no error.
+func TestInvalidate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.subscribe(t)
+	e.insert(t, 0, 1)
+	require.NoError(t, e.coll.Drop(context.Background()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var ops []string
+	for s.Next(ctx) {
+		ops = append(ops, s.Current.Lookup("operationType").StringValue())
+	}
+	assert.NoError(t, s.Err())
+	assert.Equal(t, []string{"insert", "drop", "invalidate"}, ops)
+	assert.False(t, s.Alive())
+	_, err := e.hub.Subscribe()
+	assert.ErrorContains(t, err, "the stream has ended")
+}
+
+// TestEvents: a subscription ranges like a stream, with a context's end
+// as its error.
+func TestEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.subscribe(t)
+	e.insert(t, 0, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var ids []int32
+	var last error
+	for ev, err := range hub.Events[bson.M](ctx, s) {
+		if err != nil {
+			last = err
+			break
+		}
+		ids = append(ids, (*ev.FullDocument)["_id"].(int32))
+	}
+	assert.Equal(t, seq(0, 3), ids)
+	assert.True(t, errors.Is(last, context.DeadlineExceeded), "%v", last)
+	assert.True(t, s.Alive(), "a deadline does not end it")
+}
+
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	_, err := hub.New(nil)
+	assert.Error(t, err)
+	e := newEnv(t)
+	for _, o := range []hub.Option{nil, hub.WithBuffer(0), hub.WithPolicy(7), hub.WithFilter(nil)} {
+		_, err := e.hub.Subscribe(o)
+		assert.Error(t, err)
+	}
+	s := e.subscribe(t)
+	assert.Error(t, s.Decode(&bson.M{}), "no current event")
+}

@@ -1,0 +1,305 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+
+	"github.com/changestream-go/changestream"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Policy is what a hub does with an event for a subscription whose buffer
+// is full.
+type Policy int
+
+const (
+	// Block makes the hub wait until the subscriber takes an event: no
+	// event is lost, and every subscriber waits for the slowest. The
+	// default.
+	Block Policy = iota
+	// Drop ends the subscription with a *LaggingError: the others go on,
+	// and the subscriber knows where it stopped (Position) to catch up on
+	// a stream of its own.
+	Drop
+	// Coalesce replaces the newest buffered event with the new one: for a
+	// subscriber that only needs to know that something changed (a cache
+	// to invalidate), not every event.
+	Coalesce
+)
+
+// DefaultBuffer is a subscription's buffer without WithBuffer.
+const DefaultBuffer = 1024
+
+// Option configures a subscription.
+type Option func(*Subscription) error
+
+// WithFilter gives the subscription only the events for which keep
+// returns true. keep runs on the hub's goroutine, for every event: it must
+// be quick, and must not keep the event it is given past its return.
+func WithFilter(keep func(ev bson.Raw) bool) Option {
+	return func(s *Subscription) error {
+		if keep == nil {
+			return errors.New("hub: WithFilter: nil function")
+		}
+		s.filter = keep
+		return nil
+	}
+}
+
+// WithBuffer sets how many events the subscription holds for its
+// subscriber (default 1,024).
+func WithBuffer(n int) Option {
+	return func(s *Subscription) error {
+		if n < 1 {
+			return fmt.Errorf("hub: WithBuffer(%d): must be at least 1", n)
+		}
+		s.capacity = n
+		return nil
+	}
+}
+
+// WithPolicy sets what happens when the subscription's buffer is full
+// (default Block).
+func WithPolicy(p Policy) Option {
+	return func(s *Subscription) error {
+		if p < Block || p > Coalesce {
+			return fmt.Errorf("hub: WithPolicy: unknown policy %d", p)
+		}
+		s.policy = p
+		return nil
+	}
+}
+
+// LaggingError ends a Drop subscription whose buffer was full.
+type LaggingError struct {
+	// Buffered is how many events it held, unread.
+	Buffered int
+	// Position is that of the last event the subscriber took: a stream
+	// opened there (changestream.WithResumeAfter) carries on.
+	Position changestream.Position
+}
+
+// Error says how far behind the subscriber was.
+func (e *LaggingError) Error() string {
+	return fmt.Sprintf("hub: the subscriber fell %d events behind and was dropped (last event taken at %v)", e.Buffered, e.Position.ClusterTime)
+}
+
+// Subscription is one subscriber's view of a hub's stream. Its methods
+// mirror the stream's; like a stream, it is iterated from one goroutine,
+// and Close may be called from any.
+type Subscription struct {
+	// Current is the event the last successful Next or TryNext returned.
+	Current bson.Raw
+
+	hub      *Hub
+	filter   func(bson.Raw) bool
+	policy   Policy
+	capacity int
+
+	mu     sync.Mutex
+	buf    []bson.Raw // a ring of capacity events
+	head   int
+	n      int
+	err    error // set once the subscription is over
+	over   bool
+	pos    changestream.Position
+	notify chan struct{} // an event arrived, or the subscription ended
+	room   chan struct{} // an event was taken (Block)
+}
+
+// signal wakes whoever waits on ch, without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// push hands ev to the subscription; with Block it waits for room until
+// ctx ends or the subscription does.
+func (s *Subscription) push(ctx context.Context, ev bson.Raw) {
+	for {
+		s.mu.Lock()
+		if s.over {
+			s.mu.Unlock()
+			return
+		}
+		if s.n < len(s.buf) {
+			s.buf[(s.head+s.n)%len(s.buf)] = ev
+			s.n++
+			s.mu.Unlock()
+			signal(s.notify)
+			return
+		}
+		switch s.policy {
+		case Drop:
+			s.over, s.err = true, &LaggingError{Buffered: s.n, Position: s.pos}
+			s.mu.Unlock()
+			s.hub.remove(s)
+			signal(s.notify)
+			return
+		case Coalesce:
+			s.buf[(s.head+s.n-1)%len(s.buf)] = ev
+			s.mu.Unlock()
+			signal(s.notify)
+			return
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.room:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// finish ends the subscription with err, after what it holds.
+func (s *Subscription) finish(err error) {
+	s.mu.Lock()
+	if !s.over {
+		s.over, s.err = true, err
+	}
+	s.mu.Unlock()
+	signal(s.notify)
+	signal(s.room)
+}
+
+// take returns the next buffered event.
+func (s *Subscription) take() (bson.Raw, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		return nil, false
+	}
+	ev := s.buf[s.head]
+	s.buf[s.head] = nil
+	s.head = (s.head + 1) % len(s.buf)
+	s.n--
+	if id, err := ev.LookupErr("_id"); err == nil {
+		if tok, ok := id.DocumentOK(); ok {
+			t, _ := changestream.TokenTime(tok)
+			s.pos = changestream.Position{Token: tok, ClusterTime: t}
+		}
+	}
+	signal(s.room)
+	return ev, true
+}
+
+// Next waits for the next event and reports whether there is one in
+// Current. It returns false when ctx ends (Err then wraps ctx's error and
+// the subscription goes on) or the subscription is over: the hub's stream
+// ended (Err is nil after an invalidate), the hub or the subscription was
+// closed (ErrClosed), or a Drop subscription fell behind (*LaggingError).
+// Events buffered before the end are returned first.
+func (s *Subscription) Next(ctx context.Context) bool { return s.next(ctx, true) }
+
+// TryNext is Next without waiting: it returns a buffered event, or false
+// at once (with a nil Err while the subscription goes on).
+func (s *Subscription) TryNext(ctx context.Context) bool { return s.next(ctx, false) }
+
+func (s *Subscription) next(ctx context.Context, wait bool) bool {
+	s.Current = nil
+	for {
+		if ev, ok := s.take(); ok {
+			s.Current = ev
+			s.mu.Lock()
+			if !s.over {
+				s.err = nil
+			}
+			s.mu.Unlock()
+			return true
+		}
+		s.mu.Lock()
+		over := s.over
+		s.mu.Unlock()
+		if over || !wait {
+			return false
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			s.mu.Lock()
+			if !s.over {
+				s.err = ctx.Err()
+			}
+			s.mu.Unlock()
+			return false
+		}
+	}
+}
+
+// Err returns what made the last Next or TryNext return false: ctx's
+// error, or what ended the subscription (nil after an invalidate).
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Alive reports whether the subscription can still return events.
+func (s *Subscription) Alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.over || s.n > 0
+}
+
+// Position returns the position of the last event Next or TryNext
+// returned (zero before the first): a stream opened there with
+// changestream.WithResumeAfter carries on after it.
+func (s *Subscription) Position() changestream.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pos
+}
+
+// Decode unmarshals Current into v, for example a changestream.Event[T],
+// with the default BSON registry.
+func (s *Subscription) Decode(v any) error {
+	if s.Current == nil {
+		return errors.New("hub: Decode: no current event")
+	}
+	return bson.Unmarshal(s.Current, v)
+}
+
+// Close ends the subscription and frees its buffer; a Next waiting in
+// another goroutine returns false with ErrClosed. It is cheap, safe from
+// any goroutine, and may be called more than once.
+func (s *Subscription) Close() error {
+	s.hub.remove(s)
+	s.mu.Lock()
+	if !s.over {
+		s.over, s.err = true, ErrClosed
+	}
+	clear(s.buf)
+	s.n = 0
+	s.mu.Unlock()
+	signal(s.notify)
+	signal(s.room)
+	return nil
+}
+
+// Events iterates over the subscription's events decoded into Event[T],
+// as changestream.Events does over a stream: it stops when ctx ends or the
+// subscription is over, yielding the error, if any, last.
+func Events[T any](ctx context.Context, s *Subscription) iter.Seq2[changestream.Event[T], error] {
+	return func(yield func(changestream.Event[T], error) bool) {
+		for s.Next(ctx) {
+			var ev changestream.Event[T]
+			if err := s.Decode(&ev); err != nil {
+				if !yield(ev, err) {
+					return
+				}
+				continue
+			}
+			if !yield(ev, nil) {
+				return
+			}
+		}
+		if err := s.Err(); err != nil {
+			yield(changestream.Event[T]{}, err)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/changestream-go/changestream"
@@ -38,8 +39,11 @@ type Hub struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the reader goroutine returns
 
-	mu     sync.Mutex
-	subs   map[*Subscription]struct{}
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+	// list holds the same subscriptions, replaced (never modified) on
+	// every change, so that the reader goroutine walks it without a copy.
+	list   atomic.Pointer[[]*Subscription]
 	ended  bool  // the stream ended or the hub closed: no new subscription
 	endErr error // what ends every subscription
 }
@@ -56,6 +60,7 @@ func New(cs *changestream.ChangeStream) (*Hub, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	h.list.Store(&[]*Subscription{})
 	go h.read()
 	return h, nil
 }
@@ -87,15 +92,10 @@ func (h *Hub) read() {
 			return
 		}
 		ev := append(bson.Raw(nil), h.cs.Current...)
-		h.mu.Lock()
-		subs := make([]*Subscription, 0, len(h.subs))
-		for s := range h.subs {
-			subs = append(subs, s)
-		}
-		h.mu.Unlock()
-		for _, s := range subs {
+		e := entry{ev: ev, pos: positionOf(ev)}
+		for _, s := range *h.list.Load() {
 			if s.filter == nil || s.filter(ev) {
-				s.push(h.ctx, ev)
+				s.push(h.ctx, e)
 			}
 		}
 	}
@@ -108,6 +108,7 @@ func (h *Hub) end(err error) {
 	h.ended, h.endErr = true, err
 	subs := h.subs
 	h.subs = map[*Subscription]struct{}{}
+	h.publishLocked()
 	h.mu.Unlock()
 	for s := range subs {
 		s.finish(err)
@@ -127,7 +128,6 @@ func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 			return nil, err
 		}
 	}
-	s.buf = make([]bson.Raw, s.capacity)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ended {
@@ -137,7 +137,17 @@ func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 		return nil, errors.New("hub: the stream has ended")
 	}
 	h.subs[s] = struct{}{}
+	h.publishLocked()
 	return s, nil
+}
+
+// publishLocked replaces the list the reader walks; h.mu is held.
+func (h *Hub) publishLocked() {
+	list := make([]*Subscription, 0, len(h.subs))
+	for s := range h.subs {
+		list = append(list, s)
+	}
+	h.list.Store(&list)
 }
 
 // Subscribers returns how many subscriptions are open.
@@ -172,6 +182,9 @@ func (h *Hub) Close(ctx context.Context) error {
 
 func (h *Hub) remove(s *Subscription) {
 	h.mu.Lock()
-	delete(h.subs, s)
+	if _, ok := h.subs[s]; ok {
+		delete(h.subs, s)
+		h.publishLocked()
+	}
 	h.mu.Unlock()
 }

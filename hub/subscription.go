@@ -100,7 +100,7 @@ type Subscription struct {
 	capacity int
 
 	mu     sync.Mutex
-	buf    []bson.Raw // a ring of capacity events
+	buf    []entry // a ring, grown up to capacity as events wait
 	head   int
 	n      int
 	err    error // set once the subscription is over
@@ -118,17 +118,37 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// push hands ev to the subscription; with Block it waits for room until
+// entry is a buffered event with its position, computed once by the hub
+// for every subscription.
+type entry struct {
+	ev  bson.Raw
+	pos changestream.Position
+}
+
+// positionOf returns the position of event ev: its _id token.
+func positionOf(ev bson.Raw) changestream.Position {
+	tok, ok := ev.Lookup("_id").DocumentOK()
+	if !ok {
+		return changestream.Position{}
+	}
+	t, _ := changestream.TokenTime(tok)
+	return changestream.Position{Token: tok, ClusterTime: t}
+}
+
+// push hands e to the subscription; with Block it waits for room until
 // ctx ends or the subscription does.
-func (s *Subscription) push(ctx context.Context, ev bson.Raw) {
+func (s *Subscription) push(ctx context.Context, e entry) {
 	for {
 		s.mu.Lock()
 		if s.over {
 			s.mu.Unlock()
 			return
 		}
+		if s.n == len(s.buf) && s.n < s.capacity {
+			s.grow()
+		}
 		if s.n < len(s.buf) {
-			s.buf[(s.head+s.n)%len(s.buf)] = ev
+			s.buf[(s.head+s.n)%len(s.buf)] = e
 			s.n++
 			s.mu.Unlock()
 			signal(s.notify)
@@ -142,7 +162,7 @@ func (s *Subscription) push(ctx context.Context, ev bson.Raw) {
 			signal(s.notify)
 			return
 		case Coalesce:
-			s.buf[(s.head+s.n-1)%len(s.buf)] = ev
+			s.buf[(s.head+s.n-1)%len(s.buf)] = e
 			s.mu.Unlock()
 			signal(s.notify)
 			return
@@ -154,6 +174,20 @@ func (s *Subscription) push(ctx context.Context, ev bson.Raw) {
 			return
 		}
 	}
+}
+
+// initialBuffer is the ring's first size: most subscribers keep up, and
+// never need more.
+const initialBuffer = 4
+
+// grow doubles the ring, up to capacity, keeping its order.
+func (s *Subscription) grow() {
+	size := min(max(2*len(s.buf), initialBuffer), s.capacity)
+	buf := make([]entry, size)
+	for i := range s.n {
+		buf[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = buf, 0
 }
 
 // finish ends the subscription with err, after what it holds.
@@ -174,18 +208,13 @@ func (s *Subscription) take() (bson.Raw, bool) {
 	if s.n == 0 {
 		return nil, false
 	}
-	ev := s.buf[s.head]
-	s.buf[s.head] = nil
+	e := s.buf[s.head]
+	s.buf[s.head] = entry{}
 	s.head = (s.head + 1) % len(s.buf)
 	s.n--
-	if id, err := ev.LookupErr("_id"); err == nil {
-		if tok, ok := id.DocumentOK(); ok {
-			t, _ := changestream.TokenTime(tok)
-			s.pos = changestream.Position{Token: tok, ClusterTime: t}
-		}
-	}
+	s.pos = e.pos
 	signal(s.room)
-	return ev, true
+	return e.ev, true
 }
 
 // Next waits for the next event and reports whether there is one in

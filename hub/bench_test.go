@@ -1,0 +1,162 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/hub"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// BenchmarkFanout delivers each insert to N subscribers in one process,
+// one client, three ways: one hub with N subscriptions, N streams of this
+// package, and N driver Watch streams. Each op inserts one document and
+// waits until every subscriber has it; it reports the latency from the
+// insert to the last subscriber (p50, p99), the memory and goroutines per
+// subscriber, and the connections the client opened.
+//
+//	go test -run '^$' -bench Fanout -benchtime 200x ./hub
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("hub/%d", n), func(b *testing.B) { benchFanout(b, n, "hub") })
+	}
+	b.Run("changestream/1000", func(b *testing.B) { benchFanout(b, 1000, "changestream") })
+	b.Run("watch/1000", func(b *testing.B) { benchFanout(b, 1000, "watch") })
+}
+
+func benchFanout(b *testing.B, n int, kind string) {
+	sim := mongosim.StartTB(b)
+	var conns atomic.Int64
+	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()).SetPoolMonitor(&event.PoolMonitor{Event: func(e *event.PoolEvent) {
+		switch e.Type {
+		case event.ConnectionCreated:
+			conns.Add(1)
+		}
+	}}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	coll := client.Database("d").Collection("c")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var received atomic.Int64 // deliveries of the current event
+	// Each subscriber writes its own arrival time: no lock shared by all.
+	arrivals := make([]atomic.Int64, n)
+	arrive := func(i int) {
+		arrivals[i].Store(time.Now().UnixNano())
+		received.Add(1)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutinesBefore := runtime.NumGoroutine()
+
+	var wg sync.WaitGroup
+	var h *hub.Hub
+	switch kind {
+	case "hub":
+		cs, err := changestream.WatchCollection(ctx, coll, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if h, err = hub.New(cs); err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			s, err := h.Subscribe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for s.Next(ctx) {
+					arrive(i)
+				}
+			}()
+		}
+	case "changestream":
+		for i := range n {
+			cs, err := changestream.WatchCollection(ctx, coll, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cs.Close(context.Background())
+				for ctx.Err() == nil {
+					if cs.Next(ctx) {
+						arrive(i)
+					}
+				}
+			}()
+		}
+	case "watch":
+		for i := range n {
+			cs, err := coll.Watch(ctx, mongo.Pipeline{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer cs.Close(context.Background())
+				for cs.Next(ctx) {
+					arrive(i)
+				}
+			}()
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	perSub := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+	goroutines := float64(runtime.NumGoroutine()-goroutinesBefore) / float64(n)
+
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		received.Store(0)
+		start := time.Now()
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			b.Fatal(err)
+		}
+		for received.Load() < int64(n) {
+			if time.Since(start) > time.Minute {
+				b.Fatalf("%d of %d subscribers got event %d", received.Load(), n, i)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		var last int64
+		for i := range arrivals {
+			last = max(last, arrivals[i].Load())
+		}
+		lat = append(lat, time.Unix(0, last).Sub(start))
+	}
+	b.StopTimer()
+	cancel()
+	if h != nil {
+		_ = h.Close(context.Background())
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(perSub, "B/sub")
+	b.ReportMetric(goroutines, "goroutines/sub")
+	b.ReportMetric(float64(conns.Load()), "conns")
+}

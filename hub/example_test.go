@@ -1,0 +1,123 @@
+package hub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/hub"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// exampleColl connects to a fresh simulator; shutdown stops both.
+func exampleColl() (*mongo.Collection, func()) {
+	sim, err := mongosim.NewServer()
+	if err != nil {
+		panic(err)
+	}
+	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	if err != nil {
+		panic(err)
+	}
+	return client.Database("shop").Collection("orders"), func() {
+		_ = client.Disconnect(context.Background())
+		_ = sim.Close()
+	}
+}
+
+// One stream, two subscribers: one sees everything, the other only
+// deletes.
+func ExampleNew() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, err := changestream.WatchCollection(ctx, orders, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h, err := hub.New(cs) // the hub owns cs now
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer h.Close(ctx)
+
+	all, _ := h.Subscribe()
+	deletes, _ := h.Subscribe(hub.WithFilter(func(ev bson.Raw) bool {
+		return ev.Lookup("operationType").StringValue() == "delete"
+	}))
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	_, _ = orders.DeleteOne(ctx, bson.D{{Key: "_id", Value: 1}})
+
+	for range 2 {
+		all.Next(ctx)
+		fmt.Println("all:", all.Current.Lookup("operationType").StringValue())
+	}
+	deletes.Next(ctx)
+	fmt.Println("deletes:", deletes.Current.Lookup("operationType").StringValue())
+	// Output:
+	// all: insert
+	// all: delete
+	// deletes: delete
+}
+
+// A subscription that falls behind is dropped with a LaggingError that
+// says where it stopped, and the others go on.
+func ExampleWithPolicy() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	defer h.Close(ctx)
+
+	slow, _ := h.Subscribe(hub.WithBuffer(1), hub.WithPolicy(hub.Drop))
+	steady, _ := h.Subscribe()
+	for i := range 3 {
+		_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+	}
+	for range 3 {
+		steady.Next(ctx)
+	}
+	for slow.Next(ctx) {
+		fmt.Println("slow got", slow.Current.Lookup("documentKey", "_id").Int32())
+	}
+	var lag *hub.LaggingError
+	fmt.Println("dropped:", errors.As(slow.Err(), &lag), "with", lag.Buffered, "unread")
+	// Output:
+	// slow got 0
+	// dropped: true with 1 unread
+}
+
+// A subscription ranges over typed events like a stream.
+func ExampleEvents() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	defer h.Close(context.Background())
+	sub, _ := h.Subscribe()
+	defer sub.Close()
+
+	type order struct {
+		ID  int32 `bson:"_id"`
+		Qty int32 `bson:"qty"`
+	}
+	_, _ = orders.InsertOne(ctx, order{ID: 7, Qty: 3})
+	for ev, err := range hub.Events[order](ctx, sub) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(ev.OperationType, ev.FullDocument.ID, ev.FullDocument.Qty)
+		break
+	}
+	// Output: insert 7 3
+}

@@ -117,7 +117,9 @@ func (h *Hub) end(err error) {
 
 // Subscribe adds a subscription. It sees the events the hub reads after
 // it joined; a subscriber that needs a past point opens a stream of its
-// own from there.
+// own from there. Subscribing and closing a subscription copy the hub's
+// list of subscriptions (a pointer each): the hub's goroutine then walks
+// it without a lock.
 func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 	s := &Subscription{hub: h, capacity: DefaultBuffer, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 	for _, o := range opts {

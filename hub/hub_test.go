@@ -42,10 +42,19 @@ func newEnv(t testing.TB, opts ...changestream.Option) *env {
 	return &env{sim: sim, coll: coll, hub: h}
 }
 
+// insert writes documents from..to-1, again after an error the test's own
+// faults caused (a duplicate key then means the first try went through).
 func (e *env) insert(t testing.TB, from, to int) {
 	t.Helper()
 	for n := from; n < to; n++ {
-		_, err := e.coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: int32(n)}})
+		var err error
+		for range 5 {
+			_, err = e.coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: int32(n)}})
+			if err == nil || mongo.IsDuplicateKeyError(err) {
+				err = nil
+				break
+			}
+		}
 		require.NoError(t, err)
 	}
 }
@@ -108,9 +117,14 @@ func TestBlock(t *testing.T) {
 	e.insert(t, 0, 10)
 	got := read(t, fast, 2)
 	time.Sleep(50 * time.Millisecond) // the hub is blocked on slow
-	assert.False(t, fast.TryNext(context.Background()), "the hub waits for the slowest")
+	// The hub may have handed event 2 to fast before blocking on slow
+	// (the order of subscriptions is not fixed), and no more.
+	for fast.TryNext(context.Background()) {
+		got = append(got, fast.Current.Lookup("documentKey", "_id").Int32())
+	}
+	assert.LessOrEqual(t, len(got), 3, "the hub waits for the slowest: %v", got)
 	assert.Equal(t, seq(0, 10), read(t, slow, 10))
-	assert.Equal(t, seq(0, 10), append(got, read(t, fast, 8)...))
+	assert.Equal(t, seq(0, 10), append(got, read(t, fast, 10-len(got))...))
 }
 
 // TestDrop: a full Drop subscription ends with a LaggingError; the others

@@ -32,8 +32,10 @@ func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("hub/%d", n), func(b *testing.B) { benchFanout(b, n, "hub") })
 	}
-	b.Run("changestream/1000", func(b *testing.B) { benchFanout(b, 1000, "changestream") })
-	b.Run("watch/1000", func(b *testing.B) { benchFanout(b, 1000, "watch") })
+	for _, n := range []int{200, 1000} {
+		b.Run(fmt.Sprintf("changestream/%d", n), func(b *testing.B) { benchFanout(b, n, "changestream") })
+		b.Run(fmt.Sprintf("watch/%d", n), func(b *testing.B) { benchFanout(b, n, "watch") })
+	}
 }
 
 func benchFanout(b *testing.B, n int, kind string) {

@@ -180,17 +180,7 @@ func (c *Checkpointer) LoadCheckpoint(ctx context.Context) (Checkpoint, bool, er
 func (c *Checkpointer) saveSnapshot(ctx context.Context, p changestream.Position, st *SnapshotState) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	if c.beforeSave != nil {
-		if err := c.beforeSave(ctx); err != nil {
-			return err
-		}
-	}
-	if err := c.store.Save(ctx, c.key, Checkpoint{Position: p, Spec: c.spec, Snapshot: st}); err != nil {
-		if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrSpecMismatch) {
-			c.mu.Lock()
-			c.fatal = err
-			c.mu.Unlock()
-		}
+	if err := c.save(ctx, Checkpoint{Position: p, Spec: c.spec, Snapshot: st}); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -323,18 +313,7 @@ func (c *Checkpointer) Commit(ctx context.Context) error {
 	if p.Token == nil || (saved.Token != nil && Compare(p, saved) <= 0) {
 		return nil
 	}
-	if c.beforeSave != nil {
-		if err := c.beforeSave(ctx); err != nil {
-			return err
-		}
-	}
-	err := c.store.Save(ctx, c.key, Checkpoint{Position: p, Spec: c.spec})
-	if err != nil {
-		if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrSpecMismatch) {
-			c.mu.Lock()
-			c.fatal = err
-			c.mu.Unlock()
-		}
+	if err := c.save(ctx, Checkpoint{Position: p, Spec: c.spec}); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -343,6 +322,24 @@ func (c *Checkpointer) Commit(ctx context.Context) error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// save runs BeforeCommit and stores cp, keeping an error that stops the
+// consumer (a lost lease, another stream's checkpoint) for Mark. The
+// caller holds commitMu.
+func (c *Checkpointer) save(ctx context.Context, cp Checkpoint) error {
+	if c.beforeSave != nil {
+		if err := c.beforeSave(ctx); err != nil {
+			return err
+		}
+	}
+	err := c.store.Save(ctx, c.key, cp)
+	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrSpecMismatch) {
+		c.mu.Lock()
+		c.fatal = err
+		c.mu.Unlock()
+	}
+	return err
 }
 
 // Saved returns the last position this Checkpointer saved or loaded.

@@ -176,20 +176,7 @@ func (c Config) check() (*settings, error) {
 	if err := checkKey(c.Key); err != nil {
 		return nil, err
 	}
-	targets := 0
-	switch {
-	case c.Collection != nil:
-		targets++
-		s.spec.Target = c.Collection.Database().Name() + "." + c.Collection.Name()
-	}
-	if c.Database != nil {
-		targets++
-		s.spec.Target = c.Database.Name()
-	}
-	if c.Client != nil {
-		targets++
-	}
-	if targets != 1 {
+	if targets := btoi(c.Collection != nil) + btoi(c.Database != nil) + btoi(c.Client != nil); targets != 1 {
 		return nil, fmt.Errorf("checkpoint: Config: set exactly one of Collection, Database and Client (%d set)", targets)
 	}
 	if c.Lease != nil && c.Lease.Store == nil {
@@ -268,6 +255,12 @@ func (c Config) check() (*settings, error) {
 	if c.StartAfter != nil && c.StartAtOperationTime != nil {
 		return nil, errors.New("checkpoint: Config: set at most one of StartAfter and StartAtOperationTime")
 	}
+	switch {
+	case c.Collection != nil:
+		s.spec.Target = c.Collection.Database().Name() + "." + c.Collection.Name()
+	case c.Database != nil:
+		s.spec.Target = c.Database.Name()
+	}
 	s.spec.Pipeline = c.Pipeline
 	s.spec.FullDocument, s.spec.FullDocumentBeforeChange = c.FullDocument, c.FullDocumentBeforeChange
 	s.spec.ShowExpandedEvents, s.spec.SplitLargeEvents = c.ShowExpandedEvents, c.SplitLargeEvents
@@ -281,6 +274,13 @@ func (c Config) check() (*settings, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // streamOptions returns the options of a stream that starts after token,

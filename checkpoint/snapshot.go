@@ -84,13 +84,16 @@ func (s *settings) snapshotNamespaces(ctx context.Context) ([]string, error) {
 		}
 		return out, nil
 	}
-	var out []string
 	switch {
 	case s.Collection != nil:
 		return []string{s.spec.Target}, nil
 	case s.Database != nil:
-		return listColls(s.Database)
+		out, err := listColls(s.Database)
+		// Sorted: a resumed snapshot skips the namespaces before its own.
+		slices.Sort(out)
+		return out, err
 	}
+	var out []string
 	dbs, err := s.Client.ListDatabaseNames(ctx, bson.D{})
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: snapshot: listing the databases: %w", err)

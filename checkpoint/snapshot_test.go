@@ -59,23 +59,40 @@ func (s *sink) equals(t *testing.T, colls ...*mongo.Collection) (bool, string) {
 	t.Helper()
 	want := map[string]string{}
 	for _, c := range colls {
-		cur, err := c.Find(context.Background(), bson.D{})
-		require.NoError(t, err)
-		var docs []bson.Raw
-		require.NoError(t, cur.All(context.Background(), &docs))
-		for _, d := range docs {
-			key, _ := bson.Marshal(bson.D{{Key: "_id", Value: d.Lookup("_id")}})
-			want[c.Database().Name()+"."+c.Name()+" "+bson.Raw(key).String()] = d.String()
+		for key, doc := range readDocs(t, c) {
+			want[c.Database().Name()+"."+c.Name()+" "+key] = doc
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(want) != len(s.docs) {
-		return false, fmt.Sprintf("%d documents in the sink, %d in the target", len(s.docs), len(want))
+	return sameDocs(s.docs, want)
+}
+
+// readDocs returns coll's documents by their key, {_id: v}, as text.
+func readDocs(t *testing.T, coll *mongo.Collection) map[string]string {
+	t.Helper()
+	cur, err := coll.Find(context.Background(), bson.D{})
+	require.NoError(t, err)
+	var docs []bson.Raw
+	require.NoError(t, cur.All(context.Background(), &docs))
+	m := make(map[string]string, len(docs))
+	for _, d := range docs {
+		key, err := bson.Marshal(bson.D{{Key: "_id", Value: d.Lookup("_id")}})
+		require.NoError(t, err)
+		m[bson.Raw(key).String()] = d.String()
+	}
+	return m
+}
+
+// sameDocs reports whether got holds exactly want, and if not, a
+// difference.
+func sameDocs(got, want map[string]string) (bool, string) {
+	if len(got) != len(want) {
+		return false, fmt.Sprintf("%d documents, %d wanted", len(got), len(want))
 	}
 	for k, v := range want {
-		if s.docs[k] != v {
-			return false, fmt.Sprintf("%s: sink %s, target %s", k, s.docs[k], v)
+		if got[k] != v {
+			return false, fmt.Sprintf("%s: %s, %s wanted", k, got[k], v)
 		}
 	}
 	return true, ""

@@ -169,16 +169,9 @@ func (h *Hub) Position() changestream.Position { return h.cs.Position() }
 func (h *Hub) Close(ctx context.Context) error {
 	h.cancel()
 	<-h.done
-	h.mu.Lock()
-	ended := h.ended
-	h.mu.Unlock()
-	if !ended {
-		h.end(ErrClosed)
-	} else {
-		h.mu.Lock()
-		h.endErr = ErrClosed
-		h.mu.Unlock()
-	}
+	// After the stream's own end there is no subscription left to end:
+	// this only makes a later Subscribe report the hub closed.
+	h.end(ErrClosed)
 	return h.cs.Close(ctx)
 }
 

@@ -189,7 +189,25 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 	default:
 		return cfg, nothing, nil, usagef("-snapshot %q: use never, initial, when-needed or always", f.snapshot)
 	}
-	if f.lease > 0 && !strings.HasPrefix(f.checkpointTo, "mongodb:") {
+	// -checkpoint is checked now; its store is made once connected.
+	var storeDir, storeDB, storeColl string
+	switch kind, arg, _ := strings.Cut(f.checkpointTo, ":"); {
+	case f.checkpointTo == "":
+		cfg.Store = &memoryStore{}
+	case kind == "file":
+		if arg == "" {
+			return cfg, nothing, nil, usagef("-checkpoint %q: use file:DIR", f.checkpointTo)
+		}
+		storeDir = arg
+	case kind == "mongodb":
+		var ok bool
+		if storeDB, storeColl, ok = strings.Cut(arg, "."); !ok || storeDB == "" || storeColl == "" {
+			return cfg, nothing, nil, usagef("-checkpoint %q: use mongodb:DB.COLL", f.checkpointTo)
+		}
+	default:
+		return cfg, nothing, nil, usagef("-checkpoint %q: use file:DIR or mongodb:DB.COLL", f.checkpointTo)
+	}
+	if f.lease > 0 && storeDB == "" {
 		return cfg, nothing, nil, usagef("-lease needs -checkpoint mongodb:DB.COLL, where the lease is kept")
 	}
 
@@ -242,22 +260,15 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 	switch {
-	case f.checkpointTo == "":
-		cfg.Store = &memoryStore{}
-	case strings.HasPrefix(f.checkpointTo, "file:"):
-		store, err := checkpoint.NewFileStore(strings.TrimPrefix(f.checkpointTo, "file:"))
+	case storeDir != "":
+		store, err := checkpoint.NewFileStore(storeDir)
 		if err != nil {
 			disconnect()
 			return cfg, nothing, nil, usagef("-checkpoint: %v", err)
 		}
 		cfg.Store = store
-	case strings.HasPrefix(f.checkpointTo, "mongodb:"):
-		db, coll, ok := strings.Cut(strings.TrimPrefix(f.checkpointTo, "mongodb:"), ".")
-		if !ok || db == "" || coll == "" {
-			disconnect()
-			return cfg, nothing, nil, usagef("-checkpoint %q: use mongodb:DB.COLL", f.checkpointTo)
-		}
-		store, err := checkpoint.NewMongoStore(client.Database(db).Collection(coll))
+	case storeDB != "":
+		store, err := checkpoint.NewMongoStore(client.Database(storeDB).Collection(storeColl))
 		if err != nil {
 			disconnect()
 			return cfg, nothing, nil, err
@@ -266,9 +277,6 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 		if f.lease > 0 {
 			cfg.Lease = &checkpoint.LeaseConfig{Store: store, TTL: f.lease, StopWhenLost: true}
 		}
-	default:
-		disconnect()
-		return cfg, nothing, nil, usagef("-checkpoint %q: use file:DIR or mongodb:DB.COLL", f.checkpointTo)
 	}
 
 	out := &output{w: bufio.NewWriterSize(stdout, 64<<10), format: format, interactive: isTerminal(stdout)}

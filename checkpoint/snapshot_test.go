@@ -332,3 +332,53 @@ func TestSnapshotWhenNeeded(t *testing.T) {
 	require.NoError(t, <-done)
 	assert.Equal(t, 300, second.snapshotted(), "one new snapshot")
 }
+
+// TestSnapshotResumeDatabase: a database's snapshot stopped in its second
+// collection resumes there: the collections are read in name order (the
+// collections are created out of it), so those before are skipped and
+// none is read twice or missed. The simulator lists collections by name
+// already; a server need not, which is why the snapshot sorts them.
+func TestSnapshotResumeDatabase(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	colls := []*mongo.Collection{d.db.Collection("c"), d.db.Collection("a"), d.db.Collection("b")}
+	for _, c := range colls {
+		fill(t, c, 300)
+	}
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	cfg := Config{Key: "k", Database: d.db, Store: store, Snapshot: SnapshotInitial, SnapshotBatch: 100}
+	s := newSink()
+	gate := make(chan struct{})
+	calls := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, func(ctx context.Context, ev changestream.Event[bson.Raw]) error {
+			calls++
+			if calls == 452 { // the start event, all of a, half of b's second batch
+				close(gate)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return s.handle(ctx, ev)
+		})
+	}()
+	<-gate
+	cancel()
+	<-done
+	cp, _, err := store.Load(context.Background(), "k")
+	require.NoError(t, err)
+	require.NotNil(t, cp.Snapshot)
+	assert.Equal(t, d.db.Name()+".b", cp.Snapshot.Namespace)
+	assert.Equal(t, int32(99), cp.Snapshot.After.Lookup("_id").Int32())
+
+	second := newSink()
+	second.docs = s.docs
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- Run(ctx, cfg, second.handle) }()
+	require.Eventually(t, func() bool { ok, _ := second.equals(t, colls...); return ok }, time.Minute, 10*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Equal(t, 200+300, second.snapshotted(), "the rest of b, then c")
+}

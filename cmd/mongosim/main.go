@@ -9,6 +9,9 @@
 //	mongosim -addr 127.0.0.1:0
 //	mongodb://127.0.0.1:41234/?replicaSet=rs0
 //
+// With -members 3 (or 5) it runs a replica set, each member on a free
+// loopback port, and the connection string names them all.
+//
 // It serves until SIGINT or SIGTERM and then exits 0. Logs go to standard
 // error, keeping standard output for the connection string alone.
 package main
@@ -52,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	replSet := fs.String("replset", "rs0", "replica set `name` reported by hello")
 	oplogMax := fs.Int("oplog-max", 0, "keep only the newest `n` oplog entries (0: unbounded); older resume tokens fail with ChangeStreamHistoryLost")
 	noop := fs.Duration("noop-interval", mongosim.DefaultNoopInterval, "write a no-op oplog entry after this long without writes, as a primary's periodic no-op writer does (0: off)")
+	members := fs.Int("members", 1, "run a replica set of `n` members (1, 3 or 5), each on its own free loopback port; the connection string names them all")
 	version := fs.Bool("version", false, "print the simulated server version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mongosim [flags]\n\n"+
@@ -90,14 +94,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *noop < 0 {
 		return usageError("-noop-interval must be 0 or more, got %v", *noop)
 	}
+	if *members != 1 && *members != 3 && *members != 5 {
+		return usageError("-members must be 1, 3 or 5, got %d", *members)
+	}
+	addrSet := false
+	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
+	if *members > 1 && addrSet {
+		return usageError("-addr does not apply with -members %d: every member takes a free loopback port", *members)
+	}
 
 	logger := log.New(stderr, "mongosim: ", log.LstdFlags)
-	s, err := mongosim.NewServer(
-		mongosim.WithAddr(*addr),
+	opts := []mongosim.Option{
 		mongosim.WithReplSetName(*replSet),
 		mongosim.WithOplogMax(*oplogMax),
 		mongosim.WithNoopInterval(*noop),
-	)
+	}
+	var s deployment
+	var err error
+	if *members == 1 {
+		s, err = mongosim.NewServer(append(opts, mongosim.WithAddr(*addr))...)
+	} else {
+		s, err = mongosim.NewReplicaSet(*members, opts)
+	}
 	if err != nil {
 		logger.Print(err)
 		return exitError
@@ -109,9 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_ = s.Close()
 		return exitError
 	}
-	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q, listening on %s",
-		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, s.Addr())
-	if !s.IsLoopback() {
+	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q of %d, at %s",
+		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, *members, s.URI())
+	if srv, ok := s.(*mongosim.Server); ok && !srv.IsLoopback() {
 		logger.Printf("warning: -addr %s is not a loopback address and the simulator has no authentication: "+
 			"anyone who can reach it can read and change its data", *addr)
 	}
@@ -123,4 +141,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// deployment is what the program serves: one server or a replica set.
+type deployment interface {
+	URI() string
+	Close() error
 }

@@ -2,7 +2,6 @@ package mongosim
 
 import (
 	"strings"
-	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/query"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -140,26 +139,3 @@ func handleDBStats(cc *cmdCtx) (bsoncore.Document, error) {
 	})
 }
 
-// handleReplSetGetStatus reports the one member, primary and healthy.
-func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
-	if cc.db != "admin" {
-		return nil, cmdErr(13, "replSetGetStatus may only be run against the admin database.")
-	}
-	ts := cc.s.store.clusterTime()
-	now := time.Now()
-	opTime := bson.D{{Key: "ts", Value: ts}, {Key: "t", Value: int64(1)}}
-	return marshalDoc(bson.D{
-		{Key: "set", Value: cc.s.cfg.replSetName},
-		{Key: "date", Value: now},
-		{Key: "myState", Value: int32(1)},
-		{Key: "term", Value: int64(1)},
-		{Key: "heartbeatIntervalMillis", Value: int64(2000)},
-		{Key: "optimes", Value: bson.D{{Key: "lastCommittedOpTime", Value: opTime}, {Key: "appliedOpTime", Value: opTime}, {Key: "durableOpTime", Value: opTime}}},
-		{Key: "members", Value: bson.A{bson.D{
-			{Key: "_id", Value: int32(0)}, {Key: "name", Value: cc.s.addr}, {Key: "health", Value: 1.0},
-			{Key: "state", Value: int32(1)}, {Key: "stateStr", Value: "PRIMARY"},
-			{Key: "uptime", Value: int32(now.Sub(cc.s.started).Seconds())},
-			{Key: "optime", Value: opTime}, {Key: "self", Value: true},
-		}}},
-	})
-}

@@ -2,6 +2,7 @@ package mongosim
 
 import (
 	"bytes"
+	"sort"
 	"strings"
 	"time"
 
@@ -206,6 +207,8 @@ func (src *changeStreamSource) nextBatch(cc *cmdCtx, batchSize int, maxTime time
 		case <-timer.C:
 		case <-cc.ctx.Done():
 		case <-killed:
+		case <-cc.interrupt:
+			return batch{}, interruptedError(true)
 		}
 		break
 	}
@@ -289,6 +292,9 @@ func (src *changeStreamSource) nextEntries(getMore bool) ([]*oplogEntry, *Comman
 		return nil, historyLostError()
 	}
 	after := st.oplog.after(src.pos)
+	// A change stream reads with majority read concern: nothing past the
+	// member's commit point, which a rollback could still take back.
+	after = after[:sort.Search(len(after), func(i int) bool { return st.commit.less(after[i].pos()) })]
 	if len(after) > scanChunk {
 		after = after[:scanChunk]
 	}

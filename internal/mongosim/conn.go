@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 
@@ -24,6 +25,13 @@ type conn struct {
 
 	mu      sync.Mutex
 	appName string // from the handshake's client.application.name
+
+	// streaming is the topologyVersion of the last hello answer while the
+	// connection streams hello answers (exhaust); lastTV is the one the
+	// last hello answer reported. Only the connection's goroutine uses
+	// them.
+	streaming *topologyVersion
+	lastTV    topologyVersion
 }
 
 func newConn(s *Server, nc net.Conn, id int64) *conn {
@@ -81,6 +89,10 @@ func (c *conn) serve() {
 		if req.moreToCome {
 			continue
 		}
+		if req.exhaustAllowed && c.streamable(req, reply) {
+			c.streamHello(req, reply)
+			return
+		}
 		if req.opCode == wiremessage.OpQuery {
 			out = appendOpReply(out[:0], req.requestID, reply)
 		} else {
@@ -95,5 +107,57 @@ func (c *conn) serve() {
 		if cap(in) > 1<<20 {
 			in = nil
 		}
+	}
+}
+
+// streamable reports whether a request's reply starts a stream of hello
+// answers: an awaitable hello that succeeded, from a client that allows
+// exhaust.
+func (c *conn) streamable(req *request, reply bsoncore.Document) bool {
+	if req.opCode != wiremessage.OpMsg || !isHelloName(firstKey(req.body)) {
+		return false
+	}
+	if _, err := req.body.LookupErr("topologyVersion"); err != nil {
+		return false
+	}
+	return replyOK(reply)
+}
+
+// replyOK reports whether a reply says ok: 1.
+func replyOK(reply bsoncore.Document) bool {
+	v, err := reply.LookupErr("ok")
+	if err != nil {
+		return false
+	}
+	f, ok := v.DoubleOK()
+	return ok && f == 1
+}
+
+// streamHello sends reply with moreToCome and then keeps answering the
+// hello, each answer waiting for a topology change or maxAwaitTimeMS, until
+// the connection ends or an answer fails. No request arrives meanwhile: the
+// client reads the stream.
+func (c *conn) streamHello(req *request, reply bsoncore.Document) {
+	prev := req.requestID
+	var out []byte
+	for {
+		id := wiremessage.NextRequestID()
+		more := msgMoreToCome
+		if !replyOK(reply) {
+			more = 0
+		}
+		out = appendOpMsg(out[:0], id, prev, more, reply)
+		if _, err := c.nc.Write(out); err != nil || more == 0 {
+			return
+		}
+		prev = id
+		tv := c.lastTV
+		c.streaming = &tv
+		cc := &cmdCtx{s: c.s, conn: c, ctx: c.ctx, db: req.db, name: firstKey(req.body), cmd: req.body}
+		body, err := handleHello(cc)
+		if c.ctx.Err() != nil {
+			return
+		}
+		reply = c.s.finishReply(body, err)
 	}
 }

@@ -96,9 +96,17 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
 		return nil, err
 	}
+	rw := cc.retryableWriteOf()
+	if err := rw.checkLocked(st); err != nil {
+		return nil, err
+	}
 	n := 0
 	var werrs []writeError
 	for i, s := range stmts {
+		if rw.executedLocked(st, i) {
+			n++
+			continue
+		}
 		if s.err != nil {
 			werrs = append(werrs, writeError{index: i, err: toCmdErr(s.err)})
 			if ordered {
@@ -115,12 +123,15 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 			}
 			continue
 		}
+		end := rw.begin(st, i)
 		for _, d := range matches {
 			if err := st.deleteDocLocked(c, d); err != nil {
+				end()
 				return nil, err
 			}
 			n++
 		}
+		end()
 	}
 	return writeReply(n, nil, nil, werrs)
 }

@@ -184,14 +184,25 @@ func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
 		return nil, err
 	}
+	rw := cc.retryableWriteOf()
+	if err := rw.checkLocked(st); err != nil {
+		return nil, err
+	}
 	n := 0
 	var werrs []writeError
 	for i, d := range docs {
+		if rw.executedLocked(st, i) {
+			n++
+			continue
+		}
 		if err := checkNewDoc(d); err != nil {
 			werrs = append(werrs, writeError{index: i, err: toCmdErr(err)})
 		} else {
+			end := rw.begin(st, i)
 			c := st.implicitCollLocked(cc.db, coll)
-			if err := st.insertLocked(c, d); err != nil {
+			err := st.insertLocked(c, d)
+			end()
+			if err != nil {
 				id, _ := query.Lookup(d, "_id")
 				werrs = append(werrs, writeError{index: i, err: toCmdErr(err), dupKey: true, keyValue: id})
 			} else {

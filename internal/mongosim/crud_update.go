@@ -170,7 +170,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
 			return out, err
 		}
-		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
+		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}, after: nd}
 		if u.spec.Kind == query.UpdReplacement {
 			e.op, e.fullDoc = opReplace, nd
 		} else {
@@ -251,14 +251,27 @@ func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
 	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	rw := cc.retryableWriteOf()
+	if err := rw.checkLocked(st); err != nil {
+		return nil, err
+	}
 	n, nModified := 0, 0
 	var upserted bson.A
 	var werrs []writeError
 	for i, s := range stmts {
+		if rw.executedLocked(st, i) {
+			// The server answers a retried update from its record
+			// without the upserted _id; n and nModified count it.
+			n++
+			nModified++
+			continue
+		}
 		err := perrs[i]
 		if err == nil {
 			var res updateOutcome
+			end := rw.begin(st, i)
 			res, err = st.updateLocked(cc.db, coll, s)
+			end()
 			n += res.matched
 			nModified += res.modified
 			if res.upserted {

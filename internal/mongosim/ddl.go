@@ -598,7 +598,8 @@ func handleCollMod(cc *cmdCtx) (bsoncore.Document, error) {
 	}
 	c.options = newOpts
 	c.preAndPostImages = preAndPostImagesEnabled(newOpts)
-	st.appendLocked(&oplogEntry{op: opModify, db: cc.db, coll: coll, collUUID: c.uuid, opDesc: opts, stateBefore: before})
+	st.appendLocked(&oplogEntry{op: opModify, db: cc.db, coll: coll, collUUID: c.uuid, opDesc: opts, stateBefore: before,
+		collOptions: newOpts, collIndexes: slices.Clone(c.indexes)})
 	return nil, nil
 }
 

@@ -31,6 +31,9 @@ type cmdCtx struct {
 	seqs map[string][]bsoncore.Document
 	lsid []byte       // the raw lsid document, nil when the command has none
 	txn  *transaction // the transaction the command runs in, or nil
+	// interrupt is closed when the member the command runs on stops
+	// being primary (nil when it was not primary).
+	interrupt <-chan struct{}
 }
 
 // commandTable maps command names to handlers. Names are case-sensitive, as
@@ -74,6 +77,8 @@ func init() {
 		"dbStats":            handleDBStats,
 		"dbstats":            handleDBStats,
 		"replSetGetStatus":   handleReplSetGetStatus,
+		"replSetStepDown":    handleReplSetStepDown,
+		"replSetFreeze":      handleReplSetFreeze,
 		"findandmodify":      handleFindAndModify,
 		"commitTransaction":  handleCommitTransaction,
 		"abortTransaction":   handleAbortTransaction,
@@ -115,6 +120,10 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	if err := s.failPoints.beforeCommand(cc); err != nil {
 		return nil, err
 	}
+	if err := s.checkRole(cc); err != nil {
+		return nil, err
+	}
+	cc.interrupt = s.interruptCh()
 	if cc.txn, err = s.enterTxn(cc); err != nil {
 		return nil, err
 	}
@@ -126,7 +135,11 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 			body, err = nil, cmdErr(codeInternalError, "mongosim: panic in %s: %v\n%s", cc.name, r, debug.Stack())
 		}
 	}()
-	return cc.finishTxnCommand(h(cc))
+	body, err = cc.finishTxnCommand(h(cc))
+	if err == nil {
+		body = s.awaitWriteConcern(cc, body)
+	}
+	return body, err
 }
 
 func isHelloName(name string) bool {

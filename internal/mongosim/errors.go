@@ -40,6 +40,16 @@ const (
 	codeUnauthorized               int32 = 13
 	codeBSONObjectTooLarge         int32 = 10334
 	codeCappedPositionLost         int32 = 136
+
+	// Replication.
+	codeWriteConcernFailed              int32 = 64
+	codeUnknownReplWriteConcern         int32 = 79
+	codeNotSecondary                    int32 = 95
+	codePrimarySteppedDown              int32 = 189
+	codeExceededTimeLimit               int32 = 262
+	codeNotWritablePrimary              int32 = 10107
+	codeInterruptedDueToReplStateChange int32 = 11602
+	codeNotPrimaryNoSecondaryOk         int32 = 13435
 )
 
 // resumableChangeStreamCodes are the codes for which a real server adds the

@@ -94,6 +94,14 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	rw := cc.retryableWriteOf()
+	if err := rw.checkLocked(st); err != nil {
+		return nil, err
+	}
+	if rw.executedLocked(st, 0) {
+		return nil, notImplemented("a retried findAndModify whose first attempt was applied: the server answers it from a stored image the simulator does not keep")
+	}
+	defer rw.begin(st, 0)()
 	var value any
 	leo := bson.D{}
 	if remove {

@@ -1,17 +1,20 @@
 package mongosim
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
-// handleHello answers hello and isMaster as the primary of a one-member
-// replica set. topologyVersion is left out on purpose: with it the driver
-// switches to streaming hello, which an instant answer would turn into a
-// flood. compression is left out so that OP_COMPRESSED never arrives.
+// handleHello answers hello and isMaster as the server's member of its
+// replica set reports itself (a Server on its own is the primary of a
+// one-member set). An awaitable hello (topologyVersion with
+// maxAwaitTimeMS) waits for the topology to change, as on the server;
+// compression is left out so that OP_COMPRESSED never arrives.
 func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 	if client, ok, err := cc.docArg("client"); err == nil && ok {
 		if v, err := client.LookupErr("application", "name"); err == nil {
@@ -21,16 +24,30 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 	}
 	s := cc.s
+	seen, maxAwait, await, err := awaitArgs(cc)
+	if err != nil {
+		return nil, err
+	}
+	if st := cc.conn.streaming; st != nil {
+		seen, await = *st, true
+	}
+	if await {
+		s.topo.awaitChange(cc.ctx, seen, maxAwait)
+	}
+	tv, _ := s.topo.current()
+	cc.conn.lastTV = tv
+	view := s.memberView()
 	dst := make([]byte, 0, 512)
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	if cc.name == "hello" {
-		dst = bsoncore.AppendBooleanElement(dst, "isWritablePrimary", true)
+		dst = bsoncore.AppendBooleanElement(dst, "isWritablePrimary", view.primary)
 	} else {
-		dst = bsoncore.AppendBooleanElement(dst, "ismaster", true)
+		dst = bsoncore.AppendBooleanElement(dst, "ismaster", view.primary)
 	}
+	dst = appendTopologyVersion(dst, tv)
 	dst = bsoncore.AppendBooleanElement(dst, "helloOk", true)
 	if !s.cfg.standalone {
-		dst = appendReplSetFields(dst, s)
+		dst = appendReplSetFields(dst, s, view)
 	}
 	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", maxBSONObjectSize)
 	dst = bsoncore.AppendInt32Element(dst, "maxMessageSizeBytes", maxMessageSizeBytes)
@@ -47,23 +64,80 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 
 // appendReplSetFields appends what a replica-set member's hello says about
 // its set, which a standalone leaves out.
-func appendReplSetFields(dst []byte, s *Server) []byte {
-	host := s.addr
+func appendReplSetFields(dst []byte, s *Server, v memberView) []byte {
 	dst = bsoncore.AppendStringElement(dst, "setName", s.cfg.replSetName)
 	dst = bsoncore.AppendInt32Element(dst, "setVersion", 1)
-	dst = bsoncore.BuildArrayElement(dst, "hosts", bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, host)})
-	dst = bsoncore.AppendStringElement(dst, "primary", host)
-	dst = bsoncore.AppendStringElement(dst, "me", host)
-	dst = bsoncore.AppendBooleanElement(dst, "secondary", false)
+	hosts := make([]bsoncore.Value, len(v.hosts))
+	for i, h := range v.hosts {
+		hosts[i] = bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, h)}
+	}
+	dst = bsoncore.BuildArrayElement(dst, "hosts", hosts...)
+	if v.primaryHost != "" {
+		dst = bsoncore.AppendStringElement(dst, "primary", v.primaryHost)
+	}
+	dst = bsoncore.AppendStringElement(dst, "me", s.addr)
+	dst = bsoncore.AppendBooleanElement(dst, "secondary", !v.primary)
+	if v.primary {
+		dst = bsoncore.AppendObjectIDElement(dst, "electionId", electionID(v.term))
+	}
+	st := s.store
+	st.mu.Lock()
+	last, commit := st.lastEntryLocked(), st.commit
+	st.mu.Unlock()
 	idx, dst := bsoncore.AppendDocumentElementStart(dst, "lastWrite")
-	ts := s.store.clusterTime()
-	oidx, dst := bsoncore.AppendDocumentElementStart(dst, "opTime")
-	dst = bsoncore.AppendTimestampElement(dst, "ts", ts.T, ts.I)
-	dst = bsoncore.AppendInt64Element(dst, "t", 1)
-	dst, _ = bsoncore.AppendDocumentEnd(dst, oidx)
-	dst = bsoncore.AppendDateTimeElement(dst, "lastWriteDate", int64(ts.T)*1000)
+	dst = appendOpTime(dst, "opTime", last.ts, last.term)
+	dst = bsoncore.AppendDateTimeElement(dst, "lastWriteDate", last.wall.UnixMilli())
+	dst = appendOpTime(dst, "majorityOpTime", commit.ts, v.term)
+	dst = bsoncore.AppendDateTimeElement(dst, "majorityWriteDate", int64(commit.ts.T)*1000)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
+}
+
+func appendOpTime(dst []byte, key string, ts bson.Timestamp, term int64) []byte {
+	idx, dst := bsoncore.AppendDocumentElementStart(dst, key)
+	dst = bsoncore.AppendTimestampElement(dst, "ts", ts.T, ts.I)
+	dst = bsoncore.AppendInt64Element(dst, "t", term)
+	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
+	return dst
+}
+
+// electionID is the electionId a primary reports for its term: 0x7fffffff
+// then the term, big-endian (the server's OID::fromTerm), so that a newer
+// term's id compares greater.
+func electionID(term int64) bson.ObjectID {
+	var id bson.ObjectID
+	binary.BigEndian.PutUint32(id[:4], 0x7fffffff)
+	binary.BigEndian.PutUint64(id[4:], uint64(term))
+	return id
+}
+
+// memberView is what hello reports of the server's place in its set.
+type memberView struct {
+	primary     bool
+	primaryHost string
+	hosts       []string
+	term        int64
+}
+
+func (s *Server) memberView() memberView {
+	m := s.member
+	if m == nil {
+		s.store.mu.Lock()
+		term := s.store.term
+		s.store.mu.Unlock()
+		return memberView{primary: true, primaryHost: s.addr, hosts: []string{s.addr}, term: term}
+	}
+	rs := m.rs
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	v := memberView{primary: rs.primary == m.idx, term: rs.term}
+	for _, ms := range rs.members {
+		v.hosts = append(v.hosts, ms.addr)
+	}
+	if rs.primary >= 0 {
+		v.primaryHost = rs.members[rs.primary].addr
+	}
+	return v
 }
 
 // handleBuildInfo reports ServerVersion, consistent with MaxWireVersion.

@@ -65,6 +65,15 @@ type oplogEntry struct {
 	txnNumber  int64
 	txnLast    bool
 
+	// Replication: the term the entry was written in, and what a
+	// secondary needs to apply it that the event fields do not carry.
+	term        int64
+	after       bson.D   // update and replace: the whole document after
+	collOptions bson.D   // create and modify: the collection's options after
+	collIndexes []bson.D // modify: the collection's indexes after
+	// retry names the retryable write statement that wrote the entry.
+	retry *retryTag
+
 	// encoded caches the default rendering of the event, built once by the
 	// first change stream that needs it; token caches its resume token.
 	encodeOnce sync.Once

@@ -86,8 +86,9 @@ func WithCommandLogMax(n int) Option { return func(c *config) { c.logMax = n } }
 // Server is a running simulated replica-set primary.
 type Server struct {
 	cfg  config
-	ln   net.Listener
-	addr string // host:port exactly as listened on
+	ln     net.Listener // nil while a killed member is down; guarded by connMu
+	lnAddr net.Addr
+	addr   string // host:port exactly as listened on
 
 	ctx    context.Context // done when Close starts
 	cancel context.CancelFunc
@@ -98,7 +99,15 @@ type Server struct {
 	closed     bool
 	nextConnID atomic.Int64
 	awaiting   atomic.Int64 // change-stream getMores waiting for events
+	awaitingWC atomic.Int64 // writes waiting for their write concern
 	started    time.Time
+
+	// topo is the server's topologyVersion, which awaitable hellos watch.
+	topo topologyState
+
+	// member places the server in a ReplicaSet; nil for a server on its
+	// own, which is the primary of a one-member set.
+	member *member
 
 	store      *store
 	cursors    *cursorRegistry
@@ -114,6 +123,12 @@ func NewServer(opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	return newServer(cfg, nil, nil)
+}
+
+// newServer starts a server with cfg, on st (a new store when nil), as
+// member m of a replica set (nil for none).
+func newServer(cfg config, st *store, m *member) (*Server, error) {
 	if cfg.oplogMax < 0 {
 		return nil, fmt.Errorf("mongosim: negative oplog bound %d", cfg.oplogMax)
 	}
@@ -130,15 +145,21 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mongosim: listen: %w", err)
 	}
+	if st == nil {
+		st = newStore(cfg.oplogMax)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg:        cfg,
 		ln:         ln,
+		lnAddr:     ln.Addr(),
 		addr:       advertisedAddr(ln.Addr(), cfg.addr),
 		ctx:        ctx,
 		cancel:     cancel,
+		member:     m,
+		topo:       newTopologyState(),
 		conns:      make(map[*conn]struct{}),
-		store:      newStore(cfg.oplogMax),
+		store:      st,
 		cursors:    newCursorRegistry(),
 		failPoints: newFailPoints(),
 		log:        newCommandLog(cfg.logMax),
@@ -146,7 +167,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		started:    time.Now(),
 	}
 	s.wg.Add(1)
-	go s.acceptLoop()
+	go s.acceptLoop(ln)
 	if cfg.noop > 0 && !cfg.standalone {
 		s.wg.Add(1)
 		go s.noopWriter(cfg.noop)
@@ -165,6 +186,9 @@ func (s *Server) noopWriter(period time.Duration) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
+			if !s.isPrimary() {
+				continue
+			}
 			s.store.mu.Lock()
 			s.store.appendNoopIfIdleLocked(period)
 			s.store.mu.Unlock()
@@ -193,7 +217,7 @@ func advertisedAddr(a net.Addr, asked string) string {
 // The simulator has no authentication: anything that can reach it can read
 // and change its data.
 func (s *Server) IsLoopback() bool {
-	tcp, ok := s.ln.Addr().(*net.TCPAddr)
+	tcp, ok := s.lnAddr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
 }
 
@@ -221,15 +245,58 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	ln := s.ln
 	s.connMu.Unlock()
 	if !already {
 		s.cancel()
-		_ = s.ln.Close()
+		if ln != nil {
+			_ = ln.Close()
+		}
 		for _, c := range conns {
 			c.close()
 		}
 	}
 	s.wg.Wait()
+	return nil
+}
+
+// stopServing closes the listener and every connection and forgets the
+// cursors and transactions, as a crash does; the data stays. It is how a
+// ReplicaSet kills a member.
+func (s *Server) stopServing() {
+	s.connMu.Lock()
+	ln := s.ln
+	s.ln = nil
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connMu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	for _, c := range conns {
+		c.close()
+	}
+	s.cursors.killAll()
+	s.txns.abortAll(s.store)
+}
+
+// startServing listens again on the server's address after stopServing.
+func (s *Server) startServing() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("mongosim: listen again on %s: %w", s.addr, err)
+	}
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	if s.closed {
+		_ = ln.Close()
+		return errors.New("mongosim: server closed")
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
 	return nil
 }
 
@@ -265,13 +332,16 @@ func (s *Server) Commands() []Command { return s.log.snapshot() }
 // ResetCommands empties the command log.
 func (s *Server) ResetCommands() { s.log.reset() }
 
-func (s *Server) acceptLoop() {
+func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	var backoff time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			s.connMu.Lock()
+			current := s.ln == ln
+			s.connMu.Unlock()
+			if s.ctx.Err() != nil || !current {
 				return
 			}
 			// Temporary failures (EMFILE and the like): back off, do not spin.
@@ -286,7 +356,7 @@ func (s *Server) acceptLoop() {
 		backoff = 0
 		c := newConn(s, nc, s.nextConnID.Add(1))
 		s.connMu.Lock()
-		if s.closed {
+		if s.closed || s.ln != ln {
 			s.connMu.Unlock()
 			_ = nc.Close()
 			return

@@ -34,6 +34,19 @@ type store struct {
 	// txnLifetime is transactionLifetimeLimitSeconds: an open transaction
 	// older than this is aborted when it is next in the way.
 	txnLifetime time.Duration
+
+	// term is the election term the member's writes are stamped with.
+	term int64
+	// commit is the newest position known to be majority committed:
+	// change streams return nothing past it. With autoCommit (a member
+	// alone in its set) every append is committed at once; in a larger
+	// set the ReplicaSet moves it.
+	commit     oplogPos
+	autoCommit bool
+	// sessions are the retryable writes executed, by session (see
+	// retryable.go); stmt tags the entries of the statement running now.
+	sessions map[string]*retrySession
+	stmt     *retryTag
 }
 
 type database struct {
@@ -53,13 +66,21 @@ type collection struct {
 	indexes []bson.D
 }
 
-func newStore(oplogMax int) *store {
-	st := &store{
+// newEmptyStore returns a store with an empty oplog, for a member that
+// copies another's (resyncFrom).
+func newEmptyStore(oplogMax int) *store {
+	return &store{
 		dbs:         make(map[string]*database),
 		oplog:       oplog{max: oplogMax},
 		changed:     make(chan struct{}),
 		txnLifetime: defaultTxnLifetime,
+		autoCommit:  true,
+		term:        1,
 	}
+}
+
+func newStore(oplogMax int) *store {
+	st := newEmptyStore(oplogMax)
 	// A replica set's oplog starts with the no-op that initiated it, so
 	// a start point older than that is lost history (286), as it is on a
 	// new deployment. The clock starts one second ahead of the wall
@@ -113,9 +134,23 @@ func (st *store) appendLocked(e *oplogEntry) {
 	st.clock = st.nextTimeLocked()
 	e.ts = st.clock
 	e.wall = time.Now()
+	st.logLocked(e)
+	st.notifyLocked()
+}
+
+// logLocked appends a stamped entry written on this member to its oplog:
+// with the member's term, the running retryable statement's tag, and, when
+// the member commits alone, as the new commit point.
+func (st *store) logLocked(e *oplogEntry) {
+	e.term = st.term
+	if st.stmt != nil {
+		e.retry = st.stmt
+		st.recordRetryLocked(*st.stmt)
+	}
 	st.oplog.append(e)
-	close(st.changed)
-	st.changed = make(chan struct{})
+	if st.autoCommit {
+		st.commit = e.pos()
+	}
 }
 
 // changedCh returns a channel closed by the next oplog append.
@@ -161,7 +196,7 @@ func (st *store) createCollLocked(db, name string, options bson.D) *collection {
 	c.preAndPostImages = preAndPostImagesEnabled(options)
 	st.dbLocked(db, true).colls[name] = c
 	st.appendLocked(&oplogEntry{op: opCreate, db: db, coll: name, collUUID: c.uuid,
-		opDesc: createDescription(options), nsType: namespaceType(options)})
+		opDesc: createDescription(options), nsType: namespaceType(options), collOptions: options})
 	return c
 }
 

@@ -13,3 +13,15 @@ func StartTB(tb testing.TB, opts ...Option) *Server {
 	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// StartReplicaSetTB starts a replica set of n members for a test or
+// benchmark and closes it in tb.Cleanup.
+func StartReplicaSetTB(tb testing.TB, n int, serverOpts []Option, opts ...ReplicaSetOption) *ReplicaSet {
+	tb.Helper()
+	rs, err := NewReplicaSet(n, serverOpts, opts...)
+	if err != nil {
+		tb.Fatalf("mongosim: %v", err)
+	}
+	tb.Cleanup(func() { _ = rs.Close() })
+	return rs
+}

@@ -317,6 +317,20 @@ func (t *transaction) record(e *oplogEntry) {
 	p.txnLocks[ref] = t
 }
 
+// abortAll aborts every open transaction, as a step-down or a rollback
+// does. st is the server's store.
+func (ts *transactions) abortAll(st *store) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, t := range ts.bySession {
+		if t.state == txnInProgress {
+			t.abortLocked()
+		}
+	}
+}
+
 // abortLocked ends the transaction without a trace. The parent's lock must
 // be held.
 func (t *transaction) abortLocked() {
@@ -374,10 +388,9 @@ func (t *transaction) commit() {
 		e.txnOpIndex = int32(i)
 		e.lsid, e.txnNumber = t.lsid, t.number
 		e.txnLast = i == len(t.entries)-1
-		p.oplog.append(e)
+		p.logLocked(e)
 	}
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.notifyLocked()
 }
 
 // lockedByTxnLocked refuses a write, outside any transaction, to a

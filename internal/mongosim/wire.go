@@ -44,6 +44,9 @@ type request struct {
 	body       bsoncore.Document
 	sequences  map[string][]bsoncore.Document // OP_MSG kind-1 sections
 	moreToCome bool                           // no reply is expected
+	// exhaustAllowed: the client accepts a stream of replies (moreToCome)
+	// to this request.
+	exhaustAllowed bool
 }
 
 // readChunk is how much of a message body is read, and allocated, at a
@@ -123,7 +126,8 @@ func parseOpMsg(reqID int32, rem, whole []byte) (*request, error) {
 		}
 		rem = rem[:len(rem)-4]
 	}
-	req := &request{requestID: reqID, opCode: wiremessage.OpMsg, moreToCome: f&msgMoreToCome != 0}
+	req := &request{requestID: reqID, opCode: wiremessage.OpMsg, moreToCome: f&msgMoreToCome != 0,
+		exhaustAllowed: f&msgExhaustAllowed != 0}
 	for len(rem) > 0 {
 		var st wiremessage.SectionType
 		st, rem, ok = wiremessage.ReadMsgSectionType(rem)
@@ -253,8 +257,13 @@ func parseOpQuery(reqID int32, rem []byte) (*request, error) {
 
 // appendOpMsgReply frames body as an OP_MSG reply to requestID.
 func appendOpMsgReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
-	idx, dst := wiremessage.AppendHeaderStart(dst, wiremessage.NextRequestID(), responseTo, wiremessage.OpMsg)
-	dst = wiremessage.AppendMsgFlags(dst, 0)
+	return appendOpMsg(dst, wiremessage.NextRequestID(), responseTo, 0, body)
+}
+
+// appendOpMsg frames body as an OP_MSG with the given ids and flags.
+func appendOpMsg(dst []byte, requestID, responseTo int32, flags uint32, body bsoncore.Document) []byte {
+	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpMsg)
+	dst = wiremessage.AppendMsgFlags(dst, wiremessage.MsgFlag(flags))
 	dst = wiremessage.AppendMsgSectionType(dst, wiremessage.SingleDocument)
 	dst = append(dst, body...)
 	return bsoncore.UpdateLength(dst, idx, int32(len(dst)-int(idx)))

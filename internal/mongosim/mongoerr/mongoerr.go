@@ -68,5 +68,6 @@ var names = map[int32]string{
 	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
 	112: "WriteConflict", 117: "ConflictingOperationInProgress", 225: "TransactionTooOld",
 	251: "NoSuchTransaction", 256: "TransactionCommitted", 263: "OperationNotSupportedInTransaction",
+	64: "WriteConcernFailed", 79: "UnknownReplWriteConcern", 95: "NotSecondary",
 	136: "CappedPositionLost", 238: "NotImplemented", 10334: "BSONObjectTooLarge", 17419: "Location17419",
 }

@@ -25,6 +25,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
@@ -127,8 +128,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_ = s.Close()
 		return exitError
 	}
-	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q of %d, at %s",
-		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, *members, s.URI())
+	hosts := strings.TrimPrefix(s.URI(), "mongodb://")
+	hosts = hosts[:strings.IndexByte(hosts, '/')]
+	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q of %d member(s), listening on %s",
+		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, *members, hosts)
 	if srv, ok := s.(*mongosim.Server); ok && !srv.IsLoopback() {
 		logger.Printf("warning: -addr %s is not a loopback address and the simulator has no authentication: "+
 			"anyone who can reach it can read and change its data", *addr)

@@ -138,4 +138,3 @@ func handleDBStats(cc *cmdCtx) (bsoncore.Document, error) {
 		{Key: "totalSize", Value: float64(size)}, {Key: "scaleFactor", Value: int64(1)},
 	})
 }
-

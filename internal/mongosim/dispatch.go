@@ -167,6 +167,10 @@ func (s *Server) finishReply(body bsoncore.Document, err error) bsoncore.Documen
 			}
 			dst = bsoncore.BuildArrayElement(dst, "errorLabels", vals...)
 		}
+		if isStateChangeCode(ce.Code) {
+			tv, _ := s.topo.current()
+			dst = appendTopologyVersion(dst, tv)
+		}
 	} else {
 		if len(body) > 5 {
 			dst = append(dst, body[4:len(body)-1]...)

@@ -145,20 +145,20 @@ func (s *Server) awaitWriteConcern(cc *cmdCtx, body bsoncore.Document) bsoncore.
 		primary := rs.primary == m.idx
 		rs.mu.Unlock()
 		if wcErr != nil {
-			return appendWriteConcernError(body, wcErr, false)
+			return s.appendWriteConcernError(body, wcErr, false)
 		}
 		if met {
 			return body
 		}
 		if !primary {
-			return appendWriteConcernError(body, cmdErr(codePrimarySteppedDown, "Primary stepped down while waiting for replication"), isRetryableWriteCmd(cc))
+			return s.appendWriteConcernError(body, cmdErr(codePrimarySteppedDown, "Primary stepped down while waiting for replication"), isRetryableWriteCmd(cc))
 		}
 		select {
 		case <-ch:
 		case <-interrupt:
 		case <-timeout:
 			e := cmdErr(codeWriteConcernFailed, "waiting for replication timed out")
-			return appendWriteConcernError(body, e, false)
+			return s.appendWriteConcernError(body, e, false)
 		case <-cc.ctx.Done():
 			return body
 		}
@@ -215,7 +215,7 @@ func (rs *ReplicaSet) writeConcernMetLocked(w string, target oplogPos) (bool, *C
 
 // appendWriteConcernError adds writeConcernError (and the retryable label)
 // to a successful write's reply body.
-func appendWriteConcernError(body bsoncore.Document, e *CommandError, retryable bool) bsoncore.Document {
+func (s *Server) appendWriteConcernError(body bsoncore.Document, e *CommandError, retryable bool) bsoncore.Document {
 	dst := make([]byte, 0, len(body)+160)
 	idx, dst := bsoncore.AppendDocumentStart(dst)
 	if len(body) > 5 {
@@ -230,6 +230,10 @@ func appendWriteConcernError(body bsoncore.Document, e *CommandError, retryable 
 		d = bsoncore.AppendBooleanElement(d, "wtimeout", true)
 		dst, _ = bsoncore.AppendDocumentEnd(d, eidx)
 	}
+	if isStateChangeCode(e.Code) {
+		tv, _ := s.topo.current()
+		dst = appendTopologyVersion(dst, tv)
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, widx)
 	if retryable {
 		dst = bsoncore.BuildArrayElement(dst, "errorLabels",
@@ -237,6 +241,21 @@ func appendWriteConcernError(body bsoncore.Document, e *CommandError, retryable 
 	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst
+}
+
+// isStateChangeCode reports the codes of the server's NotPrimaryError and
+// ShutdownError categories: their error replies carry the member's
+// topologyVersion (service_entry_point_common.cpp,
+// appendErrorLabelsAndTopologyVersion), by which a driver tells a stale
+// error (topologyVersion not newer than the one it has) from news of a
+// state change, and ignores the stale one.
+func isStateChangeCode(code int32) bool {
+	switch code {
+	case codeNotWritablePrimary, codeNotPrimaryNoSecondaryOk, 13436, codeInterruptedDueToReplStateChange,
+		codePrimarySteppedDown, codeInterruptedAtShutdown, 91:
+		return true
+	}
+	return false
 }
 
 // interruptedError is what a change-stream getMore waiting on a primary

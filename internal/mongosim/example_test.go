@@ -61,8 +61,23 @@ func ExampleNewServer() {
 // The driver's change stream resumes after a network error: the stream
 // goes on as if nothing had happened.
 func ExampleServer_CloseClientConnections() {
-	sim, client, shutdown := connect()
-	defer shutdown()
+	sim, err := mongosim.NewServer()
+	if err != nil {
+		fmt.Println("start:", err)
+		return
+	}
+	defer sim.Close()
+	// The dropped connections include the driver's monitoring connection.
+	// With the default streaming monitor the driver then clears its pool
+	// while the stream resumes, and the driver's Watch, which resumes only
+	// once, may fail: the same race a real network failure causes. A
+	// polling monitor keeps this example about the stream's own getMore.
+	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI() + "&serverMonitoringMode=poll"))
+	if err != nil {
+		fmt.Println("connect:", err)
+		return
+	}
+	defer client.Disconnect(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	coll := client.Database("shop").Collection("orders")

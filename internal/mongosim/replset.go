@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // ReplicaSet is a replica set of simulated members in one process. Each
@@ -183,7 +182,7 @@ func NewReplicaSet(n int, serverOpts []Option, opts ...ReplicaSetOption) (*Repli
 	rs.mu.Lock()
 	rs.electLocked(0)
 	rs.mu.Unlock()
-	for _, s := range rs.members[1:] {
+	for _, s := range rs.members {
 		rs.wg.Add(1)
 		go rs.replicate(s)
 	}

@@ -85,7 +85,7 @@ func WithCommandLogMax(n int) Option { return func(c *config) { c.logMax = n } }
 
 // Server is a running simulated replica-set primary.
 type Server struct {
-	cfg  config
+	cfg    config
 	ln     net.Listener // nil while a killed member is down; guarded by connMu
 	lnAddr net.Addr
 	addr   string // host:port exactly as listened on

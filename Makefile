@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-failover ci deps
+.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI), then the command-line tool against cmd/mongosim
 demo:
@@ -26,11 +26,14 @@ lint:
 race:
 	$(GO) test -race -count=1 $(PKGS)
 
-## spec: the Change Streams spec tests, printing every skip reason and the summary
+## spec: the Change Streams spec tests on one member and on a three-member set, printing every skip reason and the summaries
 spec:
-	@$(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
+	@for n in 1 3; do \
+	echo "spec: on a simulated replica set of $$n member(s)"; \
+	CHANGESTREAM_SPEC_MEMBERS=$$n $(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
 	status=$$?; grep -E '^\s*spec:' .spec.out; \
-	if [ $$status -ne 0 ]; then cat .spec.out; fi; rm -f .spec.out; exit $$status
+	if [ $$status -ne 0 ]; then cat .spec.out; rm -f .spec.out; exit $$status; fi; \
+	done; rm -f .spec.out
 
 ## spec-driver: the same files with the driver's own Watch (control mode)
 spec-driver:
@@ -54,9 +57,13 @@ soak:
 soak-restart:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestRestartSoak' -count=1 -v ./checkpoint
 
-## soak-failover: two consumer processes sharing a lease, the holder killed or paused 30 times
-soak-failover:
+## soak-lease: two consumer processes sharing a lease, the holder killed or paused 30 times
+soak-lease:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestFailoverSoak' -count=1 -v ./checkpoint
+
+## soak-failover: 100 elections of a three-member simulated set under a writer; ChangeStream and the driver's Watch side by side
+soak-failover:
+	CHANGESTREAM_SOAK=long $(GO) test -run 'TestElectionSoak' -count=1 -v .
 
 deps:
 	$(GO) mod download

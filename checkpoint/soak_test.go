@@ -28,7 +28,7 @@ import (
 // two consumers sharing a key, SIGKILL or SIGSTOP of the lease holder
 // (TestFailoverSoak). Afterwards they check the effects the handler wrote.
 // Short versions run with the tests; CHANGESTREAM_SOAK=long runs the
-// issue's sizes (make soak-restart, make soak-failover).
+// issue's sizes (make soak-restart, make soak-lease).
 
 func soakLong() bool { return os.Getenv("CHANGESTREAM_SOAK") == "long" }
 

@@ -123,6 +123,9 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	if err := s.checkRole(cc); err != nil {
 		return nil, err
 	}
+	if err := s.awaitMajorityRead(cc); err != nil {
+		return nil, err
+	}
 	cc.interrupt = s.interruptCh()
 	if cc.txn, err = s.enterTxn(cc); err != nil {
 		return nil, err

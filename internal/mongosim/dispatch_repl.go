@@ -111,6 +111,70 @@ func secondaryOk(cc *cmdCtx) bool {
 	return s != "" && s != "primary"
 }
 
+// majorityReadWait bounds how long a majority read waits for the member's
+// applied writes to commit before the simulator refuses it.
+const majorityReadWait = time.Second
+
+// awaitMajorityRead makes a read with readConcern majority, snapshot or
+// linearizable wait until everything its member has applied is majority
+// committed, so that what it reads is committed; see the package
+// documentation for what this leaves out. A change stream bounds itself
+// by the commit point and does not wait.
+func (s *Server) awaitMajorityRead(cc *cmdCtx) error {
+	m := s.member
+	if m == nil || len(m.rs.members) == 1 || !readCommands[cc.name] || isChangeStreamAggregate(cc) {
+		return nil
+	}
+	rc, ok, err := cc.docArg("readConcern")
+	if err != nil || !ok {
+		return nil
+	}
+	level, _ := rc.Lookup("level").StringValueOK()
+	if level != "majority" && level != "snapshot" && level != "linearizable" {
+		return nil
+	}
+	timer := time.NewTimer(majorityReadWait)
+	defer timer.Stop()
+	st := s.store
+	for {
+		st.mu.Lock()
+		done, ch := !st.commit.less(st.lastPosLocked()), st.changed
+		st.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-cc.ctx.Done():
+			return cc.ctx.Err()
+		case <-timer.C:
+			return notImplemented("a %s read on a member whose newest writes are not yet majority committed: the simulator keeps no older snapshot to read", level)
+		}
+	}
+}
+
+// isChangeStreamAggregate reports an aggregate whose first stage is
+// $changeStream.
+func isChangeStreamAggregate(cc *cmdCtx) bool {
+	if cc.name != "aggregate" {
+		return false
+	}
+	v, ok := cc.field("pipeline")
+	if !ok {
+		return false
+	}
+	arr, ok := v.ArrayOK()
+	if !ok {
+		return false
+	}
+	first, err := arr.IndexErr(0)
+	if err != nil {
+		return false
+	}
+	d, ok := first.DocumentOK()
+	return ok && firstKey(d) == "$changeStream"
+}
+
 // awaitWriteConcern waits, after a write succeeded, for its write concern
 // and returns the reply body with a writeConcernError when it was not met.
 // A write without one waits for a majority: the implicit default write

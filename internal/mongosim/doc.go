@@ -1,5 +1,5 @@
-// Package mongosim is an in-process simulator of a MongoDB replica-set
-// primary, for tests. The unmodified v2 Go driver talks to it over loopback
+// Package mongosim is an in-process simulator of a MongoDB replica set,
+// for tests. The unmodified v2 Go driver talks to it over loopback
 // as it would to a one-member replica set: wire protocol (OP_QUERY handshake,
 // OP_MSG), a small document store, an oplog, change streams with resume
 // tokens shaped like the real server's, and fail points.
@@ -16,6 +16,23 @@
 // (the configureFailPoint command) or from Go where no wire client can reach:
 // [Server.CloseClientConnections], [Server.KillAllCursors] and
 // [Server.TruncateOplog].
+//
+// [NewReplicaSet] starts a replica set of one, three or five members in one
+// process, each a Server on its own port with its own data and oplog:
+// replication with a settable lag, a majority commit point that bounds
+// every change stream, write concern, elections, step-down, killed and
+// restarted members, rollback, awaitable hello and retryable-write
+// records. Not modelled: arbiters, priorities, tags and hidden members;
+// chained replication; catch-up takeover; the ROLLBACK and RECOVERING
+// states (a rolling-back member goes straight back to SECONDARY, having
+// copied the primary's data and oplog, which ends where the server's
+// rollback to the common point and re-application ends). A read with
+// readConcern majority (or snapshot, or linearizable) on a member of a
+// larger set waits until everything the member has applied is majority
+// committed, then reads its data; if that does not happen within a second
+// it is refused, since the simulator keeps no older snapshot to read
+// instead. The check and the read are two steps, so a write applied
+// between them can be read before it commits.
 //
 // The simulator aims to answer as a real server (8.0) does; where the two
 // differ it is a bug in the simulator.

@@ -17,8 +17,8 @@ import (
 // driven from Go (StepDown, Kill, Restart, SetLag, PauseReplication) or,
 // where the server has one, by command (replSetStepDown, replSetFreeze).
 //
-// What it models, and where the server's behaviour comes from, is listed
-// in replset_doc.go.
+// What it models and what it leaves out is listed in the package
+// documentation.
 type ReplicaSet struct {
 	name    string
 	members []*Server

@@ -2,6 +2,7 @@ package mongosim_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readconcern"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver"
@@ -443,4 +445,42 @@ func TestRetryableWriteRecordSurvivesFailover(t *testing.T) {
 	old := insert(rs.Primary(), 6)
 	e := rbRequireFailed(t, old)
 	assert.Equal(t, int32(225), e.Code, "an older txnNumber")
+}
+
+// A majority read waits for the member's applied writes to commit; when
+// they cannot (no secondary replicates), it is refused rather than
+// answered with uncommitted data.
+func TestMajorityReadWaitsOrRefuses(t *testing.T) {
+	t.Parallel()
+	rs := mongosim.StartReplicaSetTB(t, 3, nil)
+	c := rsClient(t, rs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	majority := c.Database("db").Collection("c", options.Collection().SetReadConcern(readconcern.Majority()))
+	_, err := majority.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	n, err := majority.CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+
+	rs.PauseReplication(1)
+	rs.PauseReplication(2)
+	w1 := c.Database("db").Collection("c", options.Collection().SetWriteConcern(&writeconcern.WriteConcern{W: 1}))
+	_, err = w1.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	require.NoError(t, err)
+	_, err = majority.CountDocuments(ctx, bson.D{})
+	var ce mongo.CommandError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, int32(238), ce.Code, "%v", err)
+
+	done := make(chan error, 1)
+	go func() {
+		n, err := majority.CountDocuments(ctx, bson.D{})
+		if err == nil && n != 2 {
+			err = fmt.Errorf("counted %d", n)
+		}
+		done <- err
+	}()
+	rs.ResumeReplication(1)
+	require.NoError(t, <-done)
 }

@@ -77,6 +77,9 @@ type config struct {
 	dir         string
 	uri         string // MONGODB_URI; "" starts a simulator per test
 	driverWatch bool   // control mode: the driver's Watch instead of ours
+	// members is the size of the simulated replica set
+	// (CHANGESTREAM_SPEC_MEMBERS: 1, 3 or 5; default 1).
+	members int
 }
 
 // specDir resolves CHANGESTREAM_SPEC_TESTS (default defaultSpecDir): a
@@ -211,8 +214,18 @@ func runSpecDir(t *testing.T, cfg config, tl *tally) {
 // deployment is a kind of deployment tests can run against: the one named
 // by MONGODB_URI, or a simulator started with opts for each test.
 type deployment struct {
-	info serverInfo
-	sim  []mongosim.Option
+	info    serverInfo
+	sim     []mongosim.Option
+	members int // > 1: a simulated replica set of this many members
+}
+
+// start starts the deployment's simulator for one test and returns its
+// connection string.
+func (d *deployment) start(t *testing.T) string {
+	if d.members > 1 {
+		return mongosim.StartReplicaSetTB(t, d.members, d.sim).URI()
+	}
+	return mongosim.StartTB(t, d.sim...).URI()
 }
 
 // deployments lists what the tests can run against. The simulator can be a
@@ -226,19 +239,32 @@ func deployments(cfg config) ([]deployment, error) {
 	}
 	var out []deployment
 	for _, opts := range [][]mongosim.Option{nil, {mongosim.WithStandalone()}} {
-		si, err := probeSimulator(opts)
+		d := deployment{sim: opts}
+		if opts == nil {
+			d.members = cfg.members
+		}
+		si, err := probeSimulator(d)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, deployment{info: si, sim: opts})
+		d.info = si
+		out = append(out, d)
 	}
 	return out, nil
 }
 
-// probeSimulator reads the version and topology of a simulator started
-// with opts for the purpose.
-func probeSimulator(opts []mongosim.Option) (serverInfo, error) {
-	s, err := mongosim.NewServer(opts...)
+// probeSimulator reads the version and topology of a simulator started as
+// d says, for the purpose.
+func probeSimulator(d deployment) (serverInfo, error) {
+	if d.members > 1 {
+		rs, err := mongosim.NewReplicaSet(d.members, d.sim)
+		if err != nil {
+			return serverInfo{}, err
+		}
+		defer func() { _ = rs.Close() }()
+		return probeServer(rs.URI())
+	}
+	s, err := mongosim.NewServer(d.sim...)
 	if err != nil {
 		return serverInfo{}, err
 	}
@@ -269,6 +295,9 @@ func choose(deps []deployment, fileReqs, testReqs []runOn) (*deployment, string)
 func deploymentName(cfg config) string {
 	if cfg.uri != "" {
 		return "MONGODB_URI"
+	}
+	if cfg.members > 1 {
+		return fmt.Sprintf("a fresh mongosim replica set of %d members per test", cfg.members)
 	}
 	return "a fresh mongosim per test"
 }
@@ -404,7 +433,7 @@ func runTest(t *testing.T, cfg config, dep *deployment, f *specFile, test specTe
 	}
 	uri := cfg.uri
 	if uri == "" {
-		uri = mongosim.StartTB(t, dep.sim...).URI()
+		uri = dep.start(t)
 	}
 	t.Logf("running against %s", dep.info)
 	internal, err := mongo.Connect(options.Client().ApplyURI(uri))

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -73,6 +74,14 @@ func TestChangeStreamSpec(t *testing.T) {
 		dir:         dir,
 		uri:         os.Getenv("MONGODB_URI"),
 		driverWatch: *driverWatch || os.Getenv("CHANGESTREAM_DRIVER_WATCH") == "1",
+		members:     1,
+	}
+	if m := os.Getenv("CHANGESTREAM_SPEC_MEMBERS"); m != "" {
+		n, err := strconv.Atoi(m)
+		if err != nil || (n != 1 && n != 3 && n != 5) {
+			t.Fatalf("CHANGESTREAM_SPEC_MEMBERS=%q: want 1, 3 or 5", m)
+		}
+		cfg.members = n
 	}
 	runSpecDir(t, cfg, results)
 	t.Log("\n" + results.summary())

@@ -484,3 +484,43 @@ func TestMajorityReadWaitsOrRefuses(t *testing.T) {
 	rs.ResumeReplication(1)
 	require.NoError(t, <-done)
 }
+
+// A write waiting for a majority when its primary steps down is answered
+// with writeConcernError PrimarySteppedDown (189), labelled
+// RetryableWriteError for a retryable write, and the member's
+// topologyVersion.
+func TestStepDownFailsWriteConcernWait(t *testing.T) {
+	t.Parallel()
+	rs := mongosim.StartReplicaSetTB(t, 3, nil)
+	p := rs.Primary()
+	rs.PauseReplication(1)
+	rs.PauseReplication(2)
+	nc := rbDial(t, p)
+	replies := make(chan rbReply, 1)
+	go func() {
+		lsid := bson.D{{Key: "id", Value: bson.Binary{Subtype: 4, Data: []byte("fedcba9876543210")}}}
+		r, err := rbRoundTrip(t, nc, rbOpMsg(1, 0, rbDoc(t, bson.D{
+			{Key: "insert", Value: "c"}, {Key: "documents", Value: bson.A{bson.D{{Key: "_id", Value: 1}}}},
+			{Key: "lsid", Value: lsid}, {Key: "txnNumber", Value: int64(1)}, {Key: "$db", Value: "db"},
+		})))
+		if err != nil {
+			t.Error(err)
+		}
+		replies <- r
+	}()
+	for p.AwaitingWriteConcern() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, rs.StepDown(ctx, mongosim.StepDownOptions{Force: true}))
+	r := <-replies
+	assert.EqualValues(t, 1, r.body.Lookup("ok").Double())
+	assert.EqualValues(t, 1, r.body.Lookup("n").Int32())
+	assert.EqualValues(t, 189, r.body.Lookup("writeConcernError", "code").Int32(), "%v", r.body)
+	_, err := r.body.LookupErr("writeConcernError", "topologyVersion")
+	assert.NoError(t, err)
+	labels, _ := r.body.Lookup("errorLabels").Array().Values()
+	require.Len(t, labels, 1)
+	assert.Equal(t, "RetryableWriteError", labels[0].StringValue())
+}

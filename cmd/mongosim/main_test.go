@@ -116,6 +116,31 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}
 }
 
+// TestRunReplicaSet runs a three-member set: the URI names every member
+// and the set, and the driver finds its primary.
+func TestRunReplicaSet(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	stderr := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"-members", "3", "-replset", "rs3"}, pw, stderr)
+		_ = pw.Close()
+		done <- code
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	uri := strings.TrimSuffix(line, "\n")
+	assert.Regexp(t, `^mongodb://127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+/\?replicaSet=rs3$`, uri)
+	pingURI(t, uri)
+	cancel()
+	assert.Equal(t, 0, <-done, "stderr: %s", stderr.String())
+	assert.Contains(t, stderr.String(), "replica set \"rs3\" of 3 member(s), listening on")
+}
+
 func TestRunVersion(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
@@ -139,6 +164,8 @@ func TestRunBadFlags(t *testing.T) {
 		{"negative noop-interval", []string{"-noop-interval", "-1s"}, "-noop-interval must be 0 or more"},
 		{"positional argument", []string{"serve"}, `unexpected argument "serve"`},
 		{"missing value", []string{"-addr"}, "flag needs an argument: -addr"},
+		{"two members", []string{"-members", "2"}, "-members must be 1, 3 or 5, got 2"},
+		{"members with an address", []string{"-members", "3", "-addr", "127.0.0.1:0"}, "-addr does not apply with -members 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

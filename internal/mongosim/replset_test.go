@@ -524,3 +524,49 @@ func TestStepDownFailsWriteConcernWait(t *testing.T) {
 	require.Len(t, labels, 1)
 	assert.Equal(t, "RetryableWriteError", labels[0].StringValue())
 }
+
+// replSetFreeze keeps a secondary from standing; with every secondary
+// frozen a step-down finds no electable member and fails with
+// ExceededTimeLimit (262), and a primary cannot be frozen (95).
+// replSetGetStatus names each member's state.
+func TestFreezeAndStatus(t *testing.T) {
+	t.Parallel()
+	rs := mongosim.StartReplicaSetTB(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clients := map[*mongosim.Server]*mongo.Client{}
+	admin := func(s *mongosim.Server) *mongo.Database {
+		if clients[s] == nil {
+			clients[s] = directClient(t, rs, s)
+		}
+		return clients[s].Database("admin")
+	}
+	for _, i := range []int{1, 2} {
+		require.NoError(t, admin(rs.Member(i)).RunCommand(ctx, bson.D{{Key: "replSetFreeze", Value: 60}}).Err())
+	}
+	err := admin(rs.Member(0)).RunCommand(ctx, bson.D{{Key: "replSetFreeze", Value: 60}}).Err()
+	var ce mongo.CommandError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, int32(95), ce.Code)
+
+	err = admin(rs.Member(0)).RunCommand(ctx, bson.D{{Key: "replSetStepDown", Value: 10}, {Key: "secondaryCatchUpPeriodSecs", Value: 1}}).Err()
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, int32(262), ce.Code, "%v", err)
+	assert.Same(t, rs.Member(0), rs.Primary())
+
+	require.NoError(t, admin(rs.Member(2)).RunCommand(ctx, bson.D{{Key: "replSetFreeze", Value: 0}}).Err())
+	require.NoError(t, admin(rs.Member(0)).RunCommand(ctx, bson.D{{Key: "replSetStepDown", Value: 10}}).Err())
+	assert.Same(t, rs.Member(2), rs.Primary(), "the one member not frozen")
+
+	rs.Kill(1)
+	status, err := admin(rs.Member(0)).RunCommand(ctx, bson.D{{Key: "replSetGetStatus", Value: 1}}).Raw()
+	require.NoError(t, err)
+	members, _ := status.Lookup("members").Array().Values()
+	require.Len(t, members, 3)
+	var states []string
+	for _, m := range members {
+		states = append(states, m.Document().Lookup("stateStr").StringValue())
+	}
+	assert.Equal(t, []string{"SECONDARY", "(not reachable/healthy)", "PRIMARY"}, states)
+	assert.EqualValues(t, 2, status.Lookup("myState").Int32())
+}

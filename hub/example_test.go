@@ -121,3 +121,35 @@ func ExampleEvents() {
 	}
 	// Output: insert 7 3
 }
+
+// A subscriber can filter with a query document, as in a $match stage,
+// evaluated in process on each event.
+func ExampleWithMatch() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	defer h.Close(ctx)
+
+	acme, err := h.Subscribe(hub.WithMatch(bson.D{
+		{Key: "operationType", Value: "insert"},
+		{Key: "fullDocument.tenant", Value: "acme"},
+		{Key: "fullDocument.total", Value: bson.D{{Key: "$gte", Value: 100}}},
+	}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "tenant", Value: "acme"}, {Key: "total", Value: 20}})
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}, {Key: "tenant", Value: "other"}, {Key: "total", Value: 500}})
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}, {Key: "tenant", Value: "acme"}, {Key: "total", Value: 250.5}})
+	acme.Next(ctx)
+	fmt.Println("acme's large order:", acme.Current.Lookup("documentKey", "_id").Int32())
+
+	_, err = h.Subscribe(hub.WithMatch(bson.D{{Key: "fullDocument.sku", Value: bson.D{{Key: "$regex", Value: "^A"}}}}))
+	fmt.Println(err)
+	// Output:
+	// acme's large order: 3
+	// hub: WithMatch: unsupported operator $regex (on fullDocument.sku)
+}

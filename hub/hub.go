@@ -94,7 +94,7 @@ func (h *Hub) read() {
 		ev := append(bson.Raw(nil), h.cs.Current...)
 		e := entry{ev: ev, pos: positionOf(ev)}
 		for _, s := range *h.list.Load() {
-			if s.filter == nil || s.filter(ev) {
+			if s.keeps(ev) {
 				s.push(h.ctx, e)
 			}
 		}

@@ -93,19 +93,26 @@ func isEven(ev bson.Raw) bool {
 	return ok && id%2 == 0
 }
 
-// TestOrderAndFilters: every subscriber sees the events its filter takes,
-// in stream order.
+// TestOrderAndFilters: every subscriber sees the events its filters
+// (WithFilter, WithMatch, or both) take, in stream order.
 func TestOrderAndFilters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	all := e.subscribe(t)
 	even := e.subscribe(t, hub.WithFilter(isEven))
+	low := e.subscribe(t, hub.WithMatch(bson.D{{Key: "documentKey._id", Value: bson.D{{Key: "$lt", Value: 5}}}}))
+	lowEven := e.subscribe(t, hub.WithMatch(bson.D{{Key: "operationType", Value: "insert"}, {Key: "fullDocument._id", Value: bson.D{{Key: "$lt", Value: 5}}}}),
+		hub.WithFilter(isEven))
 	e.insert(t, 0, 20)
 	assert.Equal(t, seq(0, 20), read(t, all, 20))
 	assert.Equal(t, []int32{0, 2, 4, 6, 8, 10, 12, 14, 16, 18}, read(t, even, 10))
-	assert.False(t, even.TryNext(context.Background()), "nothing more, at once")
-	assert.NoError(t, even.Err())
-	assert.Equal(t, 2, e.hub.Subscribers())
+	assert.Equal(t, seq(0, 5), read(t, low, 5))
+	assert.Equal(t, []int32{0, 2, 4}, read(t, lowEven, 3), "both filters must keep an event")
+	for _, s := range []*hub.Subscription{even, low, lowEven} {
+		assert.False(t, s.TryNext(context.Background()), "nothing more, at once")
+		assert.NoError(t, s.Err())
+	}
+	assert.Equal(t, 4, e.hub.Subscribers())
 }
 
 // TestBlock: a full Block subscription holds the hub, and nothing is lost.

@@ -73,6 +73,11 @@ func WithPolicy(p Policy) Option {
 	}
 }
 
+// keeps reports whether the subscription's filters take ev.
+func (s *Subscription) keeps(ev bson.Raw) bool {
+	return (s.match == nil || s.match.match(ev)) && (s.filter == nil || s.filter(ev))
+}
+
 // LaggingError ends a Drop subscription whose buffer was full.
 type LaggingError struct {
 	// Buffered is how many events it held, unread.
@@ -96,6 +101,7 @@ type Subscription struct {
 
 	hub      *Hub
 	filter   func(bson.Raw) bool
+	match    matcher
 	policy   Policy
 	capacity int
 

@@ -105,11 +105,16 @@ func benchFanout(b *testing.B, n int, kind string) {
 			}()
 		}
 	case "changestream":
+		// Every stream is opened before any is read: once streams wait in
+		// getMore, each holding a pooled connection for up to a second,
+		// every further open queues behind them.
+		streams := make([]*changestream.ChangeStream, n)
 		for i := range n {
-			cs, err := changestream.WatchCollection(ctx, coll, nil)
-			if err != nil {
+			if streams[i], err = changestream.WatchCollection(ctx, coll, nil); err != nil {
 				b.Fatal(err)
 			}
+		}
+		for i, cs := range streams {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -122,11 +127,13 @@ func benchFanout(b *testing.B, n int, kind string) {
 			}()
 		}
 	case "watch":
+		streams := make([]*mongo.ChangeStream, n)
 		for i := range n {
-			cs, err := coll.Watch(ctx, mongo.Pipeline{})
-			if err != nil {
+			if streams[i], err = coll.Watch(ctx, mongo.Pipeline{}); err != nil {
 				b.Fatal(err)
 			}
+		}
+		for i, cs := range streams {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

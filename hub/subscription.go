@@ -112,8 +112,16 @@ type Subscription struct {
 	err    error // set once the subscription is over
 	over   bool
 	pos    changestream.Position
-	notify chan struct{} // an event arrived, or the subscription ended
+	notify chan struct{} // an event arrived, the subscription ended, or a watched context did
 	room   chan struct{} // an event was taken (Block)
+
+	// watchedDone is the Done channel of the context whose end wakes a
+	// waiting Next (through notify), and stopWatch unregisters that. A
+	// Next waits on notify alone: selecting on ctx.Done() as well would
+	// make every subscriber lock the same channel, the application's
+	// shared context, on every wait.
+	watchedDone <-chan struct{}
+	stopWatch   func() bool
 }
 
 // signal wakes whoever waits on ch, without blocking.
@@ -163,6 +171,7 @@ func (s *Subscription) push(ctx context.Context, e entry) {
 		switch s.policy {
 		case Drop:
 			s.over, s.err = true, &LaggingError{Buffered: s.n, Position: s.pos}
+			s.unwatchLocked()
 			s.mu.Unlock()
 			s.hub.remove(s)
 			signal(s.notify)
@@ -202,25 +211,60 @@ func (s *Subscription) finish(err error) {
 	if !s.over {
 		s.over, s.err = true, err
 	}
+	s.unwatchLocked()
 	s.mu.Unlock()
 	signal(s.notify)
 	signal(s.room)
 }
 
-// take returns the next buffered event.
-func (s *Subscription) take() (bson.Raw, bool) {
+// take returns the next buffered event, or reports whether the
+// subscription is over. A subscription that goes on clears the error of
+// an earlier call.
+func (s *Subscription) take() (ev bson.Raw, ok, over bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n == 0 {
-		return nil, false
+		return nil, false, s.over
 	}
 	e := s.buf[s.head]
 	s.buf[s.head] = entry{}
 	s.head = (s.head + 1) % len(s.buf)
 	s.n--
 	s.pos = e.pos
+	if !s.over {
+		s.err = nil
+	}
 	signal(s.room)
-	return e.ev, true
+	return e.ev, true, false
+}
+
+// watch makes the end of ctx wake a waiting Next, once per context: an
+// application that passes the same context to every call registers it
+// once.
+func (s *Subscription) watch(ctx context.Context) {
+	done := ctx.Done()
+	if done == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if done == s.watchedDone || s.over {
+		return
+	}
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+	s.watchedDone = done
+	s.stopWatch = context.AfterFunc(ctx, func() { signal(s.notify) })
+}
+
+// unwatchLocked drops the context registration of an ended subscription,
+// so that a long-lived context does not keep it. s.mu must be held.
+func (s *Subscription) unwatchLocked() {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		s.stopWatch, s.watchedDone = nil, nil
+	}
 }
 
 // Next waits for the next event and reports whether there is one in
@@ -238,31 +282,26 @@ func (s *Subscription) TryNext(ctx context.Context) bool { return s.next(ctx, fa
 func (s *Subscription) next(ctx context.Context, wait bool) bool {
 	s.Current = nil
 	for {
-		if ev, ok := s.take(); ok {
+		ev, ok, over := s.take()
+		if ok {
 			s.Current = ev
-			s.mu.Lock()
-			if !s.over {
-				s.err = nil
-			}
-			s.mu.Unlock()
 			return true
 		}
-		s.mu.Lock()
-		over := s.over
-		s.mu.Unlock()
 		if over || !wait {
 			return false
 		}
-		select {
-		case <-s.notify:
-		case <-ctx.Done():
+		if err := ctx.Err(); err != nil {
 			s.mu.Lock()
 			if !s.over {
-				s.err = ctx.Err()
+				s.err = err
 			}
 			s.mu.Unlock()
 			return false
 		}
+		s.watch(ctx)
+		// Woken by an event, the end of the subscription or of ctx (or a
+		// stale signal of an earlier context): the loop looks again.
+		<-s.notify
 	}
 }
 
@@ -310,6 +349,7 @@ func (s *Subscription) Close() error {
 	}
 	clear(s.buf)
 	s.n = 0
+	s.unwatchLocked()
 	s.mu.Unlock()
 	signal(s.notify)
 	signal(s.room)

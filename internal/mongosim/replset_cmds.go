@@ -1,7 +1,6 @@
 package mongosim
 
 import (
-	"context"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -122,7 +121,7 @@ func handleReplSetStepDown(cc *cmdCtx) (bsoncore.Document, error) {
 	if o.CatchUpPeriod == 0 && !o.Force {
 		o.CatchUpPeriod = DefaultCatchUpPeriod
 	}
-	if err := m.rs.stepDown(context.Background(), m.idx, o); err != nil {
+	if err := m.rs.stepDown(cc.ctx, m.idx, o); err != nil {
 		return nil, err
 	}
 	return nil, nil

@@ -196,3 +196,38 @@ func benchFanout(b *testing.B, n int, kind string) {
 
 // lateAfter bounds the wait for one event to reach every subscriber.
 const lateAfter = 10 * time.Second
+
+// BenchmarkSubscribe is the cost of one Subscribe and Close on a hub that
+// already serves 10,000 subscriptions:
+//
+//	go test -run '^$' -bench Subscribe -benchmem ./hub
+func BenchmarkSubscribe(b *testing.B) {
+	sim := mongosim.StartTB(b)
+	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Disconnect(context.Background())
+	cs, err := changestream.WatchCollection(context.Background(), client.Database("d").Collection("c"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := hub.New(cs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	for range 10_000 {
+		if _, err := h.Subscribe(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := h.Subscribe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = s.Close()
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,7 +109,7 @@ func (h *Hub) end(err error) {
 	h.ended, h.endErr = true, err
 	subs := h.subs
 	h.subs = map[*Subscription]struct{}{}
-	h.publishLocked()
+	h.list.Store(&[]*Subscription{})
 	h.mu.Unlock()
 	for s := range subs {
 		s.finish(err)
@@ -139,17 +140,12 @@ func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 		return nil, errors.New("hub: the stream has ended")
 	}
 	h.subs[s] = struct{}{}
-	h.publishLocked()
-	return s, nil
-}
-
-// publishLocked replaces the list the reader walks; h.mu is held.
-func (h *Hub) publishLocked() {
-	list := make([]*Subscription, 0, len(h.subs))
-	for s := range h.subs {
-		list = append(list, s)
-	}
+	old := *h.list.Load()
+	list := make([]*Subscription, len(old), len(old)+1)
+	copy(list, old)
+	list = append(list, s)
 	h.list.Store(&list)
+	return s, nil
 }
 
 // Subscribers returns how many subscriptions are open.
@@ -179,7 +175,12 @@ func (h *Hub) remove(s *Subscription) {
 	h.mu.Lock()
 	if _, ok := h.subs[s]; ok {
 		delete(h.subs, s)
-		h.publishLocked()
+		// A new list, without s: the reader may be walking the old one.
+		old := *h.list.Load()
+		if i := slices.Index(old, s); i >= 0 {
+			list := slices.Concat(old[:i], old[i+1:])
+			h.list.Store(&list)
+		}
 	}
 	h.mu.Unlock()
 }

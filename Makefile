@@ -71,7 +71,7 @@ deps:
 
 ci: deps test
 
-## interop-node: the official Node.js driver against cmd/mongosim (needs node and npm)
+## interop-node: the official Node.js driver against cmd/mongosim, one member and a three-member set (needs node and npm)
 interop-node:
 	cd scripts/interop-node && npm install --no-audit --no-fund --silent
 	$(GO) build -o bin/mongosim ./cmd/mongosim
@@ -80,4 +80,8 @@ interop-node:
 	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
 	node scripts/interop-node/watch.js "$$(head -1 .sim.out)" && \
 	node scripts/interop-node/tokens.js "$$(head -1 .sim.out)" bin/changestream; status=$$?; \
+	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; [ $$status -eq 0 ] || exit $$status; \
+	bin/mongosim -members 3 > .sim.out 2> .sim.err & pid=$$!; \
+	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
+	node scripts/interop-node/failover.js "$$(head -1 .sim.out)"; status=$$?; \
 	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; exit $$status

@@ -191,13 +191,24 @@ func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) er
 				time.Now().UTC().Format(time.RFC3339))
 		}
 		ch := rs.changed
+		thaw := rs.nextThawLocked()
 		rs.mu.Unlock()
+		var thawed <-chan time.Time
+		var thawTimer *time.Timer
+		if thaw > 0 {
+			thawTimer = time.NewTimer(thaw)
+			thawed = thawTimer.C
+		}
 		select {
 		case <-ch:
+		case <-thawed: // a frozen secondary may stand again
 		case <-deadline.C:
 			expired = true
 		case <-ctx.Done():
 			expired = true
+		}
+		if thawTimer != nil {
+			thawTimer.Stop()
 		}
 		rs.mu.Lock()
 		if rs.primary != p {
@@ -205,6 +216,19 @@ func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) er
 			return cmdErr(codeNotWritablePrimary, "not primary so can't step down")
 		}
 	}
+}
+
+// nextThawLocked returns how long until the next frozen member may stand
+// again, 0 when none is frozen.
+func (rs *ReplicaSet) nextThawLocked() time.Duration {
+	var next time.Duration
+	now := time.Now()
+	for _, s := range rs.members {
+		if d := s.member.frozenUntil.Sub(now); d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	return next
 }
 
 // caughtUpSecondaryLocked returns an electable secondary that has applied

@@ -570,3 +570,16 @@ func TestFreezeAndStatus(t *testing.T) {
 	assert.Equal(t, []string{"SECONDARY", "(not reachable/healthy)", "PRIMARY"}, states)
 	assert.EqualValues(t, 2, status.Lookup("myState").Int32())
 }
+
+// A step-down that finds every secondary frozen waits, within its catch-up
+// period, until one thaws, and then steps down to it.
+func TestStepDownWaitsForAThaw(t *testing.T) {
+	t.Parallel()
+	rs := mongosim.StartReplicaSetTB(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, rs.Freeze(1, time.Hour))
+	require.NoError(t, rs.Freeze(2, 200*time.Millisecond))
+	require.NoError(t, rs.StepDown(ctx, mongosim.StepDownOptions{CatchUpPeriod: 20 * time.Second, StepDownPeriod: time.Minute}))
+	assert.Same(t, rs.Member(2), rs.Primary())
+}

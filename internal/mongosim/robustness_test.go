@@ -615,9 +615,18 @@ func TestNoGoroutineOutlivesCloseDuringGetMore(t *testing.T) {
 	require.NoError(t, waitForNoLeaks(leakWait), "goroutines were left over before this test")
 	s := mongosim.StartTB(t)
 	// Once the server is gone the driver's stream tries to resume; a short
-	// server selection timeout makes that attempt give up quickly.
-	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()).SetAppName("waiter").SetServerSelectionTimeout(time.Second))
+	// server selection timeout makes that attempt give up quickly. Not
+	// too short: under -race on a loaded machine the first discovery of
+	// the server has taken longer than a second.
+	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()).SetAppName("waiter").SetServerSelectionTimeout(5 * time.Second))
 	require.NoError(t, err)
+	// Should the test fail before rbCloseAndVerifyWith disconnects it, the
+	// client must not outlive it and fail the leak checks of the next tests.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), rbTimeout)
+		defer cancel()
+		_ = c.Disconnect(ctx)
+	})
 	// No deadline: the driver refuses to wait on a getMore whose
 	// maxAwaitTime does not fit in the context's remaining time.
 	ctx, cancel := context.WithCancel(context.Background())

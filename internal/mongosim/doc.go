@@ -1,8 +1,10 @@
 // Package mongosim is an in-process simulator of a MongoDB replica set,
-// for tests. The unmodified v2 Go driver talks to it over loopback
-// as it would to a one-member replica set: wire protocol (OP_QUERY handshake,
-// OP_MSG), a small document store, an oplog, change streams with resume
-// tokens shaped like the real server's, and fail points.
+// for tests. The unmodified v2 Go driver talks to it over loopback as it
+// would to a real one: wire protocol (OP_QUERY handshake, OP_MSG, the
+// streaming hello), a small document store, an oplog, change streams with
+// resume tokens shaped like the real server's, and fail points. A [Server]
+// on its own is the primary of a one-member set; [NewReplicaSet] runs
+// several members.
 //
 // With [WithStandalone] it answers as a standalone mongod instead, for the
 // tests that need one: no replica set in hello, no cluster time, and

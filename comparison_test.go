@@ -72,10 +72,21 @@ func TestComparisonWithDriverWatch(t *testing.T) {
 			name: "a resume whose aggregate loses its connection",
 			opts: func(o *options.ChangeStreamOptionsBuilder) {},
 			trouble: func(t *testing.T, e *testEnv, next func(ctx context.Context) bool) {
+				aggregates := len(e.mon.commands("aggregate"))
 				e.failPoint(t, "failCommand", bson.D{{Key: "times", Value: 2}}, bson.D{
 					{Key: "failCommands", Value: bson.A{"getMore", "aggregate"}}, {Key: "closeConnection", Value: true},
 				})
-				next(ctxTimeout(t, 10*time.Second))
+				// Until the resume's aggregate has been sent and met the
+				// second fault. After the dropped getMore the driver may
+				// take up to its heartbeat to find the server again (a
+				// Disconnect-like race in its monitor), so one call can end
+				// before the resume is even sent. A hang guard, not a
+				// timing bound.
+				for guard := 0; guard < 6 && len(e.mon.commands("aggregate")) == aggregates; guard++ {
+					if next(ctxTimeout(t, 10*time.Second)) {
+						t.Fatal("an event arrived, but none was written")
+					}
+				}
 			},
 		},
 	}

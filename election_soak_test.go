@@ -30,7 +30,7 @@ import (
 // Watch. Every acknowledged write must reach both ChangeStreams exactly
 // once and in order; what the driver's Watch did is reported.
 
-// electionSoakConfig sizes a run: CHANGESTREAM_SOAK=long (make
+// electionSoakElections sizes a run: CHANGESTREAM_SOAK=long (make
 // soak-failover) runs 100 elections; every go test run does a few.
 func electionSoakElections() int {
 	if os.Getenv("CHANGESTREAM_SOAK") == "long" {

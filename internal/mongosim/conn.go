@@ -25,13 +25,6 @@ type conn struct {
 
 	mu      sync.Mutex
 	appName string // from the handshake's client.application.name
-
-	// streaming is the topologyVersion of the last hello answer while the
-	// connection streams hello answers (exhaust); lastTV is the one the
-	// last hello answer reported. Only the connection's goroutine uses
-	// them.
-	streaming *topologyVersion
-	lastTV    topologyVersion
 }
 
 func newConn(s *Server, nc net.Conn, id int64) *conn {
@@ -134,30 +127,29 @@ func replyOK(reply bsoncore.Document) bool {
 }
 
 // streamHello sends reply with moreToCome and then keeps answering the
-// hello, each answer waiting for a topology change or maxAwaitTimeMS, until
-// the connection ends or an answer fails. No request arrives meanwhile: the
-// client reads the stream.
+// hello, each answer waiting until the topologyVersion moves past the one
+// the previous answer reported or maxAwaitTimeMS passes, until the
+// connection ends. No request arrives meanwhile: the client reads the
+// stream.
 func (c *conn) streamHello(req *request, reply bsoncore.Document) {
+	cc := &cmdCtx{s: c.s, conn: c, ctx: c.ctx, db: req.db, name: firstKey(req.body), cmd: req.body}
+	// The first answer succeeded, so both parse.
+	_, maxAwait, _, _ := awaitArgs(cc)
+	seen, _ := parseTopologyVersion(reply.Lookup("topologyVersion").Document())
 	prev := req.requestID
 	var out []byte
 	for {
 		id := wiremessage.NextRequestID()
-		more := msgMoreToCome
-		if !replyOK(reply) {
-			more = 0
-		}
-		out = appendOpMsg(out[:0], id, prev, more, reply)
-		if _, err := c.nc.Write(out); err != nil || more == 0 {
+		out = appendOpMsg(out[:0], id, prev, msgMoreToCome, reply)
+		if _, err := c.nc.Write(out); err != nil {
 			return
 		}
 		prev = id
-		tv := c.lastTV
-		c.streaming = &tv
-		cc := &cmdCtx{s: c.s, conn: c, ctx: c.ctx, db: req.db, name: firstKey(req.body), cmd: req.body}
-		body, err := handleHello(cc)
+		var body bsoncore.Document
+		body, seen = c.s.answerHello(cc, &seen, maxAwait)
 		if c.ctx.Err() != nil {
 			return
 		}
-		reply = c.s.finishReply(body, err)
+		reply = c.s.finishReply(body, nil)
 	}
 }

@@ -96,8 +96,8 @@ func handleDelete(cc *cmdCtx) (bsoncore.Document, error) {
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
 		return nil, err
 	}
-	rw := cc.retryableWriteOf()
-	if err := rw.checkLocked(st); err != nil {
+	rw, err := cc.retryableWriteLocked(st)
+	if err != nil {
 		return nil, err
 	}
 	n := 0

@@ -184,8 +184,8 @@ func handleInsert(cc *cmdCtx) (bsoncore.Document, error) {
 	if err := checkWritable(st.collLocked(cc.db, coll)); err != nil {
 		return nil, err
 	}
-	rw := cc.retryableWriteOf()
-	if err := rw.checkLocked(st); err != nil {
+	rw, err := cc.retryableWriteLocked(st)
+	if err != nil {
 		return nil, err
 	}
 	n := 0

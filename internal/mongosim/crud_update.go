@@ -251,8 +251,8 @@ func handleUpdate(cc *cmdCtx) (bsoncore.Document, error) {
 	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	rw := cc.retryableWriteOf()
-	if err := rw.checkLocked(st); err != nil {
+	rw, err := cc.retryableWriteLocked(st)
+	if err != nil {
 		return nil, err
 	}
 	n, nModified := 0, 0

@@ -199,7 +199,6 @@ func (s *Server) awaitWriteConcern(cc *cmdCtx, body bsoncore.Document) bsoncore.
 		defer t.Stop()
 		timeout = t.C
 	}
-	interrupt := s.interruptCh()
 	s.awaitingWC.Add(1)
 	defer s.awaitingWC.Add(-1)
 	for {
@@ -217,9 +216,9 @@ func (s *Server) awaitWriteConcern(cc *cmdCtx, body bsoncore.Document) bsoncore.
 		if !primary {
 			return s.appendWriteConcernError(body, cmdErr(codePrimarySteppedDown, "Primary stepped down while waiting for replication"), isRetryableWriteCmd(cc))
 		}
+		// A step-down or a kill changes the set, and so wakes this.
 		select {
 		case <-ch:
-		case <-interrupt:
 		case <-timeout:
 			e := cmdErr(codeWriteConcernFailed, "waiting for replication timed out")
 			return s.appendWriteConcernError(body, e, false)

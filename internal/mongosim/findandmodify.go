@@ -94,8 +94,8 @@ func handleFindAndModify(cc *cmdCtx) (bsoncore.Document, error) {
 	st := cc.store()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	rw := cc.retryableWriteOf()
-	if err := rw.checkLocked(st); err != nil {
+	rw, err := cc.retryableWriteLocked(st)
+	if err != nil {
 		return nil, err
 	}
 	if rw.executedLocked(st, 0) {

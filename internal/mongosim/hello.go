@@ -23,19 +23,26 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 			}
 		}
 	}
-	s := cc.s
 	seen, maxAwait, await, err := awaitArgs(cc)
 	if err != nil {
 		return nil, err
 	}
-	if st := cc.conn.streaming; st != nil {
-		seen, await = *st, true
-	}
+	var wait *topologyVersion
 	if await {
-		s.topo.awaitChange(cc.ctx, seen, maxAwait)
+		wait = &seen
+	}
+	doc, _ := cc.s.answerHello(cc, wait, maxAwait)
+	return doc, nil
+}
+
+// answerHello builds hello's answer and returns it with the
+// topologyVersion it reports. With seen set, it first waits until the
+// topologyVersion differs from seen or maxAwait has passed.
+func (s *Server) answerHello(cc *cmdCtx, seen *topologyVersion, maxAwait time.Duration) (bsoncore.Document, topologyVersion) {
+	if seen != nil {
+		s.topo.awaitChange(cc.ctx, *seen, maxAwait)
 	}
 	tv, _ := s.topo.current()
-	cc.conn.lastTV = tv
 	view := s.memberView()
 	dst := make([]byte, 0, 512)
 	idx, dst := bsoncore.AppendDocumentStart(dst)
@@ -59,7 +66,7 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 	dst = bsoncore.AppendInt32Element(dst, "maxWireVersion", MaxWireVersion)
 	dst = bsoncore.AppendBooleanElement(dst, "readOnly", false)
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
-	return dst, nil
+	return dst, tv
 }
 
 // appendReplSetFields appends what a replica-set member's hello says about

@@ -96,17 +96,25 @@ func awaitArgs(cc *cmdCtx) (tv topologyVersion, maxAwait time.Duration, ok bool,
 	if ms < 0 {
 		return tv, 0, false, cmdErr(codeBadValue, "maxAwaitTimeMS must be a non-negative integer")
 	}
-	pid, err1 := tvDoc.LookupErr("processId")
-	cnt, err2 := tvDoc.LookupErr("counter")
+	if tv, err = parseTopologyVersion(tvDoc); err != nil {
+		return tv, 0, false, err
+	}
+	return tv, time.Duration(ms) * time.Millisecond, true, nil
+}
+
+// parseTopologyVersion reads a {processId, counter} document.
+func parseTopologyVersion(doc bsoncore.Document) (topologyVersion, error) {
+	pid, err1 := doc.LookupErr("processId")
+	cnt, err2 := doc.LookupErr("counter")
 	if err1 != nil || err2 != nil {
-		return tv, 0, false, cmdErr(codeFailedToParse, "BSON field 'topologyVersion' needs processId and counter")
+		return topologyVersion{}, cmdErr(codeFailedToParse, "BSON field 'topologyVersion' needs processId and counter")
 	}
 	oid, ok1 := pid.ObjectIDOK()
 	n, ok2 := cnt.AsInt64OK()
 	if !ok1 || !ok2 {
-		return tv, 0, false, cmdErr(codeTypeMismatch, "BSON field 'topologyVersion' has the wrong types")
+		return topologyVersion{}, cmdErr(codeTypeMismatch, "BSON field 'topologyVersion' has the wrong types")
 	}
-	return topologyVersion{processID: oid, counter: n}, time.Duration(ms) * time.Millisecond, true, nil
+	return topologyVersion{processID: oid, counter: n}, nil
 }
 
 // appendTopologyVersion appends hello's topologyVersion field.

@@ -235,10 +235,13 @@ func (st *store) applyLocked(e *oplogEntry) {
 			c.indexes = append(slices.Clip(c.indexes), spec)
 		}
 	case opDropIndexes:
+		// A new slice: the old one may be shared with a copy of the
+		// collection (resyncFrom).
 		c := coll()
-		for _, spec := range indexSpecs(e.opDesc) {
-			c.indexes = slices.DeleteFunc(slices.Clone(c.indexes), func(ix bson.D) bool { return ix[2].Value == spec[2].Value })
-		}
+		dropped := indexSpecs(e.opDesc)
+		c.indexes = slices.DeleteFunc(slices.Clone(c.indexes), func(ix bson.D) bool {
+			return slices.ContainsFunc(dropped, func(spec bson.D) bool { return ix[2].Value == spec[2].Value })
+		})
 	case opModify:
 		c := coll()
 		c.options, c.indexes = e.collOptions, e.collIndexes

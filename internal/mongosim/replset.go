@@ -98,8 +98,6 @@ type member struct {
 // rsConfig holds the set's settings.
 type rsConfig struct {
 	electionTimeout time.Duration
-	catchUpPeriod   time.Duration
-	stepDownPeriod  time.Duration
 }
 
 // Defaults of a replica set's settings, as on the server.
@@ -145,7 +143,7 @@ func NewReplicaSet(n int, serverOpts []Option, opts ...ReplicaSetOption) (*Repli
 	if base.addr != defaultConfig().addr {
 		return nil, errors.New("mongosim: WithAddr does not apply to a replica set; every member takes a free loopback port")
 	}
-	rc := rsConfig{electionTimeout: DefaultElectionTimeout, catchUpPeriod: DefaultCatchUpPeriod, stepDownPeriod: DefaultStepDownPeriod}
+	rc := rsConfig{electionTimeout: DefaultElectionTimeout}
 	for _, o := range opts {
 		o(&rc)
 	}

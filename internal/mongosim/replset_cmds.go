@@ -20,14 +20,11 @@ func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
 	type row struct {
 		name    string
 		up      bool
-		state   int32
+		state   int32 // 1 PRIMARY, 2 SECONDARY, 8 DOWN
 		optime  oplogPos
-		term    int64
-		self    bool
 		started time.Time
 	}
 	var rows []row
-	var myState int32 = 1
 	var term int64
 	var commit oplogPos
 	if m := s.member; m != nil {
@@ -35,15 +32,12 @@ func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
 		rs.mu.Lock()
 		term, commit = rs.term, rs.commit
 		for i, ms := range rs.members {
-			r := row{name: ms.addr, up: ms.member.up, state: 2, optime: rs.appliedLocked(i), term: rs.term, self: ms == s, started: ms.started}
+			r := row{name: ms.addr, up: ms.member.up, state: 2, optime: rs.appliedLocked(i), started: ms.started}
 			if i == rs.primary {
 				r.state = 1
 			}
 			if !r.up {
-				r.state = 8 // DOWN
-			}
-			if r.self {
-				myState = r.state
+				r.state = 8
 			}
 			rows = append(rows, r)
 		}
@@ -51,15 +45,14 @@ func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
 	} else {
 		st := s.store
 		st.mu.Lock()
-		pos, t := st.lastPosLocked(), st.term
-		commit = st.commit
+		term, commit = st.term, st.commit
+		rows = []row{{name: s.addr, up: true, state: 1, optime: st.lastPosLocked(), started: s.started}}
 		st.mu.Unlock()
-		term = t
-		rows = []row{{name: s.addr, up: true, state: 1, optime: pos, term: t, self: true, started: s.started}}
 	}
 	stateStr := map[int32]string{1: "PRIMARY", 2: "SECONDARY", 8: "(not reachable/healthy)"}
-	opTime := func(p oplogPos, t int64) bson.D { return bson.D{{Key: "ts", Value: p.ts}, {Key: "t", Value: t}} }
+	opTime := func(p oplogPos) bson.D { return bson.D{{Key: "ts", Value: p.ts}, {Key: "t", Value: term}} }
 	members := bson.A{}
+	var self row
 	for i, r := range rows {
 		health := 1.0
 		if !r.up {
@@ -68,26 +61,21 @@ func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
 		d := bson.D{{Key: "_id", Value: int32(i)}, {Key: "name", Value: r.name}, {Key: "health", Value: health},
 			{Key: "state", Value: r.state}, {Key: "stateStr", Value: stateStr[r.state]}}
 		if r.up {
-			d = append(d, bson.E{Key: "uptime", Value: int32(now.Sub(r.started).Seconds())}, bson.E{Key: "optime", Value: opTime(r.optime, r.term)})
+			d = append(d, bson.E{Key: "uptime", Value: int32(now.Sub(r.started).Seconds())}, bson.E{Key: "optime", Value: opTime(r.optime)})
 		}
-		if r.self {
+		if r.name == s.addr {
+			self = r
 			d = append(d, bson.E{Key: "self", Value: true})
 		}
 		members = append(members, d)
 	}
-	self := rows[0].optime
-	for _, r := range rows {
-		if r.self {
-			self = r.optime
-		}
-	}
 	return marshalDoc(bson.D{
 		{Key: "set", Value: s.cfg.replSetName},
 		{Key: "date", Value: now},
-		{Key: "myState", Value: myState},
+		{Key: "myState", Value: self.state},
 		{Key: "term", Value: term},
 		{Key: "heartbeatIntervalMillis", Value: int64(2000)},
-		{Key: "optimes", Value: bson.D{{Key: "lastCommittedOpTime", Value: opTime(commit, term)}, {Key: "appliedOpTime", Value: opTime(self, term)}, {Key: "durableOpTime", Value: opTime(self, term)}}},
+		{Key: "optimes", Value: bson.D{{Key: "lastCommittedOpTime", Value: opTime(commit)}, {Key: "appliedOpTime", Value: opTime(self.optime)}, {Key: "durableOpTime", Value: opTime(self.optime)}}},
 		{Key: "members", Value: members},
 	})
 }

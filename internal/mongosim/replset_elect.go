@@ -24,7 +24,6 @@ func (rs *ReplicaSet) electLocked(w int) {
 	st.term = rs.term
 	st.appendLocked(&oplogEntry{op: opNoop, opDesc: bson.D{{Key: "msg", Value: "new primary"}}})
 	rs.termStart = st.lastPosLocked()
-	m.applied = rs.termStart
 	st.mu.Unlock()
 	rs.bumpTopologyLocked()
 	rs.updateCommitLocked()
@@ -114,9 +113,9 @@ func (rs *ReplicaSet) watchElections() {
 				rs.electLocked(c)
 				ch = rs.changed
 			} else {
-				// Nobody electable yet: a frozen member thaws, or a
-				// member comes back, without a state change to wake on.
-				wait = 50 * time.Millisecond
+				// Nobody electable yet: a member coming back changes the
+				// set's state; a frozen one thawing does not, so wake then.
+				wait = rs.nextThawLocked()
 			}
 		}
 		rs.mu.Unlock()
@@ -153,16 +152,15 @@ func (rs *ReplicaSet) StepDown(ctx context.Context, o StepDownOptions) error {
 
 func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) error {
 	if o.StepDownPeriod == 0 {
-		o.StepDownPeriod = rs.cfg.stepDownPeriod
+		o.StepDownPeriod = DefaultStepDownPeriod
 	}
 	if o.CatchUpPeriod == 0 {
-		o.CatchUpPeriod = rs.cfg.catchUpPeriod
+		o.CatchUpPeriod = DefaultCatchUpPeriod
 	}
 	if o.StepDownPeriod < o.CatchUpPeriod {
 		return cmdErr(codeBadValue, "stepdown period must be longer than secondaryCatchUpPeriodSecs")
 	}
-	deadline := time.NewTimer(o.CatchUpPeriod)
-	defer deadline.Stop()
+	deadline := time.Now().Add(o.CatchUpPeriod)
 	rs.mu.Lock()
 	if rs.primary != p {
 		rs.mu.Unlock()
@@ -190,26 +188,15 @@ func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) er
 			return cmdErr(codeExceededTimeLimit, "No electable secondaries caught up as of %s. Please use the replSetStepDown command with the argument {force: true} to force node to step down.",
 				time.Now().UTC().Format(time.RFC3339))
 		}
+		// Wake on a change of the set, when a frozen secondary may stand
+		// again, or at the deadline.
 		ch := rs.changed
-		thaw := rs.nextThawLocked()
+		wait := time.Until(deadline)
+		if thaw := rs.nextThawLocked(); thaw > 0 {
+			wait = min(wait, thaw)
+		}
 		rs.mu.Unlock()
-		var thawed <-chan time.Time
-		var thawTimer *time.Timer
-		if thaw > 0 {
-			thawTimer = time.NewTimer(thaw)
-			thawed = thawTimer.C
-		}
-		select {
-		case <-ch:
-		case <-thawed: // a frozen secondary may stand again
-		case <-deadline.C:
-			expired = true
-		case <-ctx.Done():
-			expired = true
-		}
-		if thawTimer != nil {
-			thawTimer.Stop()
-		}
+		expired = !waitAny(ctx.Done(), max(wait, time.Nanosecond), ch, nil) || !time.Now().Before(deadline)
 		rs.mu.Lock()
 		if rs.primary != p {
 			rs.mu.Unlock()

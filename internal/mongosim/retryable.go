@@ -1,6 +1,8 @@
 package mongosim
 
 import (
+	"maps"
+
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
 
@@ -31,11 +33,7 @@ type retrySession struct {
 }
 
 func (r *retrySession) clone() *retrySession {
-	out := &retrySession{txnNumber: r.txnNumber, stmts: make(map[int32]bool, len(r.stmts))}
-	for k, v := range r.stmts {
-		out.stmts[k] = v
-	}
-	return out
+	return &retrySession{txnNumber: r.txnNumber, stmts: maps.Clone(r.stmts)}
 }
 
 // recordRetryLocked notes that a statement executed.
@@ -60,6 +58,17 @@ type retryableWrite struct {
 	txnNumber int64
 	stmtIDs   []int32 // from stmtIds, else the statement's index
 	lsid      string  // for messages
+}
+
+// retryableWriteLocked returns the command's retry identity (nil when it
+// is not a retryable write), refusing a txnNumber older than the
+// session's newest. st.mu must be held.
+func (cc *cmdCtx) retryableWriteLocked(st *store) (*retryableWrite, error) {
+	rw := cc.retryableWriteOf()
+	if err := rw.checkLocked(st); err != nil {
+		return nil, err
+	}
+	return rw, nil
 }
 
 // retryableWriteOf returns the command's retry identity, or nil.

@@ -241,10 +241,7 @@ func (s *Server) Close() error {
 	s.connMu.Lock()
 	already := s.closed
 	s.closed = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.connsLocked()
 	ln := s.ln
 	s.connMu.Unlock()
 	if !already {
@@ -267,10 +264,7 @@ func (s *Server) stopServing() {
 	s.connMu.Lock()
 	ln := s.ln
 	s.ln = nil
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.connsLocked()
 	s.connMu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
@@ -280,6 +274,16 @@ func (s *Server) stopServing() {
 	}
 	s.cursors.killAll()
 	s.txns.abortAll(s.store)
+}
+
+// connsLocked returns the open connections, to close after connMu is
+// released. connMu must be held.
+func (s *Server) connsLocked() []*conn {
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 // startServing listens again on the server's address after stopServing.

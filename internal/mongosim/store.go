@@ -24,7 +24,7 @@ type store struct {
 	dbs     map[string]*database
 	clock   bson.Timestamp // the newest cluster time handed out
 	oplog   oplog
-	changed chan struct{} // closed and replaced on every oplog append
+	changed chan struct{} // closed and replaced on every oplog append and commit-point move
 
 	// txn is set on a transaction's snapshot: its writes are recorded
 	// for the commit instead of logged.
@@ -153,7 +153,8 @@ func (st *store) logLocked(e *oplogEntry) {
 	}
 }
 
-// changedCh returns a channel closed by the next oplog append.
+// changedCh returns a channel closed by the next oplog append or move of
+// the commit point.
 func (st *store) changedCh() <-chan struct{} {
 	st.mu.Lock()
 	defer st.mu.Unlock()

@@ -93,7 +93,7 @@ func (h *Hub) read() {
 			return
 		}
 		ev := append(bson.Raw(nil), h.cs.Current...)
-		e := entry{ev: ev, pos: positionOf(ev)}
+		e := &entry{ev: ev, pos: positionOf(ev)}
 		for _, s := range *h.list.Load() {
 			if s.keeps(ev) {
 				s.push(h.ctx, e)

@@ -105,15 +105,24 @@ type Subscription struct {
 	policy   Policy
 	capacity int
 
-	mu     sync.Mutex
-	buf    []entry // a ring, grown up to capacity as events wait
-	head   int
-	n      int
-	err    error // set once the subscription is over
-	over   bool
-	pos    changestream.Position
-	notify chan struct{} // an event arrived, the subscription ended, or a watched context did
-	room   chan struct{} // an event was taken (Block)
+	mu   sync.Mutex
+	buf  []*entry // a ring, grown up to capacity as events wait
+	head int
+	n    int
+	err  error // set once the subscription is over
+	over bool
+	pos  changestream.Position
+	// notify wakes a Next parked on it: an event arrived, the
+	// subscription ended, or a watched context did. The hub sends only to
+	// a parked Next (parked), as the send is most of its cost per
+	// subscriber; the buffer of one keeps a send that comes before the
+	// receive.
+	notify chan struct{}
+	parked bool
+	// room wakes the hub waiting for this Block subscription to take an
+	// event (full), the only time a take signals it.
+	room chan struct{}
+	full bool
 
 	// watchedDone is the Done channel of the context whose end wakes a
 	// waiting Next (through notify), and stopWatch unregisters that. A
@@ -132,8 +141,8 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// entry is a buffered event with its position, computed once by the hub
-// for every subscription.
+// entry is an event with its position, computed once by the hub and
+// shared by every subscription's buffer.
 type entry struct {
 	ev  bson.Raw
 	pos changestream.Position
@@ -151,7 +160,7 @@ func positionOf(ev bson.Raw) changestream.Position {
 
 // push hands e to the subscription; with Block it waits for room until
 // ctx ends or the subscription does.
-func (s *Subscription) push(ctx context.Context, e entry) {
+func (s *Subscription) push(ctx context.Context, e *entry) {
 	for {
 		s.mu.Lock()
 		if s.over {
@@ -164,8 +173,7 @@ func (s *Subscription) push(ctx context.Context, e entry) {
 		if s.n < len(s.buf) {
 			s.buf[(s.head+s.n)%len(s.buf)] = e
 			s.n++
-			s.mu.Unlock()
-			signal(s.notify)
+			s.wakeLocked()
 			return
 		}
 		switch s.policy {
@@ -178,16 +186,26 @@ func (s *Subscription) push(ctx context.Context, e entry) {
 			return
 		case Coalesce:
 			s.buf[(s.head+s.n-1)%len(s.buf)] = e
-			s.mu.Unlock()
-			signal(s.notify)
+			s.wakeLocked()
 			return
 		}
+		s.full = true
 		s.mu.Unlock()
 		select {
 		case <-s.room:
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// wakeLocked unlocks s.mu and wakes the subscriber if it is parked.
+func (s *Subscription) wakeLocked() {
+	parked := s.parked
+	s.parked = false
+	s.mu.Unlock()
+	if parked {
+		signal(s.notify)
 	}
 }
 
@@ -198,7 +216,7 @@ const initialBuffer = 4
 // grow doubles the ring, up to capacity, keeping its order.
 func (s *Subscription) grow() {
 	size := min(max(2*len(s.buf), initialBuffer), s.capacity)
-	buf := make([]entry, size)
+	buf := make([]*entry, size)
 	for i := range s.n {
 		buf[i] = s.buf[(s.head+i)%len(s.buf)]
 	}
@@ -217,38 +235,12 @@ func (s *Subscription) finish(err error) {
 	signal(s.room)
 }
 
-// take returns the next buffered event, or reports whether the
-// subscription is over. A subscription that goes on clears the error of
-// an earlier call.
-func (s *Subscription) take() (ev bson.Raw, ok, over bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == 0 {
-		return nil, false, s.over
-	}
-	e := s.buf[s.head]
-	s.buf[s.head] = entry{}
-	s.head = (s.head + 1) % len(s.buf)
-	s.n--
-	s.pos = e.pos
-	if !s.over {
-		s.err = nil
-	}
-	signal(s.room)
-	return e.ev, true, false
-}
-
-// watch makes the end of ctx wake a waiting Next, once per context: an
-// application that passes the same context to every call registers it
-// once.
-func (s *Subscription) watch(ctx context.Context) {
+// watchLocked makes the end of ctx wake a waiting Next, once per
+// context: an application that passes the same context to every call
+// registers it once. s.mu must be held; the callback does not take it.
+func (s *Subscription) watchLocked(ctx context.Context) {
 	done := ctx.Done()
-	if done == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if done == s.watchedDone || s.over {
+	if done == nil || done == s.watchedDone {
 		return
 	}
 	if s.stopWatch != nil {
@@ -282,23 +274,37 @@ func (s *Subscription) TryNext(ctx context.Context) bool { return s.next(ctx, fa
 func (s *Subscription) next(ctx context.Context, wait bool) bool {
 	s.Current = nil
 	for {
-		ev, ok, over := s.take()
-		if ok {
-			s.Current = ev
+		s.mu.Lock()
+		if s.n > 0 {
+			e := s.buf[s.head]
+			s.buf[s.head] = nil
+			s.head = (s.head + 1) % len(s.buf)
+			s.n--
+			s.pos = e.pos
+			if !s.over {
+				s.err = nil // a subscription that goes on clears an earlier error
+			}
+			full := s.full
+			s.full = false
+			s.mu.Unlock()
+			if full {
+				signal(s.room)
+			}
+			s.Current = e.ev
 			return true
 		}
-		if over || !wait {
-			return false
-		}
-		if err := ctx.Err(); err != nil {
-			s.mu.Lock()
-			if !s.over {
-				s.err = err
-			}
+		if s.over || !wait {
 			s.mu.Unlock()
 			return false
 		}
-		s.watch(ctx)
+		if err := ctx.Err(); err != nil {
+			s.err = err
+			s.mu.Unlock()
+			return false
+		}
+		s.watchLocked(ctx)
+		s.parked = true
+		s.mu.Unlock()
 		// Woken by an event, the end of the subscription or of ctx (or a
 		// stale signal of an earlier context): the loop looks again.
 		<-s.notify

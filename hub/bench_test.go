@@ -69,22 +69,15 @@ func benchFanout(b *testing.B, n int, kind string) {
 	// subscriber, 5 ms of CPU an op at 10,000); the last op's _id is still
 	// checked by every subscriber, which catches a lost or repeated event.
 	final := int64(b.N - 1)
-	var current atomic.Int64     // the op being timed
-	var received atomic.Int64    // subscribers that have it
-	var lastArrival atomic.Int64 // when the last of them got it (Unix ns)
-	var wrong atomic.Int64       // subscribers whose last event was not the last insert
+	var wrong atomic.Int64 // subscribers whose last event was not the last insert
+	var arr arrivals
 	arrive := func(k int64, ev bson.Raw) {
-		if k != current.Load() {
-			return // a late delivery of an earlier event
-		}
-		if k == final {
+		if k == final && arr.timing(k) {
 			if id, ok := ev.Lookup("documentKey", "_id").AsInt64OK(); !ok || id != k {
 				wrong.Add(1)
 			}
 		}
-		if received.Add(1) == int64(n) {
-			lastArrival.Store(time.Now().UnixNano())
-		}
+		arr.arrive(k, n)
 	}
 	runtime.GC()
 	var before runtime.MemStats
@@ -166,25 +159,20 @@ func benchFanout(b *testing.B, n int, kind string) {
 	var late int64 // deliveries missing after lateAfter
 	b.ResetTimer()
 	for i := range b.N {
-		received.Store(0)
-		lastArrival.Store(0)
-		current.Store(int64(i))
+		arr.start(int64(i))
 		start := time.Now()
 		if _, err := writes.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
 			b.Fatal(err)
 		}
-		for lastArrival.Load() == 0 && time.Since(start) < lateAfter {
-			time.Sleep(50 * time.Microsecond)
-		}
-		last := lastArrival.Load()
-		if last == 0 {
+		last, ok := arr.wait(lateAfter)
+		if !ok {
 			// Separate streams on one client wait for pooled connections:
 			// count who lacked the event after lateAfter, and measure on.
-			late += int64(n) - received.Load()
+			late += int64(n) - arr.received.Load()
 			lat = append(lat, lateAfter)
 			continue
 		}
-		lat = append(lat, time.Unix(0, last).Sub(start))
+		lat = append(lat, last.Sub(start))
 	}
 	b.StopTimer()
 	// Connections opened while streaming, before the teardown's
@@ -205,6 +193,64 @@ func benchFanout(b *testing.B, n int, kind string) {
 	b.ReportMetric(goroutines, "goroutines/sub")
 	b.ReportMetric(float64(opened), "conns")
 	b.ReportMetric(float64(late)/float64(b.N), "late/op")
+}
+
+// arrivals tells when the last of n subscribers got the op being timed,
+// with no lock, timer or poll on the subscribers' path.
+type arrivals struct {
+	current atomic.Int64 // the op being timed
+	// Every subscriber reads current and adds to received: on one cache
+	// line, each addition would make the other core's next read miss.
+	_        [56]byte
+	received atomic.Int64 // subscribers that have op current
+	_        [56]byte
+	last     atomic.Int64 // when the last of them got it (Unix ns)
+	all      chan int64   // the op whose last subscriber just arrived
+}
+
+// start times op.
+func (a *arrivals) start(op int64) {
+	if a.all == nil {
+		a.all = make(chan int64, 1)
+	}
+	a.received.Store(0)
+	a.current.Store(op)
+}
+
+// timing reports whether op is the one being timed.
+func (a *arrivals) timing(op int64) bool { return a.current.Load() == op }
+
+// arrive counts a subscriber that got op, one of n: a late delivery of an
+// earlier op is not counted.
+func (a *arrivals) arrive(op int64, n int) {
+	if a.current.Load() != op {
+		return
+	}
+	if a.received.Add(1) == int64(n) {
+		a.last.Store(time.Now().UnixNano())
+		select {
+		case a.all <- op:
+		default:
+		}
+	}
+}
+
+// wait returns when the last subscriber got the op being timed, or false
+// after timeout.
+func (a *arrivals) wait(timeout time.Duration) (time.Time, bool) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case op := <-a.all:
+			if op == a.current.Load() {
+				return time.Unix(0, a.last.Load()), true
+			}
+			// The end of an op that timed out earlier.
+		case <-timer.C:
+			return time.Time{}, false
+		}
+	}
 }
 
 // lateAfter bounds the wait for one event to reach every subscriber.
@@ -242,5 +288,66 @@ func BenchmarkSubscribe(b *testing.B) {
 			b.Fatal(err)
 		}
 		_ = s.Close()
+	}
+}
+
+// BenchmarkWakeFloor is what waking N waiting goroutines costs on this
+// machine before any hub, driver or simulator work: N goroutines parked
+// each on a channel of its own, as a waiting Subscription.Next is, and one
+// goroutine sending to each in turn, as the hub's does. It reports the
+// latency from the first send to the last goroutine's wake-up (p50, p99),
+// counted as BenchmarkFanout counts arrivals, so that the two can be read
+// side by side:
+//
+//	go test -run '^$' -bench 'WakeFloor|Fanout/hub' -benchtime 300x ./hub
+func BenchmarkWakeFloor(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var arr arrivals
+			var stop atomic.Bool
+			wake := make([]chan struct{}, n)
+			var wg sync.WaitGroup
+			for i := range wake {
+				wake[i] = make(chan struct{}, 1)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := int64(0); ; k++ {
+						<-wake[i]
+						if stop.Load() {
+							return
+						}
+						arr.arrive(k, n)
+					}
+				}()
+			}
+			sendAll := func() {
+				for _, ch := range wake {
+					ch <- struct{}{}
+				}
+			}
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				// As long as an insert takes to reach the hub: every
+				// goroutine is parked again before the next round.
+				time.Sleep(time.Millisecond)
+				arr.start(int64(i))
+				start := time.Now()
+				sendAll()
+				last, ok := arr.wait(lateAfter)
+				if !ok {
+					b.Fatalf("op %d: %d of %d goroutines woke in %v", i, arr.received.Load(), n, lateAfter)
+				}
+				lat = append(lat, last.Sub(start))
+			}
+			b.StopTimer()
+			stop.Store(true)
+			sendAll()
+			wg.Wait()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
 	}
 }

@@ -134,6 +134,65 @@ func TestBlock(t *testing.T) {
 	assert.Equal(t, seq(0, 10), append(got, read(t, fast, 10-len(got))...))
 }
 
+// TestWakeups: a subscriber that mixes TryNext, Next with deadlines that
+// expire, and waiting Next, over a buffer of two that keeps the hub
+// waiting for room, still gets every event once and in order; a second
+// one, reading with Next alone, too. The hub wakes a subscription only
+// when its Next waits, and a take wakes the hub only when the hub waits:
+// this is the test of those two handshakes.
+func TestWakeups(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mixed := e.subscribe(t, hub.WithBuffer(2))
+	plain := e.subscribe(t, hub.WithBuffer(2))
+	const n = 300
+	// Goroutines report with assert: require may stop only the test's own.
+	done := make(chan []int32, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var ids []int32
+		for len(ids) < n && plain.Next(ctx) {
+			ids = append(ids, plain.Current.Lookup("documentKey", "_id").Int32())
+		}
+		assert.NoError(t, plain.Err())
+		done <- ids
+	}()
+	inserted := make(chan struct{})
+	go func() {
+		defer close(inserted)
+		for i := range n {
+			_, err := e.coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: int32(i)}})
+			if !assert.NoError(t, err) {
+				return
+			}
+		}
+	}()
+	var got []int32
+	for i := 0; len(got) < n; i++ {
+		var ok bool
+		switch i % 3 {
+		case 0:
+			ok = mixed.TryNext(context.Background())
+		case 1:
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			ok = mixed.Next(ctx)
+			cancel()
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ok = mixed.Next(ctx)
+			cancel()
+			require.True(t, ok, "after %d events: %v", len(got), mixed.Err())
+		}
+		if ok {
+			got = append(got, mixed.Current.Lookup("documentKey", "_id").Int32())
+		}
+	}
+	assert.Equal(t, seq(0, n), got)
+	assert.Equal(t, seq(0, n), <-done)
+	<-inserted
+}
+
 // TestDrop: a full Drop subscription ends with a LaggingError; the others
 // go on.
 func TestDrop(t *testing.T) {

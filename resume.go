@@ -3,9 +3,9 @@ package changestream
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 
+	"github.com/changestream-go/changestream/internal/retryable"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/topology"
@@ -20,11 +20,6 @@ const (
 	labelResumable     = "ResumableChangeStreamError"
 	labelNetworkError  = "NetworkError"
 )
-
-// retryableReadCodes are the server codes after which a read, such as the
-// aggregate that opens a stream, may be retried once (Retryable Reads
-// specification).
-var retryableReadCodes = []int32{6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
 
 // isResumable applies the specification's rule to an error from a getMore,
 // for servers 4.4 and newer: any error that does not come from the server is
@@ -106,7 +101,7 @@ func isTransient(err error) bool {
 	if !fromServer {
 		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 	}
-	return slices.Contains(retryableReadCodes, code)
+	return retryable.ReadCode(code)
 }
 
 // positionError turns a server error that says the stream cannot carry on

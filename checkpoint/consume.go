@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/retryable"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 )
@@ -259,10 +259,6 @@ func closeStream(ctx context.Context, cs *changestream.ChangeStream) {
 	_ = cs.Close(cctx)
 }
 
-// retryableCodes are server errors after which opening the stream again
-// may succeed (the Retryable Reads specification's list).
-var retryableCodes = []int{6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
-
 // isTransient reports an error after which trying again may succeed: no
 // server, a network error, a driver timeout (not ctx's), or a retryable
 // server error.
@@ -275,7 +271,7 @@ func isTransient(ctx context.Context, err error) bool {
 	}
 	var se mongo.ServerError
 	if errors.As(err, &se) {
-		return slices.ContainsFunc(retryableCodes, se.HasErrorCode) ||
+		return retryable.HasReadCode(se) ||
 			se.HasErrorLabel("ResumableChangeStreamError") || se.HasErrorLabel("RetryableError")
 	}
 	return false

@@ -94,7 +94,9 @@ func (cc *cmdCtx) matchingDocs(cmd, filterKey string) ([]bson.D, error) {
 		return nil, err
 	}
 	st := cc.s.store
-	st.mu.Lock()
+	if err := cc.lockRead(st); err != nil {
+		return nil, err
+	}
 	all, err := st.readDocsLocked(cc.db, coll, 0)
 	st.mu.Unlock()
 	if err != nil {

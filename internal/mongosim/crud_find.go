@@ -201,7 +201,9 @@ func handleFind(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	st := cc.store()
-	st.mu.Lock()
+	if err := cc.lockRead(st); err != nil {
+		return nil, err
+	}
 	all, err := st.readDocsLocked(cc.db, coll, 0)
 	st.mu.Unlock()
 	if err != nil {
@@ -304,7 +306,9 @@ func runPlainAggregate(cc *cmdCtx) (bsoncore.Document, error) {
 		}
 	}
 	st := cc.store()
-	st.mu.Lock()
+	if err := cc.lockRead(st); err != nil {
+		return nil, err
+	}
 	docs, err := st.readDocsLocked(cc.db, coll, 0)
 	st.mu.Unlock()
 	if err != nil {

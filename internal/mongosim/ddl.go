@@ -294,7 +294,9 @@ func handleListCollections(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	}
 	st := cc.s.store
-	st.mu.Lock()
+	if err := cc.lockRead(st); err != nil {
+		return nil, err
+	}
 	var docs []bson.D
 	if d := st.dbs[cc.db]; d != nil {
 		for _, name := range d.sortedCollNames() {

@@ -34,6 +34,9 @@ type cmdCtx struct {
 	// interrupt is closed when the member the command runs on stops
 	// being primary (nil when it was not primary).
 	interrupt <-chan struct{}
+	// committedRead is the readConcern level of a read that may see only
+	// majority-committed data, or "" (see lockRead).
+	committedRead string
 }
 
 // commandTable maps command names to handlers. Names are case-sensitive, as
@@ -123,9 +126,7 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 	if err := s.checkRole(cc); err != nil {
 		return nil, err
 	}
-	if err := s.awaitMajorityRead(cc); err != nil {
-		return nil, err
-	}
+	cc.committedRead = s.committedReadLevel(cc)
 	cc.interrupt = s.interruptCh()
 	if cc.txn, err = s.enterTxn(cc); err != nil {
 		return nil, err

@@ -115,40 +115,53 @@ func secondaryOk(cc *cmdCtx) bool {
 // applied writes to commit before the simulator refuses it.
 const majorityReadWait = time.Second
 
-// awaitMajorityRead makes a read with readConcern majority, snapshot or
-// linearizable wait until everything its member has applied is majority
-// committed, so that what it reads is committed; see the package
-// documentation for what this leaves out. A change stream bounds itself
-// by the commit point and does not wait.
-func (s *Server) awaitMajorityRead(cc *cmdCtx) error {
+// committedReadLevel returns the readConcern level of a read that must see
+// only majority-committed data (majority, snapshot or linearizable) on a
+// member of a larger set, or "". A change stream bounds itself by the
+// commit point instead.
+func (s *Server) committedReadLevel(cc *cmdCtx) string {
 	m := s.member
 	if m == nil || len(m.rs.members) == 1 || !readCommands[cc.name] || isChangeStreamAggregate(cc) {
-		return nil
+		return ""
 	}
 	rc, ok, err := cc.docArg("readConcern")
 	if err != nil || !ok {
-		return nil
+		return ""
 	}
-	level, _ := rc.Lookup("level").StringValueOK()
-	if level != "majority" && level != "snapshot" && level != "linearizable" {
+	switch level, _ := rc.Lookup("level").StringValueOK(); level {
+	case "majority", "snapshot", "linearizable":
+		return level
+	}
+	return ""
+}
+
+// lockRead locks st.mu for a read. A read that must see only committed
+// data takes the lock at a moment when everything the member applied is
+// majority committed, waiting for that, so that it reads committed data
+// alone; see the package documentation for what this leaves out. The
+// check and the read share one hold of the lock: a write applied between
+// them would otherwise be read before it commits. A transaction's reads
+// come from the snapshot its first command took that way.
+func (cc *cmdCtx) lockRead(st *store) error {
+	if cc.committedRead == "" || cc.txn != nil {
+		st.mu.Lock()
 		return nil
 	}
 	timer := time.NewTimer(majorityReadWait)
 	defer timer.Stop()
-	st := s.store
 	for {
 		st.mu.Lock()
-		done, ch := !st.commit.less(st.lastPosLocked()), st.changed
-		st.mu.Unlock()
-		if done {
+		if !st.commit.less(st.lastPosLocked()) {
 			return nil
 		}
+		ch := st.changed
+		st.mu.Unlock()
 		select {
 		case <-ch:
 		case <-cc.ctx.Done():
 			return cc.ctx.Err()
 		case <-timer.C:
-			return notImplemented("a %s read on a member whose newest writes are not yet majority committed: the simulator keeps no older snapshot to read", level)
+			return notImplemented("a %s read on a member whose newest writes are not yet majority committed: the simulator keeps no older snapshot to read", cc.committedRead)
 		}
 	}
 }

@@ -31,10 +31,10 @@
 // rollback to the common point and re-application ends). A read with
 // readConcern majority (or snapshot, or linearizable) on a member of a
 // larger set waits until everything the member has applied is majority
-// committed, then reads its data; if that does not happen within a second
-// it is refused, since the simulator keeps no older snapshot to read
-// instead. The check and the read are two steps, so a write applied
-// between them can be read before it commits.
+// committed, then reads its data without letting go of the member's lock
+// between the two, so that no write applied in between is read; if that
+// moment does not come within a second the read is refused, since the
+// simulator keeps no older snapshot to read instead.
 //
 // The simulator aims to answer as a real server (8.0) does; where the two
 // differ it is a bug in the simulator.

@@ -193,7 +193,10 @@ func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 			cur.abortLocked()
 			s.store.mu.Unlock()
 		}
-		t := s.store.beginTxn(cc.lsid, args.number)
+		t, err := s.store.beginTxn(cc, args.number)
+		if err != nil {
+			return nil, err
+		}
 		ts.bySession[key] = t
 		return t, nil
 	}
@@ -226,12 +229,16 @@ func noSuchTxn(msg string) *CommandError {
 	return &CommandError{Code: codeNoSuchTransaction, Message: msg, Labels: []string{labelTransientTransactionError}}
 }
 
-// beginTxn snapshots the store for a new transaction.
-func (st *store) beginTxn(lsid []byte, number int64) *transaction {
-	st.mu.Lock()
+// beginTxn snapshots the store for the transaction cc starts, with the
+// lock a read of cc's takes (lockRead): a majority-read transaction's
+// snapshot holds committed data alone.
+func (st *store) beginTxn(cc *cmdCtx, number int64) (*transaction, error) {
+	if err := cc.lockRead(st); err != nil {
+		return nil, err
+	}
 	defer st.mu.Unlock()
 	t := &transaction{
-		lsid: sessionLSID(lsid), number: number, parent: st,
+		lsid: sessionLSID(cc.lsid), number: number, parent: st,
 		snapSeq:   writeSeq.Load(),
 		snapUUIDs: make(map[[2]string][16]byte),
 		written:   make(map[docRef]bool),
@@ -250,7 +257,7 @@ func (st *store) beginTxn(lsid []byte, number int64) *transaction {
 		snap.dbs[name] = nd
 	}
 	t.snap = snap
-	return t
+	return t, nil
 }
 
 // sessionLSID is the lsid as the server logs it: the driver's id and the

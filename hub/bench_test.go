@@ -294,7 +294,8 @@ func BenchmarkSubscribe(b *testing.B) {
 // BenchmarkWakeFloor is what waking N waiting goroutines costs on this
 // machine before any hub, driver or simulator work: N goroutines parked
 // each on a channel of its own, as a waiting Subscription.Next is, and one
-// goroutine sending to each in turn, as the hub's does. It reports the
+// goroutine sending to each in turn and yielding every 128, as the hub's
+// does. It reports the
 // latency from the first send to the last goroutine's wake-up (p50, p99),
 // counted as BenchmarkFanout counts arrivals, so that the two can be read
 // side by side:
@@ -322,8 +323,11 @@ func BenchmarkWakeFloor(b *testing.B) {
 				}()
 			}
 			sendAll := func() {
-				for _, ch := range wake {
+				for i, ch := range wake {
 					ch <- struct{}{}
+					if i%128 == 127 { // as the hub's goroutine does (yieldEvery)
+						runtime.Gosched()
+					}
 				}
 			}
 			var lat []time.Duration

@@ -159,13 +159,14 @@ func positionOf(ev bson.Raw) changestream.Position {
 }
 
 // push hands e to the subscription; with Block it waits for room until
-// ctx ends or the subscription does.
-func (s *Subscription) push(ctx context.Context, e *entry) {
+// ctx ends or the subscription does. It reports whether it woke the
+// subscriber's Next.
+func (s *Subscription) push(ctx context.Context, e *entry) (woke bool) {
 	for {
 		s.mu.Lock()
 		if s.over {
 			s.mu.Unlock()
-			return
+			return false
 		}
 		if s.n == len(s.buf) && s.n < s.capacity {
 			s.grow()
@@ -173,8 +174,7 @@ func (s *Subscription) push(ctx context.Context, e *entry) {
 		if s.n < len(s.buf) {
 			s.buf[(s.head+s.n)%len(s.buf)] = e
 			s.n++
-			s.wakeLocked()
-			return
+			return s.wakeLocked()
 		}
 		switch s.policy {
 		case Drop:
@@ -183,30 +183,31 @@ func (s *Subscription) push(ctx context.Context, e *entry) {
 			s.mu.Unlock()
 			s.hub.remove(s)
 			signal(s.notify)
-			return
+			return true
 		case Coalesce:
 			s.buf[(s.head+s.n-1)%len(s.buf)] = e
-			s.wakeLocked()
-			return
+			return s.wakeLocked()
 		}
 		s.full = true
 		s.mu.Unlock()
 		select {
 		case <-s.room:
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }
 
-// wakeLocked unlocks s.mu and wakes the subscriber if it is parked.
-func (s *Subscription) wakeLocked() {
+// wakeLocked unlocks s.mu and wakes the subscriber if it is parked,
+// reporting whether it was.
+func (s *Subscription) wakeLocked() bool {
 	parked := s.parked
 	s.parked = false
 	s.mu.Unlock()
 	if parked {
 		signal(s.notify)
 	}
+	return parked
 }
 
 // initialBuffer is the ring's first size: most subscribers keep up, and

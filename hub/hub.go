@@ -78,8 +78,9 @@ const retryPause = 100 * time.Millisecond
 // processor then locks to take them. Yielding at half the queue lets the
 // hub's processor run what it woke while the others steal from it. At
 // 10,000 subscribers on 2 cores this took the insert-to-last-subscriber
-// latency from 9.1-10.4 ms to 5.3-7.5 ms at p50 (BenchmarkFanout);
-// below 128 wakes an event, the hub never yields.
+// latency from 6.4-9.1 ms to 4.8-6.8 ms at p50 (BenchmarkFanout, runs
+// with and without it alternating); below 128 wakes an event, the hub
+// never yields.
 const yieldEvery = 128
 
 // read is the hub's goroutine: it copies each event to the subscriptions.

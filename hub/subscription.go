@@ -276,6 +276,7 @@ func (s *Subscription) next(ctx context.Context, wait bool) bool {
 	s.Current = nil
 	for {
 		s.mu.Lock()
+		s.parked = false // awake, whoever woke it
 		if s.n > 0 {
 			e := s.buf[s.head]
 			s.buf[s.head] = nil

@@ -32,6 +32,13 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 		wait = &seen
 	}
 	doc, _ := cc.s.answerHello(cc, wait, maxAwait)
+	if await && cc.ctx.Err() != nil {
+		// The wait was cut short by the server shutting down or the
+		// connection closing: a server going away sends no answer that
+		// says it is still primary. Answering here made a driver that had
+		// just marked the closed server Unknown take it back as primary.
+		return nil, errCloseConnection
+	}
 	return doc, nil
 }
 

@@ -153,6 +153,39 @@ func TestAwaitableHelloDoesNotFlood(t *testing.T) {
 	}
 }
 
+// An awaitable hello waiting when the server shuts down gets no answer:
+// the connection closes. An answer saying the member is still primary,
+// sent as it goes away, made the driver take back as selectable a server
+// it had just marked Unknown after losing its connection, so an outage
+// surfaced as connection refused instead of a server selection timeout
+// (TestOutageIsNotTheCallersDeadline failed one run in about thirty). A
+// real primary steps down before it shuts down, and a killed one answers
+// nothing: neither says it is primary on its way out.
+func TestAwaitableHelloCutByShutdownGetsNoAnswer(t *testing.T) {
+	t.Parallel()
+	s, err := mongosim.NewServer()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	nc := rbDial(t, s)
+	first, err := rbRoundTrip(t, nc, rbOpMsg(1, 0, rbDoc(t, bson.D{{Key: "hello", Value: 1}, {Key: "$db", Value: "admin"}})))
+	require.NoError(t, err)
+	tv, err := first.body.LookupErr("topologyVersion")
+	require.NoError(t, err)
+	replies := make(chan error, 1)
+	go func() {
+		_, err := rbRoundTrip(t, nc, rbOpMsg(2, 0, rbDoc(t, bson.D{
+			{Key: "hello", Value: 1}, {Key: "topologyVersion", Value: tv},
+			{Key: "maxAwaitTimeMS", Value: int64(10_000)}, {Key: "$db", Value: "admin"},
+		})))
+		replies <- err
+	}()
+	// Either the hello is waiting when Close comes, the case this test is
+	// for, or it is not read yet: in both, no answer is due.
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, s.Close())
+	assert.ErrorIs(t, <-replies, errRBClosed, "an answer came from a server shutting down")
+}
+
 // A change stream returns only majority-committed events: a write that
 // only the primary has stays invisible until a secondary applies it, and a
 // majority write waits for it (WriteConcernFailed after wtimeout).

@@ -1,4 +1,4 @@
-package hub_test
+package hub
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
-	"github.com/changestream-go/changestream/hub"
 	"github.com/changestream-go/changestream/internal/mongosim"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
@@ -85,14 +84,14 @@ func benchFanout(b *testing.B, n int, kind string) {
 	goroutinesBefore := runtime.NumGoroutine()
 
 	var wg sync.WaitGroup
-	var h *hub.Hub
+	var h *Hub
 	switch kind {
 	case "hub":
 		cs, err := changestream.WatchCollection(ctx, coll, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if h, err = hub.New(cs); err != nil {
+		if h, err = New(cs); err != nil {
 			b.Fatal(err)
 		}
 		for range n {
@@ -186,9 +185,7 @@ func benchFanout(b *testing.B, n int, kind string) {
 		_ = h.Close(context.Background())
 	}
 	wg.Wait()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	reportLatency(b, lat)
 	b.ReportMetric(perSub, "B/sub")
 	b.ReportMetric(goroutines, "goroutines/sub")
 	b.ReportMetric(float64(opened), "conns")
@@ -253,6 +250,13 @@ func (a *arrivals) wait(timeout time.Duration) (time.Time, bool) {
 	}
 }
 
+// reportLatency reports the median and 99th percentile of lat.
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
 // lateAfter bounds the wait for one event to reach every subscriber.
 const lateAfter = 10 * time.Second
 
@@ -271,7 +275,7 @@ func BenchmarkSubscribe(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := hub.New(cs)
+	h, err := New(cs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -294,64 +298,101 @@ func BenchmarkSubscribe(b *testing.B) {
 // BenchmarkWakeFloor is what waking N waiting goroutines costs on this
 // machine before any hub, driver or simulator work: N goroutines parked
 // each on a channel of its own, as a waiting Subscription.Next is, and one
-// goroutine sending to each in turn and yielding every 128, as the hub's
-// does. It reports the
-// latency from the first send to the last goroutine's wake-up (p50, p99),
-// counted as BenchmarkFanout counts arrivals, so that the two can be read
-// side by side:
+// goroutine sending to each in turn and yielding every yieldEvery, as the
+// hub's does. It reports the latency from the first send to the last
+// goroutine's wake-up (p50, p99), counted as BenchmarkFanout counts
+// arrivals, so that the three can be read side by side:
 //
-//	go test -run '^$' -bench 'WakeFloor|Fanout/hub' -benchtime 300x ./hub
+//	go test -run '^$' -bench 'WakeFloor|Deliver|Fanout/hub' -benchtime 300x ./hub
 func BenchmarkWakeFloor(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			var arr arrivals
 			var stop atomic.Bool
 			wake := make([]chan struct{}, n)
-			var wg sync.WaitGroup
 			for i := range wake {
 				wake[i] = make(chan struct{}, 1)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for k := int64(0); ; k++ {
-						<-wake[i]
-						if stop.Load() {
-							return
-						}
-						arr.arrive(k, n)
-					}
-				}()
 			}
 			sendAll := func() {
 				for i, ch := range wake {
 					ch <- struct{}{}
-					if i%128 == 127 { // as the hub's goroutine does (yieldEvery)
+					if i%yieldEvery == yieldEvery-1 {
 						runtime.Gosched()
 					}
 				}
 			}
-			var lat []time.Duration
-			b.ResetTimer()
-			for i := range b.N {
-				// As long as an insert takes to reach the hub: every
-				// goroutine is parked again before the next round.
-				time.Sleep(time.Millisecond)
-				arr.start(int64(i))
-				start := time.Now()
+			benchWakeups(b, n, func(i int) bool {
+				<-wake[i]
+				return !stop.Load()
+			}, sendAll, func() {
+				stop.Store(true)
 				sendAll()
-				last, ok := arr.wait(lateAfter)
-				if !ok {
-					b.Fatalf("op %d: %d of %d goroutines woke in %v", i, arr.received.Load(), n, lateAfter)
-				}
-				lat = append(lat, last.Sub(start))
-			}
-			b.StopTimer()
-			stop.Store(true)
-			sendAll()
-			wg.Wait()
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			})
 		})
 	}
+}
+
+// BenchmarkDeliver is the hub's own share of a fan-out: N subscriptions,
+// each read by a goroutine waiting in Next, and the hub's delivery of one
+// event to all of them (filters, buffers, wake-ups, yields), with no
+// stream, driver or simulator. Between BenchmarkWakeFloor and
+// BenchmarkFanout/hub, it tells the hub's cost from the stream's.
+func BenchmarkDeliver(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := &Hub{ctx: ctx, subs: map[*Subscription]struct{}{}}
+			subs := make([]*Subscription, n)
+			for i := range subs {
+				subs[i] = &Subscription{hub: h, capacity: DefaultBuffer, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+			}
+			ev, err := bson.Marshal(bson.D{{Key: "_id", Value: bson.D{{Key: "_data", Value: "00"}}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchWakeups(b, n, func(i int) bool { return subs[i].Next(ctx) }, func() {
+				h.deliver(subs, bson.Raw(ev))
+			}, func() {
+				for _, s := range subs {
+					s.finish(nil)
+				}
+			})
+		})
+	}
+}
+
+// benchWakeups times rounds in which wake makes each of n goroutines,
+// each looping on wait(i) until it returns false, return once; stop makes
+// them all return false.
+func benchWakeups(b *testing.B, n int, wait func(i int) bool, wake, stop func()) {
+	var arr arrivals
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := int64(0); wait(i); k++ {
+				arr.arrive(k, n)
+			}
+		}()
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		// As long as an insert takes to reach the hub: every goroutine is
+		// waiting again before the next round.
+		time.Sleep(time.Millisecond)
+		arr.start(int64(i))
+		start := time.Now()
+		wake()
+		last, ok := arr.wait(lateAfter)
+		if !ok {
+			b.Fatalf("round %d: %d of %d goroutines woke in %v", i, arr.received.Load(), n, lateAfter)
+		}
+		lat = append(lat, last.Sub(start))
+	}
+	b.StopTimer()
+	stop()
+	wg.Wait()
+	reportLatency(b, lat)
 }

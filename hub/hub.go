@@ -105,14 +105,18 @@ func (h *Hub) read() {
 			h.end(h.cs.Err())
 			return
 		}
-		ev := append(bson.Raw(nil), h.cs.Current...)
-		e := &entry{ev: ev, pos: positionOf(ev)}
-		woken := 0
-		for _, s := range *h.list.Load() {
-			if s.keeps(ev) && s.push(h.ctx, e) {
-				if woken++; woken%yieldEvery == 0 {
-					runtime.Gosched()
-				}
+		h.deliver(*h.list.Load(), append(bson.Raw(nil), h.cs.Current...))
+	}
+}
+
+// deliver hands ev to each of subs whose filters take it.
+func (h *Hub) deliver(subs []*Subscription, ev bson.Raw) {
+	e := &entry{ev: ev, pos: positionOf(ev)}
+	woken := 0
+	for _, s := range subs {
+		if s.keeps(ev) && s.push(h.ctx, e) {
+			if woken++; woken%yieldEvery == 0 {
+				runtime.Gosched()
 			}
 		}
 	}

@@ -17,7 +17,7 @@ import (
 func ExampleWithSplitLargeEvents() {
 	client, shutdown := exampleClient()
 	defer shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // 9 MiB documents: slow under -race
 	defer cancel()
 	files := client.Database("shop").Collection("files")
 	_, _ = files.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "body", Value: strings.Repeat("a", 9<<20)}})
@@ -48,7 +48,7 @@ func ExampleWithSplitLargeEvents() {
 func ExampleEventTooLargeError() {
 	client, shutdown := exampleClient()
 	defer shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // 9 MiB documents: slow under -race
 	defer cancel()
 	files := client.Database("shop").Collection("files")
 	_, _ = files.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "body", Value: strings.Repeat("a", 9<<20)}})

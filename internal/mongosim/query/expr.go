@@ -110,28 +110,59 @@ func undefinedVariable(name string) error {
 	return cmdErr(17276, "Use of undefined variable: %s", name)
 }
 
-// checkAggExpr refuses, before anything runs, an operator the simulator
-// does not evaluate or the server does not know.
-func checkAggExpr(expr any) error {
+// CheckExpr refuses, before anything runs, an operator the simulator
+// does not evaluate or the server does not know, and a variable other
+// than $$ROOT, $$CURRENT, $$REMOVE and $$NOW, as the server refuses an
+// undefined one when it parses the expression. It is the check for a
+// filter's $expr, which evalIn then evaluates with the command's time.
+func CheckExpr(expr any) error { return checkExpr(expr, exprRules{operators: true, now: true}) }
+
+// exprRules are what an expression may use where it is checked: operators
+// (only where the evaluation can report an error, as a projection's cannot)
+// and $$NOW (only where the command's time is known).
+type exprRules struct {
+	operators bool
+	now       bool
+}
+
+// checkExpr is CheckExpr under rules: what a place does not allow is
+// refused as not implemented there.
+func checkExpr(expr any, rules exprRules) error {
 	switch x := expr.(type) {
+	case string:
+		if strings.HasPrefix(x, "$$") {
+			switch name, _, _ := strings.Cut(x[2:], "."); name {
+			case "ROOT", "CURRENT", "REMOVE":
+			case "NOW":
+				if !rules.now {
+					return undefinedVariable(name)
+				}
+			default:
+				return undefinedVariable(name)
+			}
+		}
 	case bson.D:
 		if len(x) > 0 && strings.HasPrefix(x[0].Key, "$") {
-			if !evaluatedOperators[x[0].Key] {
-				return unsupportedExpression(x[0].Key)
-			}
-			if x[0].Key == "$literal" {
+			op := x[0].Key
+			if op == "$literal" && len(x) == 1 {
 				return nil
 			}
-			return checkAggExpr(x[0].Value)
+			if !evaluatedOperators[op] {
+				return unsupportedExpression(op)
+			}
+			if !rules.operators {
+				return notImplemented("the aggregation expression %s here (only field paths and $literal)", op)
+			}
+			return checkExpr(x[0].Value, rules)
 		}
 		for _, e := range x {
-			if err := checkAggExpr(e.Value); err != nil {
+			if err := checkExpr(e.Value, rules); err != nil {
 				return err
 			}
 		}
 	case bson.A:
 		for _, e := range x {
-			if err := checkAggExpr(e); err != nil {
+			if err := checkExpr(e, rules); err != nil {
 				return err
 			}
 		}

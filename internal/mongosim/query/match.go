@@ -128,7 +128,7 @@ func (c *compiler) compileTopLevel(op string, v any) (Matcher, error) {
 		if c.env == nil {
 			return nil, notImplemented("$expr here (only in the filter of find, update, delete and findAndModify)")
 		}
-		if err := checkAggExpr(v); err != nil {
+		if err := CheckExpr(v); err != nil {
 			return nil, err
 		}
 		return func(doc bson.D) bool {

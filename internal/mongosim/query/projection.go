@@ -85,14 +85,14 @@ func CompileProjection(spec bson.D) (projector, error) {
 				if len(v) > 0 && (v[0].Key == "$slice" || v[0].Key == "$elemMatch") {
 					return notImplemented("the projection operator %s", v[0].Key)
 				}
-				if err := CheckExpr(v); err != nil {
+				if err := checkExpr(v, projectionExpr); err != nil {
 					return err
 				}
 				m = 1
 				f := node.get(last)
 				f.expr, f.hasExpr = v, true
 			default:
-				if err := CheckExpr(v); err != nil {
+				if err := checkExpr(v, projectionExpr); err != nil {
 					return err
 				}
 				m = 1
@@ -159,6 +159,12 @@ func includeDoc(root, d bson.D, n *projNode) bson.D {
 	}
 	return out
 }
+
+// projectionExpr is what a computed projection field may use: its
+// evaluation has no way to report an error, so only expressions that
+// cannot fail (field paths, $literal, documents and arrays of them), and
+// no $$NOW, which needs the command's time.
+var projectionExpr = exprRules{}
 
 func hasComputed(n *projNode) bool {
 	for _, f := range n.fields {

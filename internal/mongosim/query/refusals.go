@@ -16,7 +16,7 @@ func setOf(names ...string) map[string]bool {
 // unsupportedExpression refuses an expression operator.
 func unsupportedExpression(op string) error {
 	if serverExpressions[op] {
-		return notImplemented("the aggregation expression %s (it evaluates only field paths and $literal)", op)
+		return notImplemented("the aggregation expression %s", op)
 	}
 	return cmdErr(168, "Unrecognized expression '%s'", op)
 }

@@ -341,7 +341,7 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			h := &Hub{ctx: ctx, subs: map[*Subscription]struct{}{}}
+			h := &Hub{ctx: ctx}
 			subs := make([]*Subscription, n)
 			for i := range subs {
 				subs[i] = &Subscription{hub: h, capacity: DefaultBuffer, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}

@@ -41,10 +41,9 @@ type Hub struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the reader goroutine returns
 
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
-	// list holds the same subscriptions, replaced (never modified) on
-	// every change, so that the reader goroutine walks it without a copy.
+	mu sync.Mutex // serializes changes to list, ended and endErr
+	// list holds the open subscriptions, replaced (never modified) on
+	// every change, so that the reader goroutine walks it without a lock.
 	list   atomic.Pointer[[]*Subscription]
 	ended  bool  // the stream ended or the hub closed: no new subscription
 	endErr error // what ends every subscription
@@ -61,7 +60,7 @@ func New(cs *changestream.ChangeStream) (*Hub, error) {
 		return nil, fmt.Errorf("hub: New: the ChangeStream has ended (%v)", cs.Err())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	h.list.Store(&[]*Subscription{})
 	go h.read()
 	return h, nil
@@ -127,11 +126,9 @@ func (h *Hub) deliver(subs []*Subscription, ev bson.Raw) {
 func (h *Hub) end(err error) {
 	h.mu.Lock()
 	h.ended, h.endErr = true, err
-	subs := h.subs
-	h.subs = map[*Subscription]struct{}{}
-	h.list.Store(&[]*Subscription{})
+	subs := *h.list.Swap(&[]*Subscription{})
 	h.mu.Unlock()
-	for s := range subs {
+	for _, s := range subs {
 		s.finish(err)
 	}
 }
@@ -159,21 +156,13 @@ func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 		}
 		return nil, errors.New("hub: the stream has ended")
 	}
-	h.subs[s] = struct{}{}
-	old := *h.list.Load()
-	list := make([]*Subscription, len(old), len(old)+1)
-	copy(list, old)
-	list = append(list, s)
+	list := slices.Concat(*h.list.Load(), []*Subscription{s})
 	h.list.Store(&list)
 	return s, nil
 }
 
 // Subscribers returns how many subscriptions are open.
-func (h *Hub) Subscribers() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.subs)
-}
+func (h *Hub) Subscribers() int { return len(*h.list.Load()) }
 
 // Position returns the hub stream's position (see
 // changestream.ChangeStream.Position).
@@ -191,16 +180,14 @@ func (h *Hub) Close(ctx context.Context) error {
 	return h.cs.Close(ctx)
 }
 
+// remove takes s off the list the hub delivers to.
 func (h *Hub) remove(s *Subscription) {
 	h.mu.Lock()
-	if _, ok := h.subs[s]; ok {
-		delete(h.subs, s)
-		// A new list, without s: the reader may be walking the old one.
-		old := *h.list.Load()
-		if i := slices.Index(old, s); i >= 0 {
-			list := slices.Concat(old[:i], old[i+1:])
-			h.list.Store(&list)
-		}
+	// A new list, without s: the reader may be walking the old one.
+	old := *h.list.Load()
+	if i := slices.Index(old, s); i >= 0 {
+		list := slices.Concat(old[:i], old[i+1:])
+		h.list.Store(&list)
 	}
 	h.mu.Unlock()
 }

@@ -174,7 +174,7 @@ func (s *Subscription) push(ctx context.Context, e *entry) (woke bool) {
 		if s.n < len(s.buf) {
 			s.buf[(s.head+s.n)%len(s.buf)] = e
 			s.n++
-			return s.wakeLocked()
+			return s.unlockAndWake()
 		}
 		switch s.policy {
 		case Drop:
@@ -186,7 +186,7 @@ func (s *Subscription) push(ctx context.Context, e *entry) (woke bool) {
 			return true
 		case Coalesce:
 			s.buf[(s.head+s.n-1)%len(s.buf)] = e
-			return s.wakeLocked()
+			return s.unlockAndWake()
 		}
 		s.full = true
 		s.mu.Unlock()
@@ -198,9 +198,9 @@ func (s *Subscription) push(ctx context.Context, e *entry) (woke bool) {
 	}
 }
 
-// wakeLocked unlocks s.mu and wakes the subscriber if it is parked,
-// reporting whether it was.
-func (s *Subscription) wakeLocked() bool {
+// unlockAndWake unlocks s.mu, held by the caller, and wakes the
+// subscriber if it is parked, reporting whether it was.
+func (s *Subscription) unlockAndWake() bool {
 	parked := s.parked
 	s.parked = false
 	s.mu.Unlock()

@@ -147,7 +147,7 @@ func (c *conn) streamHello(req *request, reply bsoncore.Document) {
 		prev = id
 		var body bsoncore.Document
 		body, seen = c.s.answerHello(cc, &seen, maxAwait)
-		if c.ctx.Err() != nil {
+		if body == nil {
 			return
 		}
 		reply = c.s.finishReply(body, nil)

@@ -32,11 +32,7 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 		wait = &seen
 	}
 	doc, _ := cc.s.answerHello(cc, wait, maxAwait)
-	if await && cc.ctx.Err() != nil {
-		// The wait was cut short by the server shutting down or the
-		// connection closing: a server going away sends no answer that
-		// says it is still primary. Answering here made a driver that had
-		// just marked the closed server Unknown take it back as primary.
+	if doc == nil {
 		return nil, errCloseConnection
 	}
 	return doc, nil
@@ -44,10 +40,17 @@ func handleHello(cc *cmdCtx) (bsoncore.Document, error) {
 
 // answerHello builds hello's answer and returns it with the
 // topologyVersion it reports. With seen set, it first waits until the
-// topologyVersion differs from seen or maxAwait has passed.
+// topologyVersion differs from seen or maxAwait has passed; a wait cut
+// short by the server shutting down or the connection closing returns no
+// answer (nil), since a server going away sends none that says it is
+// still primary. Answering then made a driver that had just marked the
+// closed server Unknown take it back as primary.
 func (s *Server) answerHello(cc *cmdCtx, seen *topologyVersion, maxAwait time.Duration) (bsoncore.Document, topologyVersion) {
 	if seen != nil {
 		s.topo.awaitChange(cc.ctx, *seen, maxAwait)
+		if cc.ctx.Err() != nil {
+			return nil, *seen
+		}
 	}
 	tv, _ := s.topo.current()
 	view := s.memberView()

@@ -174,6 +174,15 @@ func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 		}
 		return nil, cmdErr(codeOperationNotSupportedInTransaction, "Cannot run '%s' in a multi-document transaction.", cc.name)
 	}
+	var next *transaction
+	if args.start {
+		// The snapshot is taken before ts.mu: for a majority read it may
+		// wait for the commit point, and every session's transaction
+		// commands would wait behind it. Discarded if the start is refused.
+		if next, err = s.store.beginTxn(cc, args.number); err != nil {
+			return nil, err
+		}
+	}
 	ts := s.txns
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -193,12 +202,8 @@ func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 			cur.abortLocked()
 			s.store.mu.Unlock()
 		}
-		t, err := s.store.beginTxn(cc, args.number)
-		if err != nil {
-			return nil, err
-		}
-		ts.bySession[key] = t
-		return t, nil
+		ts.bySession[key] = next
+		return next, nil
 	}
 	if cur != nil && cur.number == args.number {
 		s.store.mu.Lock()

@@ -365,12 +365,11 @@ func compares(v bson.RawValue, op opKind, bound bson.RawValue) bool {
 // compareValues orders two values of the same kind; ok is false for
 // values a query does not compare (different kinds).
 func compareValues(a, b bson.RawValue) (int, bool) {
-	if x, ok := number(a); ok {
-		y, ok := number(b)
-		if !ok || math.IsNaN(x) || math.IsNaN(y) {
-			return 0, ok && math.IsNaN(x) && math.IsNaN(y)
+	if isNumber(a) {
+		if !isNumber(b) {
+			return 0, false
 		}
-		return cmp.Compare(x, y), true
+		return compareNumbers(a, b)
 	}
 	if a.Type != b.Type {
 		return 0, false
@@ -404,7 +403,68 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// number reads an int32, int64 or double.
+// isNumber reports an int32, int64 or double.
+func isNumber(v bson.RawValue) bool {
+	return v.Type == bson.TypeInt32 || v.Type == bson.TypeInt64 || v.Type == bson.TypeDouble
+}
+
+// integer reads an int32 or int64.
+func integer(v bson.RawValue) (int64, bool) {
+	switch v.Type {
+	case bson.TypeInt32:
+		return int64(v.Int32()), true
+	case bson.TypeInt64:
+		return v.Int64(), true
+	}
+	return 0, false
+}
+
+// compareNumbers orders two numbers by value, exactly, as the server
+// does: integers as integers (a double cannot hold every int64 above
+// 2^53), a double against an integer without rounding the integer. NaN
+// equals NaN and orders against nothing else.
+func compareNumbers(a, b bson.RawValue) (int, bool) {
+	x, xInt := integer(a)
+	y, yInt := integer(b)
+	switch {
+	case xInt && yInt:
+		return cmp.Compare(x, y), true
+	case xInt:
+		if math.IsNaN(b.Double()) {
+			return 0, false
+		}
+		return compareIntFloat(x, b.Double()), true
+	case yInt:
+		if math.IsNaN(a.Double()) {
+			return 0, false
+		}
+		return -compareIntFloat(y, a.Double()), true
+	}
+	f, g := a.Double(), b.Double()
+	if math.IsNaN(f) || math.IsNaN(g) {
+		return 0, math.IsNaN(f) && math.IsNaN(g)
+	}
+	return cmp.Compare(f, g), true
+}
+
+// compareIntFloat orders i against f, which is not NaN.
+func compareIntFloat(i int64, f float64) int {
+	const two63 = 1 << 63 // beyond int64, as a float64 exactly
+	switch {
+	case f >= two63:
+		return -1
+	case f < -two63:
+		return 1
+	}
+	whole := math.Trunc(f)
+	if c := cmp.Compare(i, int64(whole)); c != 0 {
+		return c
+	}
+	return cmp.Compare(0, f-whole)
+}
+
+// number reads an int32, int64 or double as a float64, for $exists's
+// truth test.
 func number(v bson.RawValue) (float64, bool) {
 	switch v.Type {
 	case bson.TypeInt32:

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -20,6 +21,8 @@ func TestWithMatch(t *testing.T) {
 			{Key: "tenant", Value: "acme"},
 			{Key: "total", Value: 12.5},
 			{Key: "qty", Value: int64(3)},
+			{Key: "big", Value: int64(1<<53 + 1)},
+			{Key: "max", Value: int64(math.MaxInt64)},
 			{Key: "tags", Value: bson.A{"gift", "rush"}},
 			{Key: "lines", Value: bson.A{bson.D{{Key: "sku", Value: "a"}}, bson.D{{Key: "sku", Value: "b"}}}},
 			{Key: "at", Value: bson.NewDateTimeFromTime(when)},
@@ -39,6 +42,13 @@ func TestWithMatch(t *testing.T) {
 		{"embedded document in another order", bson.D{{Key: "ns", Value: bson.D{{Key: "coll", Value: "orders"}, {Key: "db", Value: "shop"}}}}, false},
 		{"numbers across types", bson.D{{Key: "fullDocument._id", Value: 7.0}}, true},
 		{"int64 against int32", bson.D{{Key: "fullDocument.qty", Value: int32(3)}}, true},
+		{"int64 beyond 2^53, exactly", bson.D{{Key: "fullDocument.big", Value: int64(1<<53 + 1)}}, true},
+		{"int64 beyond 2^53, its neighbour", bson.D{{Key: "fullDocument.big", Value: int64(1 << 53)}}, false},
+		{"int64 beyond 2^53, ordered", bson.D{{Key: "fullDocument.big", Value: bson.D{{Key: "$gt", Value: int64(1 << 53)}}}}, true},
+		{"int64 beyond 2^53 against the double that rounds to it", bson.D{{Key: "fullDocument.big", Value: float64(1 << 53)}}, false},
+		{"int64 above that double", bson.D{{Key: "fullDocument.big", Value: bson.D{{Key: "$gt", Value: float64(1 << 53)}}}}, true},
+		{"int64 against a fraction", bson.D{{Key: "fullDocument.qty", Value: bson.D{{Key: "$lt", Value: 3.5}, {Key: "$gt", Value: 2.5}}}}, true},
+		{"the largest int64 below 2^63 as a double", bson.D{{Key: "fullDocument.max", Value: bson.D{{Key: "$lt", Value: float64(1 << 63)}}}}, true},
 		{"array contains", bson.D{{Key: "fullDocument.tags", Value: "rush"}}, true},
 		{"array whole", bson.D{{Key: "fullDocument.tags", Value: bson.A{"gift", "rush"}}}, true},
 		{"through an array of documents", bson.D{{Key: "fullDocument.lines.sku", Value: "b"}}, true},

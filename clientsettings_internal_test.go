@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -25,7 +26,7 @@ func TestClientSettingsRead(t *testing.T) {
 	clientReg, collReg := bson.NewRegistry(), bson.NewRegistry()
 	clientOpts := &options.BSONOptions{DefaultDocumentM: true}
 	collOpts := &options.BSONOptions{UseJSONStructTags: true}
-	c, err := mongo.Connect(options.Client().ApplyURI(sim.URI()).
+	c, err := mongo.Connect(testclient.Options(sim.URI()).
 		SetTimeout(3 * time.Second).SetRegistry(clientReg).SetBSONOptions(clientOpts))
 	require.NoError(t, err)
 	defer c.Disconnect(context.Background())

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -158,7 +159,7 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 func TestDecodeFollowsClientBSONOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	c, err := mongo.Connect(options.Client().ApplyURI(e.uri).
+	c, err := mongo.Connect(testclient.Options(e.uri).
 		SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true, ObjectIDAsHexString: true}))
 	require.NoError(t, err)
 	defer c.Disconnect(context.Background())

@@ -9,9 +9,9 @@ import (
 
 	"github.com/changestream-go/changestream"
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // exampleServer is exampleClient for the examples that also need the
@@ -22,7 +22,7 @@ func exampleServer(opts ...mongosim.Option) (client *mongo.Client, sim *mongosim
 	if err != nil {
 		panic(err)
 	}
-	client, err = mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err = mongo.Connect(testclient.Options(sim.URI()))
 	if err != nil {
 		_ = sim.Close()
 		panic(err)

@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // testEnv is one test's deployment: its own simulator, or the real
@@ -66,20 +66,10 @@ func newEnv(t testing.TB, simOpts ...mongosim.Option) *testEnv {
 	return e
 }
 
-// testHeartbeat is the test clients' heartbeat, the driver's shortest. A
-// network error on an application connection marks the server Unknown and
-// should cancel the monitor's awaitable hello, but the driver (v2.10.0)
-// cancels it with a send that is dropped when the monitor's listening
-// goroutine has not started yet, as happens under load; the server is then
-// found again only when that hello ends, a heartbeat later (10 s by
-// default, the length of these tests' waits). Seen: a test's resume after
-// a closed connection waiting 10 s with the monitor's hello outstanding.
-const testHeartbeat = 500 * time.Millisecond
-
 // connect opens a client with the command monitor, disconnected at cleanup.
 func (e *testEnv) connect(t testing.TB, appName string) *mongo.Client {
 	t.Helper()
-	opts := options.Client().ApplyURI(e.uri).SetMonitor(e.mon.monitor()).SetHeartbeatInterval(testHeartbeat)
+	opts := testclient.Options(e.uri).SetMonitor(e.mon.monitor())
 	if appName != "" {
 		opts.SetAppName(appName)
 	}

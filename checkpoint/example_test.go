@@ -11,9 +11,9 @@ import (
 	"github.com/changestream-go/changestream"
 	"github.com/changestream-go/changestream/checkpoint"
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // exampleClient connects to a fresh simulator (examples must not need a
@@ -23,7 +23,7 @@ func exampleClient() (*mongo.Client, func()) {
 	if err != nil {
 		panic(err)
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err := mongo.Connect(testclient.Options(sim.URI()))
 	if err != nil {
 		panic(err)
 	}

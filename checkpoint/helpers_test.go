@@ -13,10 +13,10 @@ import (
 
 	"github.com/changestream-go/changestream"
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // pos returns the position of the i-th event of a made-up stream, with a
@@ -107,7 +107,7 @@ func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
 // connect opens another client to the deployment, disconnected at cleanup.
 func (d *testDeployment) connect(t testing.TB) *mongo.Client {
 	t.Helper()
-	c, err := mongo.Connect(options.Client().ApplyURI(d.uri))
+	c, err := mongo.Connect(testclient.Options(d.uri))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -8,9 +8,9 @@ import (
 	"github.com/changestream-go/changestream"
 	"github.com/changestream-go/changestream/hub"
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // exampleColl connects to a fresh simulator; shutdown stops both.
@@ -19,7 +19,7 @@ func exampleColl() (*mongo.Collection, func()) {
 	if err != nil {
 		panic(err)
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err := mongo.Connect(testclient.Options(sim.URI()))
 	if err != nil {
 		panic(err)
 	}

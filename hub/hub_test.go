@@ -10,11 +10,11 @@ import (
 	"github.com/changestream-go/changestream"
 	"github.com/changestream-go/changestream/hub"
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/goleak"
 )
 
@@ -30,7 +30,7 @@ type env struct {
 func newEnv(t testing.TB, opts ...changestream.Option) *env {
 	t.Helper()
 	sim := mongosim.StartTB(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err := mongo.Connect(testclient.Options(sim.URI()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	coll := client.Database("d").Collection("c")

@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/proctest"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The tests build the tool and run it against cmd/mongosim, both as
@@ -143,7 +143,7 @@ func (p *proc) waitLines(t *testing.T, n int) {
 
 func connect(t *testing.T, uri string) *mongo.Client {
 	t.Helper()
-	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	c, err := mongo.Connect(testclient.Options(uri))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return c
@@ -161,8 +161,12 @@ func waitCheckpoint(t *testing.T, dir string) {
 func sim(t *testing.T, args ...string) string {
 	t.Helper()
 	_, bin := binaries(t)
-	return proctest.StartSim(t, bin, args...)
+	return proctest.StartSim(t, bin, args...) + heartbeatParam
 }
+
+// heartbeatParam gives the tool's client testclient.Heartbeat through the
+// URI, for the driver races it bounds.
+var heartbeatParam = fmt.Sprintf("&heartbeatFrequencyMS=%d", testclient.Heartbeat.Milliseconds())
 
 // TestTailEventTypes: each kind of event is printed as relaxed Extended
 // JSON, one per line; a drop invalidates the stream and exits 4.

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // runAsMainEnv makes the test binary behave as the mongosim program, so the
@@ -59,7 +59,7 @@ func pingURI(t *testing.T, uri string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(options.Client().ApplyURI(uri))
+	c, err := mongo.Connect(testclient.Options(uri))
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, c.Disconnect(ctx)) }()
 	require.NoError(t, c.Ping(ctx, nil))

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -198,10 +199,14 @@ func (em *entityMap) createEntity(spec bson.Raw) error {
 // recorder for the events it observes.
 func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 	uri := em.uri
+	heartbeat := testclient.Heartbeat
 	if o, ok := a.doc("uriOptions"); ok {
 		var err error
 		if uri, err = withURIOptions(uri, o); err != nil {
 			return nil, err
+		}
+		if _, err := o.LookupErr("heartbeatFrequencyMS"); err == nil {
+			heartbeat = 0 // the test's own, in the URI
 		}
 	}
 	a.boolean("useMultipleMongoses") // one server: nothing to choose
@@ -226,6 +231,12 @@ func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 		return nil, err
 	}
 	opts := options.Client().ApplyURI(uri).SetMonitor(rec.commandMonitor()).SetPoolMonitor(rec.poolMonitor())
+	if heartbeat > 0 {
+		// A short heartbeat unless the test sets one, as the driver's own
+		// runner does for tests with fail points: it bounds the driver
+		// races that testclient.Heartbeat describes.
+		opts.SetHeartbeatInterval(heartbeat)
+	}
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return nil, err

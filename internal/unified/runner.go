@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -436,7 +437,7 @@ func runTest(t *testing.T, cfg config, dep *deployment, f *specFile, test specTe
 		uri = dep.start(t)
 	}
 	t.Logf("running against %s", dep.info)
-	internal, err := mongo.Connect(options.Client().ApplyURI(uri))
+	internal, err := mongo.Connect(testclient.Options(uri))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // serverInfo is what runOnRequirements are checked against: read from the
@@ -33,7 +33,7 @@ func (si serverInfo) String() string {
 func probeServer(uri string) (serverInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	opts := options.Client().ApplyURI(uri)
+	opts := testclient.Options(uri)
 	client, err := mongo.Connect(opts)
 	if err != nil {
 		return serverInfo{}, err

@@ -153,3 +153,83 @@ func ExampleWithMatch() {
 	// acme's large order: 3
 	// hub: WithMatch: unsupported operator $regex (on fullDocument.sku)
 }
+
+// A subscriber that leaves keeps the position of the last event it took,
+// and later carries on from there on a stream of its own: a hub serves
+// only from its current position.
+func ExampleSubscription_Position() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	defer h.Close(ctx)
+
+	sub, _ := h.Subscribe()
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	sub.Next(ctx)
+	pos := sub.Position() // saved, say, with the subscriber's session
+	_ = sub.Close()
+
+	_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}}) // while it is away
+
+	own, err := changestream.WatchCollection(ctx, orders, nil, changestream.WithResumeAfter(pos.Token))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer own.Close(ctx)
+	own.Next(ctx)
+	fmt.Println("carried on at:", own.Current.Lookup("documentKey", "_id").Int32())
+	// Output: carried on at: 2
+}
+
+// A subscriber that only needs to know that something changed, such as a
+// cache to invalidate, keeps one event with Coalesce: the newest replaces
+// what it has not read, and TryNext takes it without waiting.
+func ExampleSubscription_TryNext() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	defer h.Close(ctx)
+
+	cache, _ := h.Subscribe(hub.WithBuffer(1), hub.WithPolicy(hub.Coalesce))
+	steady, _ := h.Subscribe() // after cache: once steady has an event, cache has had it
+	for i := range 3 {
+		_, _ = orders.InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+	}
+	for range 3 {
+		steady.Next(ctx)
+	}
+
+	for cache.TryNext(ctx) {
+		fmt.Println("invalidate after:", cache.Current.Lookup("documentKey", "_id").Int32())
+	}
+	fmt.Println("nothing more for now:", cache.Err() == nil)
+	// Output:
+	// invalidate after: 2
+	// nothing more for now: true
+}
+
+// Closing the hub ends every subscription with ErrClosed, and closes its
+// stream.
+func ExampleHub_Close() {
+	orders, shutdown := exampleColl()
+	defer shutdown()
+	ctx := context.Background()
+	cs, _ := changestream.WatchCollection(ctx, orders, nil)
+	h, _ := hub.New(cs)
+	sub, _ := h.Subscribe()
+
+	_ = h.Close(ctx)
+	fmt.Println("next:", sub.Next(ctx), errors.Is(sub.Err(), hub.ErrClosed))
+	_, err := h.Subscribe()
+	fmt.Println("subscribe:", errors.Is(err, hub.ErrClosed))
+	fmt.Println("stream alive:", cs.Alive())
+	// Output:
+	// next: false true
+	// subscribe: true
+	// stream alive: false
+}

@@ -75,6 +75,16 @@ func (rs *ReplicaSet) pull(s, src *Server, lag time.Duration) time.Duration {
 	if len(batch) == 0 {
 		return next
 	}
+	// replicate looked at the member's state before this pull: under the
+	// set's lock, nothing is applied once PauseReplication (or a stop) has
+	// returned, as a test pausing a real member's replication waits until
+	// its fetcher has stopped. Without this, a pull that had already begun
+	// applied a write made after the pause.
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if m := s.member; !m.up || m.paused {
+		return 0
+	}
 	dst.mu.Lock()
 	if dst.lastEntryLocked() != mine {
 		dst.mu.Unlock()
@@ -85,10 +95,7 @@ func (rs *ReplicaSet) pull(s, src *Server, lag time.Duration) time.Duration {
 	}
 	dst.notifyLocked()
 	dst.mu.Unlock()
-
-	rs.mu.Lock()
 	rs.updateCommitLocked()
-	rs.mu.Unlock()
 	if len(batch) == scanChunk {
 		return time.Nanosecond
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,7 +23,7 @@ func csSetup(t *testing.T, opts ...mongosim.Option) (*mongosim.Server, *mongo.Cl
 	s := mongosim.StartTB(t, opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	c, err := mongo.Connect(testclient.Options(s.URI()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return s, c, ctx

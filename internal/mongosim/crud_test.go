@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -18,7 +19,7 @@ func connectCRUD(t *testing.T) (context.Context, *mongo.Client) {
 	s := mongosim.StartTB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
-	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	c, err := mongo.Connect(testclient.Options(s.URI()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return ctx, c

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -20,7 +21,7 @@ func connectSet(n int, opts ...mongosim.ReplicaSetOption) (*mongosim.ReplicaSet,
 	if err != nil {
 		panic(err)
 	}
-	client, err := mongo.Connect(options.Client().ApplyURI(rs.URI()))
+	client, err := mongo.Connect(testclient.Options(rs.URI()))
 	if err != nil {
 		_ = rs.Close()
 		panic(err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -19,7 +20,7 @@ func connect(opts ...mongosim.Option) (sim *mongosim.Server, client *mongo.Clien
 	if err != nil {
 		panic(err)
 	}
-	client, err = mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err = mongo.Connect(testclient.Options(sim.URI()))
 	if err != nil {
 		_ = sim.Close()
 		panic(err)
@@ -40,7 +41,7 @@ func ExampleNewServer() {
 	}
 	defer sim.Close()
 
-	client, err := mongo.Connect(options.Client().ApplyURI(sim.URI()))
+	client, err := mongo.Connect(testclient.Options(sim.URI()))
 	if err != nil {
 		fmt.Println("connect:", err)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -28,7 +29,7 @@ import (
 // Disconnect's endSessions, finding no server, gives up after a second.
 func rsClient(t *testing.T, rs *mongosim.ReplicaSet, opts ...*options.ClientOptions) *mongo.Client {
 	t.Helper()
-	o := options.Client().ApplyURI(rs.URI())
+	o := testclient.Options(rs.URI())
 	c, err := mongo.Connect(append([]*options.ClientOptions{o}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { closeThenDisconnect(rs, c) })
@@ -45,7 +46,7 @@ func closeThenDisconnect(rs *mongosim.ReplicaSet, c *mongo.Client) {
 // directClient connects to one member alone.
 func directClient(t *testing.T, rs *mongosim.ReplicaSet, s *mongosim.Server) *mongo.Client {
 	t.Helper()
-	c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + s.Addr() + "/?directConnection=true"))
+	c, err := mongo.Connect(testclient.Options("mongodb://" + s.Addr() + "/?directConnection=true"))
 	require.NoError(t, err)
 	t.Cleanup(func() { closeThenDisconnect(rs, c) })
 	return c
@@ -407,6 +408,10 @@ func TestChangeStreamOnSecondaryResumesElsewhere(t *testing.T) {
 	coll := c.Database("db").Collection("c")
 	_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 0}})
 	require.NoError(t, err)
+	// secondaryPreferred takes the primary while the client knows no
+	// secondary yet (a loaded host can be slow to discover them): wait
+	// until one is selectable.
+	require.NoError(t, reader.Ping(ctx, readpref.Secondary()))
 	cs, err := reader.Database("db").Collection("c").Watch(ctx, mongo.Pipeline{})
 	require.NoError(t, err)
 	defer cs.Close(context.Background())

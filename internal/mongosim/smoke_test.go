@@ -6,18 +6,18 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func TestSmokePing(t *testing.T) {
 	s := mongosim.StartTB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	c, err := mongo.Connect(testclient.Options(s.URI()))
 	require.NoError(t, err)
 	defer c.Disconnect(ctx)
 	require.NoError(t, c.Ping(ctx, nil))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/query"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -233,7 +234,7 @@ func appendTestEntry(s *Server, e *oplogEntry) bson.Timestamp {
 
 func internalClient(t *testing.T, s *Server) *mongo.Client {
 	t.Helper()
-	c, err := mongo.Connect(options.Client().ApplyURI(s.URI()))
+	c, err := mongo.Connect(testclient.Options(s.URI()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return c

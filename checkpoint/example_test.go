@@ -317,3 +317,26 @@ func ExampleRun_snapshot() {
 	// snapshotEnd
 	// insert 3
 }
+
+// A lease held by another owner is refused with a LeaseHeldError naming
+// the holder and when its lease ends, so a standby can say what it waits
+// for.
+func ExampleLeaseHeldError() {
+	client, shutdown := exampleClient()
+	defer shutdown()
+	ctx := context.Background()
+	store, _ := checkpoint.NewMongoStore(client.Database("app").Collection("checkpoints"))
+
+	a, _ := store.Acquire(ctx, "orders", "consumer-a", time.Minute)
+	defer a.Release(ctx)
+	fmt.Println("held by", a.Owner(), "for about a minute:", a.Remaining() > 50*time.Second)
+
+	_, err := store.Acquire(ctx, "orders", "consumer-b", time.Minute)
+	var held *checkpoint.LeaseHeldError
+	if errors.As(err, &held) {
+		fmt.Println("b waits for", held.Owner, "until its lease ends:", held.Until.Equal(a.Until()))
+	}
+	// Output:
+	// held by consumer-a for about a minute: true
+	// b waits for consumer-a until its lease ends: true
+}

@@ -103,13 +103,21 @@ func TestElectionSoak(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(1 + len(readers))
-	go func() { defer wg.Done(); w.run(ctx) }()
+	written := make(chan struct{})
+	go func() { defer wg.Done(); defer close(written); w.run(ctx) }()
 	for _, r := range readers {
 		go func() { defer wg.Done(); r.run(ctx, w) }()
 	}
 
 	f := runElectionFaults(t, rs, w, electionSoakElections())
 	w.stop.Store(true)
+	// The write in flight when the writer is told to stop may still be
+	// acknowledged: the readers are waited for once it has returned.
+	select {
+	case <-written:
+	case <-time.After(2 * time.Minute): // a hang guard, not a timing bound
+		t.Fatal("the writer did not stop")
+	}
 	// Every acknowledged write must arrive; the hang guard is not a
 	// timing bound, it keeps a stream that stopped from holding the run.
 	guard := time.Now().Add(2 * time.Minute)

@@ -282,7 +282,9 @@ func (rs *ReplicaSet) writeConcernMetLocked(w string, target oplogPos) (bool, *C
 	}
 	have := 0
 	for i := range rs.members {
-		if !rs.appliedLocked(i).less(target) {
+		// Only entries of the current term count: a former primary's
+		// newer but never-replicated entries are not this write.
+		if a := rs.appliedLocked(i); a.term == rs.term && !a.pos.less(target) {
 			have++
 		}
 	}

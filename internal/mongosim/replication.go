@@ -134,12 +134,12 @@ func (rs *ReplicaSet) updateCommitLocked() {
 	if rs.primary < 0 {
 		return
 	}
-	pos := make([]oplogPos, len(rs.members))
+	pos := make([]memberOpTime, len(rs.members))
 	for i := range rs.members {
 		pos[i] = rs.appliedLocked(i)
 	}
 	sorted := slices.Clone(pos)
-	slices.SortFunc(sorted, func(a, b oplogPos) int {
+	slices.SortFunc(sorted, func(a, b memberOpTime) int {
 		switch {
 		case b.less(a):
 			return -1
@@ -148,8 +148,8 @@ func (rs *ReplicaSet) updateCommitLocked() {
 		}
 		return 0
 	})
-	if maj := sorted[rs.majority()-1]; !maj.less(rs.termStart) && rs.commit.less(maj) {
-		rs.commit = maj
+	if maj := sorted[rs.majority()-1]; maj.term == rs.term && !maj.pos.less(rs.termStart) && rs.commit.less(maj.pos) {
+		rs.commit = maj.pos
 		rs.notifyLocked()
 	}
 	for i, s := range rs.members {
@@ -157,9 +157,15 @@ func (rs *ReplicaSet) updateCommitLocked() {
 		if !m.up || (m.paused && i != rs.primary) {
 			continue
 		}
+		if pos[i].term != rs.term {
+			// Not yet in the current term, or diverged from it: what it
+			// holds past the common point may be rolled back, so its
+			// commit point waits until it has the new term's entries.
+			continue
+		}
 		c := rs.commit
-		if pos[i].less(c) {
-			c = pos[i]
+		if pos[i].pos.less(c) {
+			c = pos[i].pos
 		}
 		st := s.store
 		st.mu.Lock()

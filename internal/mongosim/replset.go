@@ -89,7 +89,7 @@ type member struct {
 	steppingDown bool
 	// applied is the member's newest applied position when it was
 	// killed (while it runs, its store says).
-	applied oplogPos
+	applied memberOpTime
 	// interrupt is closed when the member leaves the primary state,
 	// failing what waits on it (getMores, write-concern waits).
 	interrupt chan struct{}

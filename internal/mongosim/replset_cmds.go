@@ -32,7 +32,7 @@ func handleReplSetGetStatus(cc *cmdCtx) (bsoncore.Document, error) {
 		rs.mu.Lock()
 		term, commit = rs.term, rs.commit
 		for i, ms := range rs.members {
-			r := row{name: ms.addr, up: ms.member.up, state: 2, optime: rs.appliedLocked(i), started: ms.started}
+			r := row{name: ms.addr, up: ms.member.up, state: 2, optime: rs.appliedLocked(i).pos, started: ms.started}
 			if i == rs.primary {
 				r.state = 1
 			}

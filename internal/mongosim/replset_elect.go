@@ -53,9 +53,9 @@ func (rs *ReplicaSet) stepDownLocked(p int, freeze time.Duration) {
 // entry is ever lost to an election).
 func (rs *ReplicaSet) candidateLocked(exclude int) int {
 	best := -1
-	var bestPos oplogPos
+	var bestPos memberOpTime
 	now := time.Now()
-	pos := make([]oplogPos, len(rs.members))
+	pos := make([]memberOpTime, len(rs.members))
 	for i, s := range rs.members {
 		m := s.member
 		if !m.up {
@@ -84,15 +84,33 @@ func (rs *ReplicaSet) candidateLocked(exclude int) int {
 	return best
 }
 
-// appliedLocked is member i's newest applied position: read from its
-// store while it runs, as last known once it was killed.
-func (rs *ReplicaSet) appliedLocked(i int) oplogPos {
+// memberOpTime is a member's newest applied entry as the set compares
+// members: by term first, then position, as the server compares OpTimes.
+// A former primary's entries that the set never had (awaiting rollback)
+// are of an older term, so they never count as ahead of the new
+// primary's entries, in a commit point, a vote or a write concern.
+type memberOpTime struct {
+	term int64
+	pos  oplogPos
+}
+
+func (a memberOpTime) less(b memberOpTime) bool {
+	if a.term != b.term {
+		return a.term < b.term
+	}
+	return a.pos.less(b.pos)
+}
+
+// appliedLocked is member i's newest applied entry: read from its store
+// while it runs, as last known once it was killed.
+func (rs *ReplicaSet) appliedLocked(i int) memberOpTime {
 	s := rs.members[i]
 	if s.member.up {
 		st := s.store
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		return st.lastPosLocked()
+		last := st.lastEntryLocked()
+		return memberOpTime{term: last.term, pos: last.pos()}
 	}
 	return s.member.applied
 }

@@ -15,7 +15,7 @@ import (
 // Counted, they let a write be acknowledged as majority-committed while
 // only the new primary held it, and a later election rolled it back: a
 // lost acknowledged write, which TestElectionSoak caught about once in
-// 40 runs under load.
+// 100 runs under load.
 func TestCommitPointIgnoresDivergedEntries(t *testing.T) {
 	rs, err := NewReplicaSet(3, nil)
 	require.NoError(t, err)

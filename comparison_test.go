@@ -79,9 +79,9 @@ func TestComparisonWithDriverWatch(t *testing.T) {
 				// Until the resume's aggregate has been sent and met the
 				// second fault. After the dropped getMore the driver may
 				// take up to its heartbeat to find the server again (the
-				// race in its monitor described at testclient.Heartbeat), so one
-				// call can end before the resume is even sent. A hang
-				// guard, not a timing bound.
+				// race in its monitor described at testclient.Heartbeat),
+				// so one call can end before the resume is even sent. A
+				// hang guard, not a timing bound.
 				for guard := 0; guard < 6 && len(e.mon.commands("aggregate")) == aggregates; guard++ {
 					if next(ctxTimeout(t, 10*time.Second)) {
 						t.Fatal("an event arrived, but none was written")

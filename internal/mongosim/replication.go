@@ -148,7 +148,7 @@ func (rs *ReplicaSet) updateCommitLocked() {
 		}
 		return 0
 	})
-	if maj := sorted[rs.majority()-1]; maj.term == rs.term && !maj.pos.less(rs.termStart) && rs.commit.less(maj.pos) {
+	if maj := sorted[rs.majority()-1]; maj.term == rs.term && rs.commit.less(maj.pos) {
 		rs.commit = maj.pos
 		rs.notifyLocked()
 	}

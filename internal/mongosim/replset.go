@@ -32,13 +32,10 @@ type ReplicaSet struct {
 	// primary is the index of the primary, -1 while there is none.
 	primary int
 	// term is the election term: it grows by one with every election
-	// and is the t of every opTime written in it.
+	// and is the t of every opTime written in it. The commit point
+	// advances only to entries of the current term, as in Raft (a primary
+	// commits its predecessors' entries by committing one of its own).
 	term int64
-	// termStart is the position of the new term's first entry: the
-	// commit point advances only to entries of the current term, as in
-	// Raft (a primary commits its predecessors' entries by committing
-	// one of its own).
-	termStart oplogPos
 	// commit is the majority commit point.
 	commit oplogPos
 	// noPrimarySince is when the set last lost its primary.

@@ -23,7 +23,6 @@ func (rs *ReplicaSet) electLocked(w int) {
 	st.mu.Lock()
 	st.term = rs.term
 	st.appendLocked(&oplogEntry{op: opNoop, opDesc: bson.D{{Key: "msg", Value: "new primary"}}})
-	rs.termStart = st.lastPosLocked()
 	st.mu.Unlock()
 	rs.bumpTopologyLocked()
 	rs.updateCommitLocked()

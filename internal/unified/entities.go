@@ -199,15 +199,14 @@ func (em *entityMap) createEntity(spec bson.Raw) error {
 // recorder for the events it observes.
 func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 	uri := em.uri
-	heartbeat := testclient.Heartbeat
+	ownHeartbeat := false
 	if o, ok := a.doc("uriOptions"); ok {
 		var err error
 		if uri, err = withURIOptions(uri, o); err != nil {
 			return nil, err
 		}
-		if _, err := o.LookupErr("heartbeatFrequencyMS"); err == nil {
-			heartbeat = 0 // the test's own, in the URI
-		}
+		_, err = o.LookupErr("heartbeatFrequencyMS")
+		ownHeartbeat = err == nil
 	}
 	a.boolean("useMultipleMongoses") // one server: nothing to choose
 	rec := newRecorder()
@@ -231,11 +230,11 @@ func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 		return nil, err
 	}
 	opts := options.Client().ApplyURI(uri).SetMonitor(rec.commandMonitor()).SetPoolMonitor(rec.poolMonitor())
-	if heartbeat > 0 {
+	if !ownHeartbeat {
 		// A short heartbeat unless the test sets one, as the driver's own
 		// runner does for tests with fail points: it bounds the driver
 		// races that testclient.Heartbeat describes.
-		opts.SetHeartbeatInterval(heartbeat)
+		opts.SetHeartbeatInterval(testclient.Heartbeat)
 	}
 	client, err := mongo.Connect(opts)
 	if err != nil {

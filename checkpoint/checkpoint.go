@@ -105,6 +105,49 @@ func (e *LeaseHeldError) Error() string {
 // Is makes errors.Is(err, ErrLeaseHeld) true.
 func (e *LeaseHeldError) Is(target error) bool { return target == ErrLeaseHeld }
 
+// ErrDamaged is matched (errors.Is) by a *DamagedError.
+var ErrDamaged = errors.New("checkpoint: the store holds a checkpoint that cannot be used")
+
+// DamagedError reports a store that is not there, or a saved checkpoint
+// that is not a position: a token that is null, of the wrong type, an
+// empty document or one without _data; a time without a token; a file that
+// is not a checkpoint file; a checkpoint file that is a dangling symlink;
+// a store directory that is gone. None of these is "no checkpoint": that
+// would start the stream from now and skip every event since the saved
+// position. Nothing is overwritten; a person decides.
+type DamagedError struct {
+	Key     string // the checkpoint's key
+	Where   string // the file, or the document (collection and _id)
+	Problem string // what is wrong
+	Fix     string // what to do about it
+}
+
+// Error names the key, the file or document, what is wrong and the fix.
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("checkpoint: the checkpoint %q (%s) cannot be used: %s; nothing was overwritten: %s", e.Key, e.Where, e.Problem, e.Fix)
+}
+
+// Is makes errors.Is(err, ErrDamaged) true.
+func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
+
+// fixDamaged is the fix for a saved value that cannot be a position.
+const fixDamaged = "restore it from a backup, or delete it to start the stream afresh (the events since it was saved are then not delivered)"
+
+// checkToken reports what is wrong with a saved token, "" if nothing: it
+// must be a document with a _data field, as every server's is.
+func checkToken(token bson.Raw) string {
+	if len(token) == 0 {
+		return "it has no token"
+	}
+	if err := token.Validate(); err != nil {
+		return fmt.Sprintf("its token is not a document: %v", err)
+	}
+	if _, err := token.LookupErr("_data"); err != nil {
+		return "its token has no _data field"
+	}
+	return ""
+}
+
 // checkKey refuses an empty key.
 func checkKey(key string) error {
 	if key == "" {

@@ -16,9 +16,9 @@ import (
 // acknowledges it when its work is done ([Ack.Done]), in any order and
 // from any goroutine. The Checkpointer commits the highest position below
 // which every marked event is acknowledged: after a crash the stream
-// resumes there, repeating at most the events that were in flight and
-// skipping none. Marking blocks while the in-flight bound is reached
-// ([MaxInFlight]).
+// resumes there, repeating at most the events marked since the last save
+// and skipping none. Those are bounded ([MaxInFlight]): Mark blocks at the
+// bound, committing what is acknowledged to make room.
 //
 // A quiet or filtered stream's progress ([Checkpointer.Progress], fed by
 // changestream.WithProgress) is committed when nothing is in flight, so
@@ -26,28 +26,36 @@ import (
 // the oplog.
 //
 // Commits happen on demand ([Checkpointer.Commit]), every interval
-// ([CommitEvery]), and on [Checkpointer.Close].
+// ([CommitEvery]), as soon as half the bound is acknowledged and not yet
+// saved (in the background, with CommitEvery), at the bound (in Mark),
+// and on [Checkpointer.Close].
 type Checkpointer struct {
 	store      Store
 	key        string
 	spec       string
 	every      time.Duration
 	beforeSave func(context.Context) error
+	max        int // the bound on events marked and not yet saved
 
-	slots chan struct{} // one token per event in flight
-
-	mu          sync.Mutex
-	ring        []entry // in-flight events, oldest first from head
+	mu sync.Mutex
+	// ring holds the events past the committable position, oldest first
+	// from head; base is the sequence number of ring[head], so base also
+	// counts the events the committable position covers.
+	ring        []entry
 	head, n     int
-	base        uint64 // the sequence number of ring[head]
+	base        uint64
 	lastMarked  changestream.Position
 	committable changestream.Position // every event up to it is acknowledged
+	covered     uint64                // how many events committable covers (base when it was set)
 	pending     changestream.Position // progress waiting for the in-flight events to drain
 	saved       changestream.Position
-	fatal       error // a commit error that stops the consumer
+	savedSeq    uint64        // how many events the last save covered
+	changed     chan struct{} // closed and replaced when an ack or a save may let a blocked Mark on
+	fatal       error         // a commit error that stops the consumer
 
 	commitMu sync.Mutex // one commit at a time
 
+	kick      chan struct{} // asks the background loop for a commit now
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -61,16 +69,21 @@ type entry struct {
 // Option configures a Checkpointer.
 type Option func(*Checkpointer) error
 
-// MaxInFlight bounds the events in flight (default 1,000): those marked
-// after the committable position, acknowledged or not, which are the most
-// a crash can make the stream deliver again. Mark blocks while the oldest
-// of n such events waits for its acknowledgement.
+// MaxInFlight bounds the events marked since the last save (default
+// 1,000), acknowledged or not: they are the most that a crash, even a
+// SIGKILL, can make the stream deliver again, whatever the commit
+// interval. At the bound, Mark commits what is acknowledged and, if the
+// oldest of those events still waits for its acknowledgement, waits for
+// it. With CommitEvery, a commit starts in the background as soon as half
+// the bound is acknowledged and unsaved, so that a consumer keeping up
+// rarely waits for a save: a store's save then costs one per n/2 events
+// at most.
 func MaxInFlight(n int) Option {
 	return func(c *Checkpointer) error {
 		if n < 1 {
 			return fmt.Errorf("checkpoint: MaxInFlight(%d): must be at least 1", n)
 		}
-		c.slots = make(chan struct{}, n)
+		c.max = n
 		c.ring = make([]entry, n)
 		return nil
 	}
@@ -123,7 +136,7 @@ func NewCheckpointer(store Store, key string, spec StreamSpec, opts ...Option) (
 	if err != nil {
 		return nil, err
 	}
-	c := &Checkpointer{store: store, key: key, spec: fp}
+	c := &Checkpointer{store: store, key: key, spec: fp, changed: make(chan struct{})}
 	if err := MaxInFlight(DefaultMaxInFlight)(c); err != nil {
 		return nil, err
 	}
@@ -136,7 +149,7 @@ func NewCheckpointer(store Store, key string, spec StreamSpec, opts ...Option) (
 		}
 	}
 	if c.every > 0 {
-		c.stop, c.done = make(chan struct{}), make(chan struct{})
+		c.stop, c.done, c.kick = make(chan struct{}), make(chan struct{}), make(chan struct{}, 1)
 		go c.commitLoop()
 	}
 	return c, nil
@@ -169,7 +182,7 @@ func (c *Checkpointer) LoadCheckpoint(ctx context.Context) (Checkpoint, bool, er
 		c.saved = cp.Position
 	}
 	if Compare(cp.Position, c.committable) > 0 {
-		c.committable = cp.Position
+		c.committable, c.covered = cp.Position, c.base
 	}
 	return cp, true, nil
 }
@@ -187,8 +200,9 @@ func (c *Checkpointer) saveSnapshot(ctx context.Context, p changestream.Position
 	defer c.mu.Unlock()
 	c.saved = p
 	if Compare(p, c.committable) > 0 || c.committable.Token == nil {
-		c.committable = p
+		c.committable, c.covered = p, c.base
 	}
+	c.savedLocked(c.covered)
 	return nil
 }
 
@@ -209,34 +223,91 @@ func (a Ack) Done() {
 
 // Mark records the position of the next event, in stream order (the
 // stream's Position right after Next returned the event, or the event's
-// _id), and returns its Ack. It blocks while MaxInFlight events are
-// unacknowledged, until one is or ctx ends. It fails if a background
-// commit failed for good (ErrLeaseLost, a SpecMismatchError), or if p
-// comes before the last position marked.
+// _id), and returns its Ack. While MaxInFlight events are marked and not
+// yet saved, it commits what is acknowledged and waits, until there is
+// room or ctx ends. It fails if a commit failed for good (ErrLeaseLost, a
+// SpecMismatchError), or if p comes before the last position marked.
 func (c *Checkpointer) Mark(ctx context.Context, p changestream.Position) (Ack, error) {
 	if p.Token == nil {
 		return Ack{}, errors.New("checkpoint: Mark: a position without a token")
 	}
-	if err := c.fatalErr(); err != nil {
-		return Ack{}, err
+	for {
+		c.mu.Lock()
+		if c.fatal != nil {
+			c.mu.Unlock()
+			return Ack{}, c.fatal
+		}
+		if Compare(p, c.lastMarked) < 0 {
+			c.mu.Unlock()
+			return Ack{}, fmt.Errorf("checkpoint: Mark: position %v comes before the last one marked, %v: mark events in stream order", p.ClusterTime, c.lastMarked.ClusterTime)
+		}
+		if c.unsavedLocked() < c.max {
+			c.lastMarked = p
+			c.pending = changestream.Position{} // the event lies past any progress before it
+			seq := c.base + uint64(c.n)
+			c.ring[(c.head+c.n)%len(c.ring)] = entry{pos: p}
+			c.n++
+			c.mu.Unlock()
+			return Ack{c: c, seq: seq}, nil
+		}
+		// At the bound: save what is acknowledged to make room, or wait
+		// for an acknowledgement (or a save) to allow one.
+		commit := c.covered > c.savedSeq
+		changed := c.changed
+		c.mu.Unlock()
+		if commit {
+			err := c.Commit(ctx)
+			if err == nil {
+				continue
+			}
+			if ferr := c.fatalErr(); ferr != nil {
+				return Ack{}, ferr
+			}
+			if ctx.Err() != nil {
+				return Ack{}, ctx.Err()
+			}
+			// A save that may succeed later: try again after a pause,
+			// or sooner if something changes.
+			t := time.NewTimer(markRetry)
+			select {
+			case <-changed:
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return Ack{}, ctx.Err()
+			}
+			t.Stop()
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Ack{}, ctx.Err()
+		}
 	}
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return Ack{}, ctx.Err()
+}
+
+// markRetry spaces the commits of a Mark blocked at the bound after a
+// save that failed and may succeed later.
+const markRetry = 100 * time.Millisecond
+
+// unsavedLocked is how many marked events the last save does not cover.
+func (c *Checkpointer) unsavedLocked() int {
+	return int(c.base + uint64(c.n) - c.savedSeq)
+}
+
+// changedLocked wakes every Mark waiting for room.
+func (c *Checkpointer) changedLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// savedLocked records that a save covered the first covered events.
+func (c *Checkpointer) savedLocked(covered uint64) {
+	if covered > c.savedSeq {
+		c.savedSeq = covered
+		c.changedLocked()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if Compare(p, c.lastMarked) < 0 {
-		<-c.slots
-		return Ack{}, fmt.Errorf("checkpoint: Mark: position %v comes before the last one marked, %v: mark events in stream order", p.ClusterTime, c.lastMarked.ClusterTime)
-	}
-	c.lastMarked = p
-	c.pending = changestream.Position{} // the event lies past any progress before it
-	seq := c.base + uint64(c.n)
-	c.ring[(c.head+c.n)%len(c.ring)] = entry{pos: p}
-	c.n++
-	return Ack{c: c, seq: seq}, nil
 }
 
 func (c *Checkpointer) ack(seq uint64) {
@@ -250,19 +321,30 @@ func (c *Checkpointer) ack(seq uint64) {
 		return
 	}
 	e.done = true
-	// An event's slot is freed once it leaves the window, not when it is
-	// acknowledged: the window (everything a crash would deliver again)
-	// is what the bound bounds, and its ring must never overflow.
+	advanced := false
 	for c.n > 0 && c.ring[c.head].done {
 		c.committable = c.ring[c.head].pos
 		c.ring[c.head] = entry{}
 		c.head = (c.head + 1) % len(c.ring)
 		c.n--
 		c.base++
-		<-c.slots
+		advanced = true
 	}
+	if !advanced {
+		return
+	}
+	c.covered = c.base
 	if c.n == 0 && Compare(c.pending, c.committable) > 0 {
 		c.committable, c.pending = c.pending, changestream.Position{}
+	}
+	c.changedLocked()
+	// Half the bound acknowledged and unsaved: save it now, while the
+	// other half keeps the consumer going, rather than at the next tick.
+	if c.kick != nil && c.covered-c.savedSeq >= uint64(max(c.max/2, 1)) {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -280,19 +362,19 @@ func (c *Checkpointer) Progress(p changestream.Position) {
 		return
 	}
 	if c.n == 0 {
-		c.committable = p
+		c.committable, c.covered = p, c.base
 		return
 	}
 	c.pending = p
 }
 
-// InFlight returns how many marked events lie past the committable
-// position: those not yet acknowledged, and those acknowledged after an
-// older one that is not.
+// InFlight returns how many marked events the last save does not cover:
+// those a crash would deliver again, acknowledged or not. MaxInFlight
+// bounds it.
 func (c *Checkpointer) InFlight() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n
+	return c.unsavedLocked()
 }
 
 // Committable returns the position the next Commit would save.
@@ -308,7 +390,12 @@ func (c *Checkpointer) Commit(ctx context.Context) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.mu.Lock()
-	p, saved := c.committable, c.saved
+	p, covered, saved := c.committable, c.covered, c.saved
+	if p.Token != nil && saved.Token != nil && Compare(p, saved) <= 0 {
+		// Events at the saved position (a token that orders as equal to
+		// it) are covered by that save already.
+		c.savedLocked(covered)
+	}
 	c.mu.Unlock()
 	if p.Token == nil || (saved.Token != nil && Compare(p, saved) <= 0) {
 		return nil
@@ -320,6 +407,7 @@ func (c *Checkpointer) Commit(ctx context.Context) error {
 	if Compare(p, c.saved) > 0 || c.saved.Token == nil {
 		c.saved = p
 	}
+	c.savedLocked(covered)
 	c.mu.Unlock()
 	return nil
 }
@@ -337,6 +425,7 @@ func (c *Checkpointer) save(ctx context.Context, cp Checkpoint) error {
 	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrSpecMismatch) {
 		c.mu.Lock()
 		c.fatal = err
+		c.changedLocked() // a Mark waiting for room returns the error
 		c.mu.Unlock()
 	}
 	return err
@@ -367,10 +456,11 @@ func (c *Checkpointer) commitLoop() {
 		case <-c.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
-			_ = c.Commit(ctx) // a failure for good is kept for Mark; others retry
-			cancel()
+		case <-c.kick:
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		_ = c.Commit(ctx) // a failure for good is kept for Mark; others retry
+		cancel()
 	}
 }
 

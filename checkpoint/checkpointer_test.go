@@ -2,6 +2,8 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -234,4 +236,105 @@ func TestCheckpointerConcurrentAcks(t *testing.T) {
 	wg.Wait()
 	require.NoError(t, c.Close(ctx))
 	assert.Equal(t, pos(499).Token, store.saved("k").Token)
+}
+
+// TestCheckpointerBoundsRedelivery: with a commit interval far longer
+// than the test, what a crash would deliver again (the events marked
+// since the last save) never exceeds MaxInFlight: Mark saves at the
+// bound. On the code before this bound counted saves, the 60 events
+// below were all unsaved.
+func TestCheckpointerBoundsRedelivery(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, every := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("every=", every), func(t *testing.T) {
+			t.Parallel()
+			store := newMemStore()
+			opts := []Option{MaxInFlight(5)}
+			if every > 0 {
+				opts = append(opts, CommitEvery(every))
+			}
+			c := newTestCheckpointer(t, store, opts...)
+			for i := range 60 {
+				a, err := c.Mark(ctx, pos(i))
+				require.NoError(t, err)
+				a.Done()
+				// A crash now repeats the events after the saved position.
+				repeated := i + 1
+				if saved := store.saved("k"); saved.Token != nil {
+					repeated = 0
+					for j := 0; j <= i; j++ {
+						if Compare(pos(j), saved) > 0 {
+							repeated++
+						}
+					}
+				}
+				require.LessOrEqual(t, repeated, 5, "after event %d", i)
+				require.LessOrEqual(t, c.InFlight(), 5)
+			}
+		})
+	}
+}
+
+// TestCheckpointerBoundWaitsForTheOldest: at the bound, with the oldest
+// event unacknowledged, Mark waits (nothing newer can be saved past it),
+// and goes on once it is acknowledged.
+func TestCheckpointerBoundWaitsForTheOldest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := newMemStore()
+	c := newTestCheckpointer(t, store, MaxInFlight(3))
+	first, err := c.Mark(ctx, pos(0))
+	require.NoError(t, err)
+	for i := 1; i < 3; i++ {
+		a, err := c.Mark(ctx, pos(i))
+		require.NoError(t, err)
+		a.Done()
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = c.Mark(short, pos(3))
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the oldest holds the window")
+	assert.Nil(t, store.saved("k").Token, "nothing is committable past the oldest")
+
+	marked := make(chan error, 1)
+	go func() {
+		_, err := c.Mark(ctx, pos(3))
+		marked <- err
+	}()
+	first.Done()
+	require.NoError(t, <-marked)
+	assert.Equal(t, pos(2).Token, store.saved("k").Token, "Mark saved the acknowledged prefix to make room")
+	assert.Equal(t, 1, c.InFlight())
+}
+
+// TestCheckpointerBoundSaveFails: a save that fails at the bound for a
+// while is retried by the blocked Mark; one that fails for good ends it.
+func TestCheckpointerBoundSaveFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := newMemStore()
+	store.err = errors.New("store unreachable")
+	c := newTestCheckpointer(t, store, MaxInFlight(1))
+	a, err := c.Mark(ctx, pos(0))
+	require.NoError(t, err)
+	a.Done()
+	marked := make(chan error, 1)
+	go func() {
+		_, err := c.Mark(ctx, pos(1))
+		marked <- err
+	}()
+	time.Sleep(3 * markRetry / 2) // at least one retry fails
+	store.mu.Lock()
+	store.err = nil
+	store.mu.Unlock()
+	require.NoError(t, <-marked, "a retry succeeded")
+
+	// pos(1) is marked: acknowledge it, and let its save fail for good.
+	store.mu.Lock()
+	store.err = ErrLeaseLost
+	store.mu.Unlock()
+	c.ack(1)
+	_, err = c.Mark(ctx, pos(2))
+	require.ErrorIs(t, err, ErrLeaseLost, "a save that fails for good ends the blocked Mark")
 }

@@ -74,17 +74,33 @@ type Config struct {
 	// lease, and wait as a standby otherwise.
 	Lease *LeaseConfig
 
-	// MaxInFlight bounds the events handed to the handler and not yet
-	// committable (default 1,000): what a crash may deliver again.
+	// MaxInFlight bounds the events handed to the handler since the last
+	// save (default 1,000), handled or not: after a crash, even a SIGKILL,
+	// at most that many events are delivered again, whatever the
+	// CommitInterval. Run saves as soon as half of them are handled, and
+	// waits at the bound (see the Checkpointer option of the same name).
 	MaxInFlight int
 	// CommitInterval is how often the acknowledged position, or the
-	// progress of a quiet stream, is saved (default 1s).
+	// progress of a quiet stream, is saved (default 1s), when MaxInFlight
+	// does not make it sooner.
 	CommitInterval time.Duration
 	// Workers is how many handler calls run at once (default 1, in stream
 	// order). With more, events run in parallel across documents and in
-	// stream order for each document key; an event without a document key
-	// (DDL, invalidate) waits for all before it and runs alone.
+	// stream order for each document key: an event waits only for the
+	// earlier events of its own document, so a slow call holds up no
+	// other document (until MaxInFlight events are waiting). An event
+	// without a document key (DDL, invalidate) waits for all before it
+	// and runs alone.
 	Workers int
+
+	// OnOpen, if set, is called each time Run has opened its stream, with
+	// the position the stream starts from: every change made after OnOpen
+	// is called is delivered. It is called first once the first stream is
+	// open (after the snapshot, with one), and again whenever Run opens a
+	// new one (after an invalidation, a lost position, a lost lease). A
+	// program or a test that writes right after starting Run waits for
+	// it. It runs on Run's goroutine and must return quickly.
+	OnOpen func(changestream.Position)
 
 	// OnUnresumable says what to do when the checkpoint's position cannot
 	// be resumed from: lost history (changestream.ErrHistoryLost) or a

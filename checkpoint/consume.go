@@ -123,6 +123,9 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 		// Only the first stream starts at the configured operation time; a
 		// later one starts after an invalidate, or from now.
 		opTime = nil
+		if s.OnOpen != nil {
+			s.OnOpen(cs.Position())
+		}
 		if token == nil || !ok { // a stream from now, or from a configured start
 			if resync != nil {
 				// The stream is open before Resync rebuilds what the lost

@@ -3,35 +3,44 @@ package checkpoint
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sync"
 )
 
-// dispatcher runs the handler: inline with one worker, otherwise on
-// workers chosen by document key, so that one document's events keep
-// their order.
+// dispatcher runs the handler: inline with one worker, otherwise on a
+// pool of workers that take any ready event. An event whose document key
+// has an earlier event still queued or running waits behind it, and only
+// behind it, so that one document's events keep their order while a slow
+// one holds up no other document. An event without a key runs inline,
+// after every event before it. How many events wait is bounded by the
+// callers: the Checkpointer's in-flight bound for the stream, the batch
+// size for a snapshot.
 type dispatcher struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	workers []chan job
+	pool    bool           // several workers
 	running sync.WaitGroup // the workers
 	pending sync.WaitGroup // jobs handed to workers and not finished
-}
 
-// workerQueue is how many jobs wait for each worker.
-const workerQueue = 64
+	mu     sync.Mutex
+	wake   *sync.Cond // a job became ready, or the pool stops
+	ready  []job      // jobs any worker may run, in stream order
+	queued map[string][]job
+	// queued has an entry for every key with a job ready or running:
+	// the jobs of that key that wait for it, oldest first.
+	stopped bool
+}
 
 func newDispatcher(ctx context.Context, cancel context.CancelCauseFunc, workers int) *dispatcher {
 	d := &dispatcher{ctx: ctx, cancel: cancel}
 	if workers <= 1 {
 		return d
 	}
-	d.workers = make([]chan job, workers)
-	for i := range d.workers {
-		ch := make(chan job, workerQueue)
-		d.workers[i] = ch
+	d.pool = true
+	d.wake = sync.NewCond(&d.mu)
+	d.queued = map[string][]job{}
+	for range workers {
 		d.running.Add(1)
-		go d.work(ch)
+		go d.work()
 	}
 	return d
 }
@@ -44,7 +53,7 @@ func handlerError(err error) error {
 // dispatch hands j to the handler: it returns the handler's error when j
 // runs inline, or the cause that stopped the workers.
 func (d *dispatcher) dispatch(j job) error {
-	if d.workers == nil || j.key == nil {
+	if !d.pool || j.key == nil {
 		// One worker, or an event without a document key: after every
 		// event before it, alone.
 		if err := d.wait(); err != nil {
@@ -56,28 +65,57 @@ func (d *dispatcher) dispatch(j job) error {
 		j.ack.Done()
 		return nil
 	}
-	h := fnv.New64a()
-	_, _ = h.Write(j.key)
-	ch := d.workers[h.Sum64()%uint64(len(d.workers))]
-	d.pending.Add(1)
-	select {
-	case ch <- j:
-		return nil
-	case <-d.ctx.Done():
-		d.pending.Done()
+	if err := d.ctx.Err(); err != nil {
 		return context.Cause(d.ctx)
 	}
+	key := string(j.key)
+	d.pending.Add(1)
+	d.mu.Lock()
+	if q, busy := d.queued[key]; busy {
+		d.queued[key] = append(q, j)
+	} else {
+		d.queued[key] = nil
+		d.ready = append(d.ready, j)
+		d.wake.Signal()
+	}
+	d.mu.Unlock()
+	return nil
 }
 
-func (d *dispatcher) work(ch chan job) {
+func (d *dispatcher) work() {
 	defer d.running.Done()
-	for j := range ch {
+	d.mu.Lock()
+	for {
+		for len(d.ready) == 0 && !d.stopped {
+			d.wake.Wait()
+		}
+		if len(d.ready) == 0 {
+			d.mu.Unlock()
+			return
+		}
+		j := d.ready[0]
+		d.ready[0] = job{}
+		d.ready = d.ready[1:]
+		d.mu.Unlock()
+
 		if d.ctx.Err() == nil {
 			if err := j.run(d.ctx); err != nil {
 				d.cancel(handlerError(err))
 			} else {
 				j.ack.Done()
 			}
+		}
+
+		d.mu.Lock()
+		key := string(j.key)
+		if q := d.queued[key]; len(q) > 0 {
+			// The key's next event is ready now; this worker runs it
+			// unless another idle one takes it first.
+			d.queued[key] = q[1:]
+			d.ready = append(d.ready, q[0])
+			d.wake.Signal()
+		} else {
+			delete(d.queued, key)
 		}
 		d.pending.Done()
 	}
@@ -93,11 +131,16 @@ func (d *dispatcher) wait() error {
 	return nil
 }
 
-// stop ends the workers once their queues are empty.
+// stop ends the workers once every job handed to them has finished (or,
+// with the run stopped, been skipped).
 func (d *dispatcher) stop() {
-	for _, ch := range d.workers {
-		close(ch)
+	if !d.pool {
+		return
 	}
+	d.mu.Lock()
+	d.stopped = true
+	d.wake.Broadcast()
+	d.mu.Unlock()
 	d.running.Wait()
-	d.workers = nil
+	d.pool = false
 }

@@ -41,40 +41,79 @@ func NewMongoStore(coll *mongo.Collection) (*MongoStore, error) {
 
 // storedDoc is a key's document.
 type storedDoc struct {
-	Token       bson.Raw       `bson:"token,omitempty"`
-	ClusterTime bson.Timestamp `bson:"clusterTime"`
-	HighWater   bool           `bson:"highWater"`
-	Spec        *string        `bson:"spec,omitempty"`
-	Updated     time.Time      `bson:"updated"`
-	Snapshot    *struct {
-		Namespace string   `bson:"namespace"`
-		After     bson.Raw `bson:"after,omitempty"`
-	} `bson:"snapshot,omitempty"`
-	Owner      string    `bson:"owner"`
-	Epoch      int64     `bson:"epoch"`
-	LeaseUntil time.Time `bson:"leaseUntil"`
+	Token       bson.Raw        `bson:"token,omitempty"`
+	ClusterTime bson.Timestamp  `bson:"clusterTime"`
+	HighWater   bool            `bson:"highWater"`
+	Spec        *string         `bson:"spec,omitempty"`
+	Updated     time.Time       `bson:"updated"`
+	Snapshot    *storedSnapshot `bson:"snapshot,omitempty"`
+	Owner       string          `bson:"owner"`
+	Epoch       int64           `bson:"epoch"`
+	LeaseUntil  time.Time       `bson:"leaseUntil"`
+
+	raw bson.Raw // the document as stored, when read by load
+}
+
+// storedSnapshot is a SnapshotState in a key's document.
+type storedSnapshot struct {
+	Namespace string   `bson:"namespace"`
+	After     bson.Raw `bson:"after,omitempty"`
 }
 
 func (s *MongoStore) load(ctx context.Context, key string) (storedDoc, bool, error) {
-	var d storedDoc
-	err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+	raw, err := s.coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return storedDoc{}, false, nil
 	}
 	if err != nil {
 		return storedDoc{}, false, fmt.Errorf("checkpoint: loading %q: %w", key, err)
 	}
+	d := storedDoc{raw: raw}
+	// Fields of the wrong type decode as absent here; checkDoc, reading
+	// raw, reports them.
+	if tok, ok := raw.Lookup("token").DocumentOK(); ok {
+		d.Token = tok
+	}
+	if t, i, ok := raw.Lookup("clusterTime").TimestampOK(); ok {
+		d.ClusterTime = bson.Timestamp{T: t, I: i}
+	}
+	d.HighWater, _ = raw.Lookup("highWater").BooleanOK()
+	if spec, ok := raw.Lookup("spec").StringValueOK(); ok {
+		d.Spec = &spec
+	}
+	if dt, ok := raw.Lookup("updated").DateTimeOK(); ok {
+		d.Updated = time.UnixMilli(dt).UTC()
+	}
+	if snap, ok := raw.Lookup("snapshot").DocumentOK(); ok {
+		d.Snapshot = &storedSnapshot{}
+		d.Snapshot.Namespace, _ = snap.Lookup("namespace").StringValueOK()
+		d.Snapshot.After, _ = snap.Lookup("after").DocumentOK()
+	}
+	d.Owner, _ = raw.Lookup("owner").StringValueOK()
+	d.Epoch, _ = raw.Lookup("epoch").AsInt64OK()
+	if dt, ok := raw.Lookup("leaseUntil").DateTimeOK(); ok {
+		d.LeaseUntil = time.UnixMilli(dt).UTC()
+	}
 	return d, true, nil
 }
 
-// Load returns the checkpoint saved under key.
+// Load returns the checkpoint saved under key, and false if there is no
+// document for key or it holds only a lease. A document whose checkpoint
+// fields cannot be a position (a token that is null, of the wrong type,
+// empty or without _data; a time without a token) is a *DamagedError.
 func (s *MongoStore) Load(ctx context.Context, key string) (Checkpoint, bool, error) {
 	if err := checkKey(key); err != nil {
 		return Checkpoint{}, false, err
 	}
 	d, ok, err := s.load(ctx, key)
-	if err != nil || !ok || d.Token == nil {
+	if err != nil || !ok {
 		return Checkpoint{}, false, err
+	}
+	if err := s.checkDoc(key, d); err != nil {
+		return Checkpoint{}, false, err
+	}
+	if d.Token == nil {
+		return Checkpoint{}, false, nil // a lease, no checkpoint yet
 	}
 	cp := Checkpoint{
 		Position: changestream.Position{Token: d.Token, ClusterTime: d.ClusterTime, HighWater: d.HighWater},
@@ -87,6 +126,38 @@ func (s *MongoStore) Load(ctx context.Context, key string) (Checkpoint, bool, er
 		cp.Snapshot = &SnapshotState{Namespace: d.Snapshot.Namespace, After: d.Snapshot.After}
 	}
 	return cp, true, nil
+}
+
+// checkDoc fails with a *DamagedError if d's checkpoint fields cannot be
+// a position; a document with none of them holds only a lease.
+func (s *MongoStore) checkDoc(key string, d storedDoc) error {
+	damaged := func(problem string) error {
+		return &DamagedError{Key: key, Where: fmt.Sprintf("the document {_id: %q} in %s.%s", key, s.coll.Database().Name(), s.coll.Name()),
+			Problem: problem, Fix: fixDamaged}
+	}
+	raw := d.raw
+	tok, err := raw.LookupErr("token")
+	if err != nil {
+		for _, f := range []string{"clusterTime", "order", "spec", "highWater", "snapshot"} {
+			if _, err := raw.LookupErr(f); err == nil {
+				return damaged(fmt.Sprintf("it has a %s and no token", f))
+			}
+		}
+		return nil
+	}
+	if tok.Type != bson.TypeEmbeddedDocument {
+		return damaged(fmt.Sprintf("its token is a %s, not a document", tok.Type))
+	}
+	if problem := checkToken(tok.Document()); problem != "" {
+		return damaged(problem)
+	}
+	if _, _, ok := raw.Lookup("clusterTime").TimestampOK(); !ok {
+		return damaged("its clusterTime is not a timestamp")
+	}
+	if d.Spec == nil {
+		return damaged("it names no stream (spec)")
+	}
+	return nil
 }
 
 // Save stores cp under key unless the saved checkpoint is at or past it.
@@ -116,6 +187,14 @@ func (s *MongoStore) save(ctx context.Context, key string, cp Checkpoint, epoch 
 	filter := bson.D{
 		{Key: "_id", Value: key},
 		{Key: "$and", Value: bson.A{
+			// Only over a checkpoint that is a position, or none: a
+			// damaged one is reported below, never overwritten.
+			bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "token", Value: bson.D{{Key: "$exists", Value: false}}}, {Key: "clusterTime", Value: bson.D{{Key: "$exists", Value: false}}},
+					{Key: "spec", Value: bson.D{{Key: "$exists", Value: false}}}},
+				bson.D{{Key: "token._data", Value: bson.D{{Key: "$exists", Value: true}}}, {Key: "clusterTime", Value: bson.D{{Key: "$type", Value: "timestamp"}}},
+					{Key: "spec", Value: bson.D{{Key: "$type", Value: "string"}}}},
+			}}},
 			bson.D{{Key: "$or", Value: bson.A{
 				bson.D{{Key: "token", Value: bson.D{{Key: "$exists", Value: false}}}},
 				bson.D{{Key: "clusterTime", Value: bson.D{{Key: "$lt", Value: ts}}}},
@@ -160,6 +239,11 @@ func (s *MongoStore) save(ctx context.Context, key string, cp Checkpoint, epoch 
 	d, ok, err := s.load(ctx, key)
 	if err != nil {
 		return err
+	}
+	if ok {
+		if err := s.checkDoc(key, d); err != nil {
+			return err
+		}
 	}
 	switch {
 	case epoch != nil && (!ok || d.Epoch != *epoch):

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -489,4 +491,114 @@ func TestRunRaw(t *testing.T) {
 		assert.NotZero(t, ev.Lookup("wallTime").Time())
 	}
 	assert.ErrorContains(t, RunRaw(context.Background(), Config{}, nil), "nil handler")
+}
+
+// TestRunCrashRepeatsAtMostMaxInFlight: the issue's own case. With
+// MaxInFlight 5 and a commit interval of 30 s, a consumer that has
+// handled 60 events leaves a checkpoint (copied as a SIGKILL would leave
+// it, without the final commit) from which a new Run repeats at most 5.
+// Before the bound counted saves, it repeated all 60.
+func TestRunCrashRepeatsAtMostMaxInFlight(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	dir := t.TempDir()
+	store, err := NewFileStore(dir)
+	require.NoError(t, err)
+	cfg := Config{Key: "items", Collection: coll, Store: store, MaxInFlight: 5, CommitInterval: 30 * time.Second}
+	r := &recorder{}
+	opened := make(chan struct{})
+	cfg.OnOpen = func(changestream.Position) { close(opened) }
+	stop, _ := start(t, cfg, r)
+	<-opened
+	insertN(t, coll, 0, 60)
+	require.Eventually(t, func() bool { return r.count() == 60 }, 10*time.Second, 5*time.Millisecond)
+	crashed := t.TempDir()
+	files, err := filepath.Glob(filepath.Join(dir, "checkpoint-*.json"))
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	data, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(crashed, filepath.Base(files[0])), data, 0o600))
+	require.NoError(t, stop())
+
+	crashedStore, err := NewFileStore(crashed)
+	require.NoError(t, err)
+	cfg.Store, cfg.OnOpen = crashedStore, nil
+	again := &recorder{}
+	stop, _ = start(t, cfg, again)
+	insertN(t, coll, 60, 61) // a marker: once it is handled, every repeat came before it
+	require.Eventually(t, func() bool { g := again.got(); return len(g) > 0 && g[len(g)-1] == 60 }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	repeated := again.got()
+	t.Logf("repeated after the crash: %v", repeated[:len(repeated)-1])
+	assert.LessOrEqual(t, len(repeated)-1, 5)
+	assert.Equal(t, seq(60-(len(repeated)-1), 61), repeated, "the last events, in order, none skipped")
+}
+
+// TestRunSlowDocumentHoldsUpOnlyItself: with Workers 8, one handler call
+// that does not return holds up the later events of its own document and
+// no other: the other 63 documents' events are all handled while it
+// hangs. Before, every document that hashed to the stuck call's worker
+// (about 8 of 64) waited for it.
+func TestRunSlowDocumentHoldsUpOnlyItself(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	const docs = 64
+	release := make(chan struct{})
+	var mu sync.Mutex
+	handled := map[int32][]string{} // document -> operation types handled
+	opened := make(chan struct{})
+	cfg := Config{Key: "k", Collection: coll, Store: store, Workers: 8, OnOpen: func(changestream.Position) { close(opened) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, func(ctx context.Context, ev changestream.Event[item]) error {
+			id := ev.DocumentKey.Lookup("_id").Int32()
+			if id == 0 && ev.OperationType == changestream.OperationInsert {
+				select { // stuck until released
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			handled[id] = append(handled[id], string(ev.OperationType))
+			return nil
+		})
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	<-opened
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer wcancel()
+	for id := range int32(docs) {
+		_, err := coll.InsertOne(wctx, bson.D{{Key: "_id", Value: id}, {Key: "n", Value: id}})
+		require.NoError(t, err)
+	}
+	_, err = coll.UpdateOne(wctx, bson.D{{Key: "_id", Value: int32(0)}}, bson.D{{Key: "$set", Value: bson.D{{Key: "n", Value: -1}}}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == docs-1
+	}, 10*time.Second, 5*time.Millisecond, "every other document handled while document 0 hangs")
+	mu.Lock()
+	assert.Empty(t, handled[0], "document 0's update waits for its insert")
+	mu.Unlock()
+	close(release)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled[0]) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"insert", "update"}, handled[0], "in order")
 }

@@ -351,7 +351,7 @@ func BenchmarkDeliver(b *testing.B) {
 				b.Fatal(err)
 			}
 			benchWakeups(b, n, func(i int) bool { return subs[i].Next(ctx) }, func() {
-				h.deliver(subs, bson.Raw(ev))
+				h.deliver(subs, &entry{ev: bson.Raw(ev), pos: positionOf(ev)})
 			}, func() {
 				for _, s := range subs {
 					s.finish(nil)

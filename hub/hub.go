@@ -41,10 +41,14 @@ type Hub struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the reader goroutine returns
 
-	mu sync.Mutex // serializes changes to list, ended and endErr
+	mu sync.Mutex // serializes changes to list, at, ended and endErr
 	// list holds the open subscriptions, replaced (never modified) on
 	// every change, so that the reader goroutine walks it without a lock.
-	list   atomic.Pointer[[]*Subscription]
+	list atomic.Pointer[[]*Subscription]
+	// at is the position of the last event handed to list (the stream's
+	// start before the first): a subscription that joins sees the events
+	// after it, so at is where it starts.
+	at     changestream.Position
 	ended  bool  // the stream ended or the hub closed: no new subscription
 	endErr error // what ends every subscription
 }
@@ -60,7 +64,7 @@ func New(cs *changestream.ChangeStream) (*Hub, error) {
 		return nil, fmt.Errorf("hub: New: the ChangeStream has ended (%v)", cs.Err())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	h := &Hub{cs: cs, ctx: ctx, cancel: cancel, done: make(chan struct{}), at: cs.Position()}
 	h.list.Store(&[]*Subscription{})
 	go h.read()
 	return h, nil
@@ -104,13 +108,21 @@ func (h *Hub) read() {
 			h.end(h.cs.Err())
 			return
 		}
-		h.deliver(*h.list.Load(), append(bson.Raw(nil), h.cs.Current...))
+		ev := append(bson.Raw(nil), h.cs.Current...)
+		e := &entry{ev: ev, pos: positionOf(ev)}
+		// The list and the position move together: a subscription is
+		// either in the list that gets this event, or starts at it.
+		h.mu.Lock()
+		subs := *h.list.Load()
+		h.at = e.pos
+		h.mu.Unlock()
+		h.deliver(subs, e)
 	}
 }
 
-// deliver hands ev to each of subs whose filters take it.
-func (h *Hub) deliver(subs []*Subscription, ev bson.Raw) {
-	e := &entry{ev: ev, pos: positionOf(ev)}
+// deliver hands e to each of subs whose filters take it.
+func (h *Hub) deliver(subs []*Subscription, e *entry) {
+	ev := e.ev
 	woken := 0
 	for _, s := range subs {
 		if s.keeps(ev) && s.push(h.ctx, e) {
@@ -134,8 +146,9 @@ func (h *Hub) end(err error) {
 }
 
 // Subscribe adds a subscription. It sees the events the hub reads after
-// it joined; a subscriber that needs a past point opens a stream of its
-// own from there. Subscribing and closing a subscription copy the hub's
+// it joined, and its Position starts where the hub stood then; a
+// subscriber that needs a past point opens a stream of its own from
+// there. Subscribing and closing a subscription copy the hub's
 // list of subscriptions (a pointer each): the hub's goroutine then walks
 // it without a lock.
 func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
@@ -156,6 +169,7 @@ func (h *Hub) Subscribe(opts ...Option) (*Subscription, error) {
 		}
 		return nil, errors.New("hub: the stream has ended")
 	}
+	s.pos = h.at
 	list := slices.Concat(*h.list.Load(), []*Subscription{s})
 	h.list.Store(&list)
 	return s, nil

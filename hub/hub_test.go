@@ -349,3 +349,72 @@ func TestBadInput(t *testing.T) {
 	s := e.subscribe(t)
 	assert.Error(t, s.Decode(&bson.M{}), "no current event")
 }
+
+// TestDropPosition: a dropped subscription's LaggingError.Position is
+// that of the last event it returned, the buffered ones included, so that
+// a stream opened there repeats nothing and misses nothing. Before, it was
+// the position when the hub dropped it: before the buffered events (a
+// stream opened there repeated them), or zero for a subscription that had
+// returned nothing yet, which WithResumeAfter refuses.
+func TestDropPosition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	fast := e.subscribe(t)
+	e.insert(t, 0, 1)
+	read(t, fast, 1)
+	// Subscribed after event 0 reached the hub, and never read: dropped
+	// on the third event it cannot hold.
+	never := e.subscribe(t, hub.WithBuffer(2), hub.WithPolicy(hub.Drop))
+	slow := e.subscribe(t, hub.WithBuffer(2), hub.WithPolicy(hub.Drop))
+	e.insert(t, 1, 2)
+	assert.Equal(t, []int32{1}, read(t, slow, 1))
+	e.insert(t, 2, 10)
+	read(t, fast, 9)
+	assert.Equal(t, []int32{2, 3}, read(t, slow, 2), "the buffered events come first")
+	assert.Equal(t, []int32{1, 2}, read(t, never, 2))
+
+	for name, tc := range map[string]struct {
+		s    *hub.Subscription
+		next int32 // the first event a stream opened at Position must return
+	}{"read before the drop": {slow, 4}, "read nothing before the drop": {never, 3}} {
+		assert.False(t, tc.s.Next(context.Background()), name)
+		var lag *hub.LaggingError
+		require.ErrorAs(t, tc.s.Err(), &lag, name)
+		require.NotNil(t, lag.Position.Token, name)
+		cs, err := changestream.WatchCollection(context.Background(), e.coll, nil, changestream.WithResumeAfter(lag.Position.Token))
+		require.NoError(t, err, name)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var got []int32
+		for len(got) < int(10-tc.next) && cs.Next(ctx) {
+			got = append(got, cs.Current.Lookup("documentKey", "_id").Int32())
+		}
+		cancel()
+		require.NoError(t, cs.Close(context.Background()))
+		assert.Equal(t, seq(int(tc.next), 10), got, "%s: carries on where the subscriber stopped", name)
+	}
+}
+
+// TestSubscriptionStartPosition: before its first event, a subscription's
+// Position is where the hub stood when it joined.
+func TestSubscriptionStartPosition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.subscribe(t)
+	assert.Equal(t, e.hub.Position().Token, first.Position().Token, "joined before any event: the stream's start")
+	e.insert(t, 0, 3)
+	read(t, first, 3)
+	late := e.subscribe(t)
+	assert.Equal(t, first.Position(), late.Position(), "joined after event 2: at event 2")
+
+	// Closed after the drop, before taking what it held: the error
+	// carries on from where it joined.
+	dropped := e.subscribe(t, hub.WithBuffer(1), hub.WithPolicy(hub.Drop))
+	e.insert(t, 3, 5)
+	read(t, first, 2)
+	require.Eventually(t, func() bool { return e.hub.Subscribers() == 2 }, 10*time.Second, time.Millisecond, "dropped")
+	require.NoError(t, dropped.Close())
+	assert.False(t, dropped.Next(context.Background()))
+	var lag *hub.LaggingError
+	require.ErrorAs(t, dropped.Err(), &lag)
+	assert.Equal(t, late.Position(), lag.Position)
+}

@@ -130,7 +130,7 @@ func (c *condition) test(vals []bson.RawValue) bool {
 		}
 		return in == (c.op == opIn)
 	case opExists:
-		return (len(vals) > 0) == c.want
+		return present(vals) == c.want
 	case opNot:
 		for i := range c.not {
 			if !c.not[i].test(vals) {
@@ -310,10 +310,41 @@ func truthy(v bson.RawValue) bool {
 	return true
 }
 
+// missing is what lookupPath records where the path ends without a value:
+// a field absent from a document it reached, or a scalar where the path
+// goes on. A query's null (equality, $gte and $lte) matches it.
+var missing = bson.RawValue{}
+
+func isMissing(v bson.RawValue) bool { return v.Type == 0 }
+
+// anyMissing reports whether the path is missing on some branch.
+func anyMissing(vals []bson.RawValue) bool {
+	for _, v := range vals {
+		if isMissing(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// present reports whether the path reached a value on some branch, which
+// is what $exists tests.
+func present(vals []bson.RawValue) bool {
+	for _, v := range vals {
+		if !isMissing(v) {
+			return true
+		}
+	}
+	return false
+}
+
 // each calls fn with every value a condition tests: each value found, and
 // the elements of one that is an array; it stops when fn returns true.
 func each(vals []bson.RawValue, fn func(v bson.RawValue) bool) bool {
 	for _, v := range vals {
+		if isMissing(v) {
+			continue
+		}
 		if fn(v) {
 			return true
 		}
@@ -332,7 +363,7 @@ func each(vals []bson.RawValue, fn func(v bson.RawValue) bool) bool {
 // equals reports whether a value at the path, or an element of an array
 // there, equals want; a null matches a missing field too.
 func equals(vals []bson.RawValue, want bson.RawValue) bool {
-	if want.Type == bson.TypeNull && len(vals) == 0 {
+	if want.Type == bson.TypeNull && anyMissing(vals) {
 		return true
 	}
 	return each(vals, func(v bson.RawValue) bool {
@@ -342,7 +373,11 @@ func equals(vals []bson.RawValue, want bson.RawValue) bool {
 }
 
 // orders reports whether a value of the same kind as bound compares as op.
+// $gte and $lte of null also match a missing field, as equality does.
 func orders(vals []bson.RawValue, op opKind, bound bson.RawValue) bool {
+	if bound.Type == bson.TypeNull && (op == opGte || op == opLte) && anyMissing(vals) {
+		return true
+	}
 	return each(vals, func(v bson.RawValue) bool { return v.Type != bson.TypeArray && compares(v, op, bound) })
 }
 
@@ -479,14 +514,20 @@ func number(v bson.RawValue) (float64, bool) {
 
 // lookupPath appends to out the values at path below v: through embedded
 // documents, through every document of an array met on the way, and by
-// index into an array when a component is a number.
+// index into an array when a component is a number. Where the path ends
+// without a value it appends missing: a field absent from a document, a
+// scalar where the path goes on, an index past an array's end. An
+// array's elements that are not documents add nothing, as in the
+// server's matcher: {"a.b": null} matches {a: [{}]} and {a: 1}, not
+// {a: [1, 2]} nor {a: []} (expression_leaf_test.cpp, EqOp
+// MatchesNestedNull).
 func lookupPath(v bson.RawValue, path []string, out []bson.RawValue) []bson.RawValue {
 	for len(path) > 0 {
 		switch v.Type {
 		case bson.TypeEmbeddedDocument:
 			next, err := bson.Raw(v.Value).LookupErr(path[0])
 			if err != nil {
-				return out
+				return append(out, missing)
 			}
 			v, path = next, path[1:]
 			continue
@@ -495,7 +536,7 @@ func lookupPath(v bson.RawValue, path []string, out []bson.RawValue) []bson.RawV
 			if i, err := strconv.Atoi(path[0]); err == nil && i >= 0 {
 				e, err := arr.IndexErr(uint(i))
 				if err != nil {
-					return out
+					return append(out, missing)
 				}
 				v, path = e, path[1:]
 				continue
@@ -508,7 +549,7 @@ func lookupPath(v bson.RawValue, path []string, out []bson.RawValue) []bson.RawV
 			}
 			return out
 		}
-		return out
+		return append(out, missing)
 	}
 	return append(out, v)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/matchcases"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -137,5 +138,19 @@ func BenchmarkMatch(b *testing.B) {
 		if !m.match(ev) {
 			b.Fatal("no match")
 		}
+	}
+}
+
+// TestWithMatchAgreesWithTheServer runs the shared table of matcher cases
+// (internal/matchcases, taken from the server's own matcher tests, and
+// run against the simulator and a real server too) through WithMatch.
+func TestWithMatchAgreesWithTheServer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range matchcases.Cases() {
+		m, err := compileMatch(tc.Filter)
+		require.NoError(t, err, tc.Name)
+		doc, err := bson.Marshal(tc.Doc)
+		require.NoError(t, err)
+		assert.Equal(t, tc.Want, m.match(doc), "%s: %v against %v", tc.Name, tc.Filter, tc.Doc)
 	}
 }

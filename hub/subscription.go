@@ -78,12 +78,15 @@ func (s *Subscription) keeps(ev bson.Raw) bool {
 	return (s.match == nil || s.match.match(ev)) && (s.filter == nil || s.filter(ev))
 }
 
-// LaggingError ends a Drop subscription whose buffer was full.
+// LaggingError ends a Drop subscription whose buffer was full, once the
+// subscriber has taken the events it held.
 type LaggingError struct {
-	// Buffered is how many events it held, unread.
+	// Buffered is how many events it held, unread, when it was dropped.
 	Buffered int
-	// Position is that of the last event the subscriber took: a stream
-	// opened there (changestream.WithResumeAfter) carries on.
+	// Position is that of the last event the subscription returned, or,
+	// if it returned none, where the hub stood when it subscribed: a
+	// stream opened there (changestream.WithResumeAfter) repeats nothing
+	// the subscriber took and misses nothing it did not.
 	Position changestream.Position
 }
 
@@ -111,7 +114,11 @@ type Subscription struct {
 	n    int
 	err  error // set once the subscription is over
 	over bool
-	pos  changestream.Position
+	// dropped marks a Drop subscription that fell behind, holding
+	// droppedWith events: its *LaggingError is set once they are taken.
+	dropped     bool
+	droppedWith int
+	pos         changestream.Position
 	// notify wakes a Next parked on it: an event arrived, the
 	// subscription ended, or a watched context did. The hub sends only to
 	// a parked Next (parked), as the send is most of its cost per
@@ -178,7 +185,10 @@ func (s *Subscription) push(ctx context.Context, e *entry) (woke bool) {
 		}
 		switch s.policy {
 		case Drop:
-			s.over, s.err = true, &LaggingError{Buffered: s.n, Position: s.pos}
+			// The error is made once the subscriber has taken what is
+			// buffered (next), so that its Position is where the
+			// subscriber stopped.
+			s.over, s.dropped, s.droppedWith = true, true, s.n
 			s.unwatchLocked()
 			s.mu.Unlock()
 			s.hub.remove(s)
@@ -296,6 +306,9 @@ func (s *Subscription) next(ctx context.Context, wait bool) bool {
 			return true
 		}
 		if s.over || !wait {
+			if s.dropped && s.err == nil {
+				s.err = &LaggingError{Buffered: s.droppedWith, Position: s.pos}
+			}
 			s.mu.Unlock()
 			return false
 		}
@@ -329,7 +342,8 @@ func (s *Subscription) Alive() bool {
 }
 
 // Position returns the position of the last event Next or TryNext
-// returned (zero before the first): a stream opened there with
+// returned, or before the first, where the hub stood when the
+// subscription joined: a stream opened there with
 // changestream.WithResumeAfter carries on after it.
 func (s *Subscription) Position() changestream.Position {
 	s.mu.Lock()

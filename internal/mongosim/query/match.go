@@ -158,7 +158,13 @@ type leaf struct {
 
 // CollectLeaves follows parts from v. Arrays met on the way are searched
 // element by element, and a numeric component also indexes the array, as
-// the server's path traversal does.
+// the server's path traversal does. A path that ends without a value adds
+// a missing leaf: a field absent from a document reached, a scalar where
+// the path goes on, an index past an array's end. An array's elements
+// that are not documents add nothing: {"a.b": null} matches {a: [{}]},
+// not {a: [1, 2]}, {a: [null]} nor {a: []} (the server's
+// expression_leaf_test.cpp, EqOp MatchesNestedNull; the shared table in
+// internal/matchcases).
 func CollectLeaves(v any, parts []string, out []leaf) []leaf {
 	switch x := v.(type) {
 	case bson.D:
@@ -172,7 +178,8 @@ func CollectLeaves(v any, parts []string, out []leaf) []leaf {
 		return CollectLeaves(val, parts[1:], out)
 	case bson.A:
 		n := len(out)
-		if i, ok := arrayIndex(parts[0]); ok && i < len(x) {
+		i, isIndex := arrayIndex(parts[0])
+		if isIndex && i < len(x) {
 			if len(parts) == 1 {
 				out = append(out, leaf{v: x[i], ok: true})
 			} else {
@@ -184,8 +191,8 @@ func CollectLeaves(v any, parts []string, out []leaf) []leaf {
 				out = CollectLeaves(d, parts, out)
 			}
 		}
-		if len(out) == n {
-			out = append(out, leaf{})
+		if len(out) == n && isIndex {
+			out = append(out, leaf{}) // past the array's end
 		}
 		return out
 	}

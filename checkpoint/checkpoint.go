@@ -50,7 +50,10 @@ func sameSnapshot(a, b *SnapshotState) bool {
 // concurrent use.
 type Store interface {
 	// Load returns the checkpoint saved under key, and false if there is
-	// none.
+	// none: the store is there and holds nothing for key. A store that is
+	// not there, or a saved value that cannot be a position, is an error
+	// (a *DamagedError for this package's stores), never false: that
+	// would start the stream from now and skip what came since.
 	Load(ctx context.Context, key string) (Checkpoint, bool, error)
 	// Save stores cp under key unless the saved checkpoint is already past
 	// cp's position (see [Compare]), or at it with the same snapshot

@@ -51,6 +51,7 @@ type Checkpointer struct {
 	saved       changestream.Position
 	savedSeq    uint64        // how many events the last save covered
 	changed     chan struct{} // closed and replaced when an ack or a save may let a blocked Mark on
+	waiting     bool          // a Mark waits on changed
 	fatal       error         // a commit error that stops the consumer
 
 	commitMu sync.Mutex // one commit at a time
@@ -250,10 +251,14 @@ func (c *Checkpointer) Mark(ctx context.Context, p changestream.Position) (Ack, 
 			c.mu.Unlock()
 			return Ack{c: c, seq: seq}, nil
 		}
-		// At the bound: save what is acknowledged to make room, or wait
-		// for an acknowledgement (or a save) to allow one.
-		commit := c.covered > c.savedSeq
+		// At the bound: save what is acknowledged to make room, once half
+		// the bound is (or everything marked is), so that a full window
+		// costs a save per half window rather than one per event; until
+		// then, wait for acknowledgements (or the background save).
+		acked := c.covered - c.savedSeq
+		commit := acked >= c.half() || (c.n == 0 && acked > 0)
 		changed := c.changed
+		c.waiting = true
 		c.mu.Unlock()
 		if commit {
 			err := c.Commit(ctx)
@@ -287,6 +292,10 @@ func (c *Checkpointer) Mark(ctx context.Context, p changestream.Position) (Ack, 
 	}
 }
 
+// half is how many acknowledged, unsaved events start a save before the
+// next tick: half the bound.
+func (c *Checkpointer) half() uint64 { return uint64(max(c.max/2, 1)) }
+
 // markRetry spaces the commits of a Mark blocked at the bound after a
 // save that failed and may succeed later.
 const markRetry = 100 * time.Millisecond
@@ -296,8 +305,13 @@ func (c *Checkpointer) unsavedLocked() int {
 	return int(c.base + uint64(c.n) - c.savedSeq)
 }
 
-// changedLocked wakes every Mark waiting for room.
+// changedLocked wakes every Mark waiting for room; with none waiting,
+// it costs nothing.
 func (c *Checkpointer) changedLocked() {
+	if !c.waiting {
+		return
+	}
+	c.waiting = false
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -340,7 +354,7 @@ func (c *Checkpointer) ack(seq uint64) {
 	c.changedLocked()
 	// Half the bound acknowledged and unsaved: save it now, while the
 	// other half keeps the consumer going, rather than at the next tick.
-	if c.kick != nil && c.covered-c.savedSeq >= uint64(max(c.max/2, 1)) {
+	if c.kick != nil && c.covered-c.savedSeq >= c.half() {
 		select {
 		case c.kick <- struct{}{}:
 		default:

@@ -21,13 +21,34 @@ type dispatcher struct {
 	running sync.WaitGroup // the workers
 	pending sync.WaitGroup // jobs handed to workers and not finished
 
-	mu     sync.Mutex
-	wake   *sync.Cond // a job became ready, or the pool stops
-	ready  []job      // jobs any worker may run, in stream order
-	queued map[string][]job
+	mu    sync.Mutex
+	wake  *sync.Cond // a job became ready, or the pool stops
+	ready jobQueue   // jobs any worker may run, in stream order
 	// queued has an entry for every key with a job ready or running:
-	// the jobs of that key that wait for it, oldest first.
+	// the jobs of that key that wait for it, oldest first. Emptied
+	// queues go to free, to be used again.
+	queued  map[string]*jobQueue
+	free    []*jobQueue
 	stopped bool
+}
+
+// jobQueue is a FIFO of jobs that reuses its array once emptied.
+type jobQueue struct {
+	jobs []job
+	head int
+}
+
+func (q *jobQueue) push(j job) { q.jobs = append(q.jobs, j) }
+
+func (q *jobQueue) empty() bool { return q.head == len(q.jobs) }
+
+func (q *jobQueue) pop() job {
+	j := q.jobs[q.head]
+	q.jobs[q.head] = job{}
+	if q.head++; q.empty() {
+		q.jobs, q.head = q.jobs[:0], 0
+	}
+	return j
 }
 
 func newDispatcher(ctx context.Context, cancel context.CancelCauseFunc, workers int) *dispatcher {
@@ -37,7 +58,7 @@ func newDispatcher(ctx context.Context, cancel context.CancelCauseFunc, workers 
 	}
 	d.pool = true
 	d.wake = sync.NewCond(&d.mu)
-	d.queued = map[string][]job{}
+	d.queued = map[string]*jobQueue{}
 	for range workers {
 		d.running.Add(1)
 		go d.work()
@@ -68,14 +89,18 @@ func (d *dispatcher) dispatch(j job) error {
 	if err := d.ctx.Err(); err != nil {
 		return context.Cause(d.ctx)
 	}
-	key := string(j.key)
 	d.pending.Add(1)
 	d.mu.Lock()
-	if q, busy := d.queued[key]; busy {
-		d.queued[key] = append(q, j)
+	if q := d.queued[string(j.key)]; q != nil {
+		q.push(j)
 	} else {
-		d.queued[key] = nil
-		d.ready = append(d.ready, j)
+		if n := len(d.free); n > 0 {
+			q, d.free = d.free[n-1], d.free[:n-1]
+		} else {
+			q = &jobQueue{}
+		}
+		d.queued[string(j.key)] = q
+		d.ready.push(j)
 		d.wake.Signal()
 	}
 	d.mu.Unlock()
@@ -86,16 +111,14 @@ func (d *dispatcher) work() {
 	defer d.running.Done()
 	d.mu.Lock()
 	for {
-		for len(d.ready) == 0 && !d.stopped {
+		for d.ready.empty() && !d.stopped {
 			d.wake.Wait()
 		}
-		if len(d.ready) == 0 {
+		if d.ready.empty() {
 			d.mu.Unlock()
 			return
 		}
-		j := d.ready[0]
-		d.ready[0] = job{}
-		d.ready = d.ready[1:]
+		j := d.ready.pop()
 		d.mu.Unlock()
 
 		if d.ctx.Err() == nil {
@@ -107,15 +130,14 @@ func (d *dispatcher) work() {
 		}
 
 		d.mu.Lock()
-		key := string(j.key)
-		if q := d.queued[key]; len(q) > 0 {
+		if q := d.queued[string(j.key)]; !q.empty() {
 			// The key's next event is ready now; this worker runs it
 			// unless another idle one takes it first.
-			d.queued[key] = q[1:]
-			d.ready = append(d.ready, q[0])
+			d.ready.push(q.pop())
 			d.wake.Signal()
 		} else {
-			delete(d.queued, key)
+			delete(d.queued, string(j.key))
+			d.free = append(d.free, q)
 		}
 		d.pending.Done()
 	}

@@ -8,7 +8,8 @@
 //     stream it belongs to) under a key, and never moves it backwards.
 //     [FileStore] keeps one file per key and survives a crash at any point
 //     of a write; [MongoStore] keeps one document per key, written with
-//     majority write concern.
+//     majority write concern. A store that is not there, or a saved value
+//     that is not a position, is a [DamagedError], never "no checkpoint".
 //   - A [Checkpointer] takes each event's position in stream order
 //     ([Checkpointer.Mark]) and its acknowledgement in any order and from
 //     any goroutine ([Ack.Done]), and commits the highest position below
@@ -24,8 +25,8 @@
 //     explicit policies for a position the server cannot resume from, for
 //     invalidation and for transient errors.
 //
-// Delivery is at least once: after a crash, the events that were marked
-// and not yet committed are delivered again (at most the in-flight bound
-// of the Checkpointer). A handler whose effects are idempotent, or that
+// Delivery is at least once: after a crash, even a SIGKILL, the events
+// that were marked since the last save are delivered again, at most the
+// Checkpointer's in-flight bound whatever the commit interval. A handler whose effects are idempotent, or that
 // writes them with the lease's epoch, turns that into exactly once.
 package checkpoint

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -46,7 +47,11 @@ func ExampleRun() {
 
 	var mu sync.Mutex
 	qty := map[int32]int32{}
-	cfg := checkpoint.Config{Key: "orders", Collection: orders, Store: store}
+	// OnOpen says when the stream is open: every change made after it is
+	// delivered.
+	opened := make(chan changestream.Position, 1)
+	cfg := checkpoint.Config{Key: "orders", Collection: orders, Store: store,
+		OnOpen: func(p changestream.Position) { opened <- p }}
 	handle := func(_ context.Context, ev changestream.Event[order]) error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -60,9 +65,8 @@ func ExampleRun() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- checkpoint.Run(ctx, cfg, handle) }()
-	// Without a checkpoint, Run starts from the moment its stream opens,
-	// and saves that position at once.
-	waitUntil(func() bool { _, ok, _ := store.Load(context.Background(), "orders"); return ok })
+	// Without a checkpoint, Run starts from the moment its stream opens.
+	<-opened
 	_, _ = orders.InsertOne(context.Background(), order{ID: 1, Qty: 10})
 	waitUntil(handled(1))
 	cancel()
@@ -72,6 +76,7 @@ func ExampleRun() {
 
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- checkpoint.Run(ctx, cfg, handle) }()
+	<-opened // after the checkpoint: the order inserted in between comes first
 	waitUntil(handled(2))
 	cancel()
 	fmt.Println("second run:", <-done)
@@ -247,7 +252,9 @@ func ExampleRunRaw() {
 
 	var mu sync.Mutex
 	var buffered, flushed []string
+	opened := make(chan changestream.Position, 1)
 	cfg := checkpoint.Config{Key: "orders", Collection: orders, Store: store,
+		OnOpen: func(p changestream.Position) { opened <- p },
 		BeforeCommit: func(context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -264,7 +271,7 @@ func ExampleRunRaw() {
 			return nil
 		})
 	}()
-	waitUntil(func() bool { _, ok, _ := store.Load(context.Background(), "orders"); return ok })
+	<-opened
 	_, _ = orders.InsertOne(context.Background(), order{ID: 1})
 	_, _ = orders.DeleteOne(context.Background(), bson.D{{Key: "_id", Value: 1}})
 	waitUntil(func() bool { mu.Lock(); defer mu.Unlock(); return len(flushed) == 2 })
@@ -339,4 +346,22 @@ func ExampleLeaseHeldError() {
 	// Output:
 	// held by consumer-a for about a minute: true
 	// b waits for consumer-a until its lease ends: true
+}
+
+// A checkpoint that cannot be a position (here a file whose token is
+// null) is a *DamagedError naming the key, the file and the fix, never
+// "no checkpoint": Run would otherwise start from now and skip every event
+// since the saved position.
+func ExampleDamagedError() {
+	dir, _ := os.MkdirTemp("", "checkpoints")
+	defer os.RemoveAll(dir)
+	store, _ := checkpoint.NewFileStore(dir)
+	_ = os.WriteFile(filepath.Join(dir, "checkpoint-orders.json"), []byte(`{"key": "orders", "token": null, "spec": "s"}`), 0o600)
+	_, ok, err := store.Load(context.Background(), "orders")
+	var damaged *checkpoint.DamagedError
+	fmt.Println(ok, errors.As(err, &damaged), errors.Is(err, checkpoint.ErrDamaged))
+	fmt.Println(damaged.Key, filepath.Base(damaged.Where), damaged.Problem)
+	// Output:
+	// false true true
+	// orders checkpoint-orders.json it has no token
 }

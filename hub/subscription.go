@@ -20,9 +20,10 @@ const (
 	// event is lost, and every subscriber waits for the slowest. The
 	// default.
 	Block Policy = iota
-	// Drop ends the subscription with a *LaggingError: the others go on,
-	// and the subscriber knows where it stopped (Position) to catch up on
-	// a stream of its own.
+	// Drop ends the subscription with a *LaggingError, once the
+	// subscriber has taken what it held: the others go on, and the
+	// subscriber knows where it stopped (Position) to catch up on a
+	// stream of its own.
 	Drop
 	// Coalesce replaces the newest buffered event with the new one: for a
 	// subscriber that only needs to know that something changed (a cache

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/changestream-go/changestream"
@@ -33,17 +34,48 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
-// explain turns err into one line naming the cause and the fix.
-func explain(err error) string {
+// origin is where a tail started from, which an unresumable position's
+// message names, since its fix depends on it.
+type origin int
+
+const (
+	fromNow        origin = iota // no checkpoint and no start flag
+	fromCheckpoint               // the checkpoint of -key
+	fromStartAfter               // -start-after's token
+	fromStartAt                  // -start-at's time
+)
+
+// explain turns err into one line naming the cause and the fix; from and
+// key say where the tail started.
+func explain(err error, from origin, key string) string {
 	var hl *changestream.HistoryLostError
 	var up *changestream.UnresumablePositionError
 	var sm *checkpoint.SpecMismatchError
 	switch {
 	case errors.As(err, &hl):
-		return fmt.Sprintf("the saved position%s has left the oplog (%v): events since then are gone; "+
-			"delete the checkpoint (or use another -key) to start from now, after resyncing what depends on them", tokenWhen(hl.ResumeToken), hl.Err)
+		switch from {
+		case fromStartAfter:
+			return fmt.Sprintf("the -start-after token's position%s has left the oplog (%v): events since then are gone; "+
+				"pass a later token, or leave -start-after out to start from now", tokenWhen(hl.ResumeToken), hl.Err)
+		case fromStartAt:
+			return fmt.Sprintf("the -start-at time is older than the oplog's oldest entry (%v): events since then are gone; "+
+				"pass a later time, or leave -start-at out to start from now", hl.Err)
+		case fromCheckpoint:
+			return fmt.Sprintf("the checkpoint %q's position%s has left the oplog (%v): events since then are gone; "+
+				"delete the checkpoint (or use another -key) to start from now, after resyncing what depends on them", key, tokenWhen(hl.ResumeToken), hl.Err)
+		}
+		return fmt.Sprintf("the stream's position%s has left the oplog (%v): events since then are gone; "+
+			"restart to carry on from now, after resyncing what depends on them", tokenWhen(hl.ResumeToken), hl.Err)
 	case errors.As(err, &up):
-		return fmt.Sprintf("the server cannot resume from the saved position%s (%v); delete the checkpoint or use another -key", tokenWhen(up.ResumeToken), up.Err)
+		switch from {
+		case fromStartAfter:
+			return fmt.Sprintf("the server cannot resume from the -start-after token%s (%v): pass a token of this stream, or leave -start-after out", tokenWhen(up.ResumeToken), up.Err)
+		case fromStartAt:
+			return fmt.Sprintf("the server cannot start at the -start-at time (%v): pass another time, or leave -start-at out", up.Err)
+		case fromCheckpoint:
+			return fmt.Sprintf("the server cannot resume from the checkpoint %q's position%s (%v); delete the checkpoint or use another -key", key, tokenWhen(up.ResumeToken), up.Err)
+		}
+		return fmt.Sprintf("the server cannot resume the stream from its position%s (%v)", tokenWhen(up.ResumeToken), up.Err)
 	case errors.As(err, &sm):
 		return fmt.Sprintf("the checkpoint %q was saved by another stream (%s), not this one (%s): use another -key, or delete it", sm.Key, sm.Saved, sm.Want)
 	case errors.Is(err, checkpoint.ErrInvalidated):
@@ -51,7 +83,9 @@ func explain(err error) string {
 	case errors.Is(err, checkpoint.ErrLeaseLost):
 		return "another process took the lease over; this one stopped"
 	}
-	return err.Error()
+	// The line starts with "changestream: " already: an error of the
+	// package that says so itself would repeat it.
+	return strings.TrimPrefix(err.Error(), "changestream: ")
 }
 
 // tokenWhen says when a token's position was, if it can tell.

@@ -311,6 +311,8 @@ func TestTailErrors(t *testing.T) {
 		{"bad token", []string{"tail", "-uri", uri, "-start-after", "zz"}, exitUsage, "-start-after"},
 		{"lease without a mongodb checkpoint", []string{"tail", "-uri", uri, "-lease", "1s"}, exitUsage, "-lease needs -checkpoint mongodb:"},
 		{"bad checkpoint", []string{"tail", "-uri", uri, "-checkpoint", "s3:bucket"}, exitUsage, `-checkpoint "s3:bucket"`},
+		{"commit-every 0", []string{"tail", "-uri", uri, "-commit-every", "0"}, exitUsage, "changestream: -commit-every 0s: must be positive\n"},
+		{"negative batch size", []string{"tail", "-uri", uri, "-batch-size", "-1"}, exitUsage, "changestream: -batch-size -1: cannot be negative\n"},
 		{"help", []string{"tail", "-h"}, exitOK, "Exit codes: 0 interrupted"},
 	}
 	for _, tc := range cases {
@@ -350,7 +352,16 @@ func TestTailPositionErrors(t *testing.T) {
 	}
 	p = startTool(t, args...)
 	assert.Equal(t, exitUnresumable, p.wait(t))
-	assert.Regexp(t, `the saved position \(\d{4}-\d\d-\d\dT[\d:]+Z\) has left the oplog`, p.stderr.String())
+	assert.Regexp(t, `the checkpoint "tail:shop.orders"'s position \(\d{4}-\d\d-\d\dT[\d:]+Z\) has left the oplog`, p.stderr.String())
+	assert.Contains(t, p.stderr.String(), "delete the checkpoint")
+
+	// Without a checkpoint, the message names the flag that gave the
+	// position, and no checkpoint.
+	p = startTool(t, "tail", "-uri", uri, "-db", "shop", "-coll", "orders", "-start-at", "1")
+	assert.Equal(t, exitUnresumable, p.wait(t))
+	assert.Contains(t, p.stderr.String(), "the -start-at time")
+	assert.NotContains(t, p.stderr.String(), "checkpoint")
+	assert.NotContains(t, p.stderr.String(), "changestream: changestream:")
 }
 
 // TestTailProgress: -progress reports on stderr even when it is piped.

@@ -99,26 +99,38 @@ Flags:
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		return fail(stderr, usagef("unexpected argument %q (flags go before it? see -h)", fs.Arg(0)))
+		return fail(stderr, usagef("unexpected argument %q (flags go before it? see -h)", fs.Arg(0)), fromNow, "")
 	}
-	return fail(stderr, f.run(ctx, stdout, stderr))
+	from := fromNow
+	err := f.run(ctx, stdout, stderr, &from)
+	return fail(stderr, err, from, f.key)
 }
 
 // fail prints err as one line and returns its exit code.
-func fail(stderr io.Writer, err error) int {
+func fail(stderr io.Writer, err error, from origin, key string) int {
 	code := exitCode(err)
 	if code != exitOK {
-		fmt.Fprintln(stderr, "changestream:", explain(err))
+		fmt.Fprintln(stderr, "changestream:", explain(err, from, key))
 	}
 	return code
 }
 
-func (f *tailFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
+// run tails; *from says where it started, for the message of an error.
+func (f *tailFlags) run(ctx context.Context, stdout, stderr io.Writer, from *origin) error {
 	cfg, closeOut, out, err := f.config(ctx, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeOut()
+	f.key = cfg.Key
+	switch _, saved, lerr := cfg.Store.Load(ctx, cfg.Key); {
+	case lerr == nil && saved:
+		*from = fromCheckpoint
+	case cfg.StartAfter != nil:
+		*from = fromStartAfter
+	case cfg.StartAtOperationTime != nil:
+		*from = fromStartAt
+	}
 	err = checkpoint.RunRaw(ctx, cfg, out.write)
 	if ferr := out.flush(context.Background()); err == nil && ferr != nil {
 		err = ferr
@@ -160,8 +172,17 @@ func (f *tailFlags) config(ctx context.Context, stdout, stderr io.Writer) (check
 	default:
 		return cfg, nothing, nil, usagef("-full-document-before-change %q: use off, whenAvailable or required", f.fullDocumentBefore)
 	}
-	if f.batchSize < 0 || f.maxAwait < 0 || f.lease < 0 || f.commitEvery <= 0 {
-		return cfg, nothing, nil, usagef("-batch-size, -max-await and -lease cannot be negative, and -commit-every must be positive")
+	for _, c := range []struct {
+		bad  bool
+		flag string
+		v    any
+	}{{f.batchSize < 0, "-batch-size", f.batchSize}, {f.maxAwait < 0, "-max-await", f.maxAwait}, {f.lease < 0, "-lease", f.lease}} {
+		if c.bad {
+			return cfg, nothing, nil, usagef("%s %v: cannot be negative", c.flag, c.v)
+		}
+	}
+	if f.commitEvery <= 0 {
+		return cfg, nothing, nil, usagef("-commit-every %v: must be positive", f.commitEvery)
 	}
 	if f.startAfter != "" && f.startAt != "" {
 		return cfg, nothing, nil, usagef("-start-after and -start-at cannot both be given")

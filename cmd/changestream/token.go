@@ -39,18 +39,18 @@ Flags:
 		return exitUsage
 	}
 	if fs.NArg() != 1 {
-		return fail(stderr, usagef("token takes one token (hex _data or {\"_data\": ...} JSON), got %d arguments", fs.NArg()))
+		return fail(stderr, usagef("token takes one token (hex _data or {\"_data\": ...} JSON), got %d arguments", fs.NArg()), fromNow, "")
 	}
 	tok, err := parseToken(fs.Arg(0))
 	if err != nil {
-		return fail(stderr, usagef("%v", err))
+		return fail(stderr, usagef("%v", err), fromNow, "")
 	}
 	info, err := changestream.DecodeToken(tok)
 	if err != nil {
-		return fail(stderr, usagef("%v", err))
+		return fail(stderr, usagef("%v", err), fromNow, "")
 	}
 	if *asJSON {
-		return fail(stderr, printTokenJSON(stdout, info))
+		return fail(stderr, printTokenJSON(stdout, info), fromNow, "")
 	}
 	printToken(stdout, info)
 	return exitOK

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/changestream-go/changestream"
@@ -161,11 +162,16 @@ func demo(ctx context.Context, out io.Writer) error {
 	checkpoints := client.Database("backup").Collection("checkpoints")
 	quiet := slog.New(slog.DiscardHandler)
 
-	start := func(owner string) (stop func() error, err error) {
+	// start runs a mirror; opened is closed once it has opened its stream
+	// (it holds the lease then): every write after that is mirrored.
+	start := func(owner string) (stop func() error, opened <-chan struct{}, err error) {
 		m, err := newMirror(checkpoints, src, dst, "mirror:shop.orders", owner, quiet)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		open := make(chan struct{})
+		var once sync.Once
+		m.cfg.OnOpen = func(changestream.Position) { once.Do(func() { close(open) }) }
 		mctx, mcancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		var runErr error
@@ -177,19 +183,21 @@ func demo(ctx context.Context, out io.Writer) error {
 			mcancel()
 			<-done
 			return runErr
-		}, nil
+		}, open, nil
 	}
-	stopA, err := start("mirror-a")
+	stopA, openedA, err := start("mirror-a")
 	if err != nil {
 		return err
 	}
 	defer stopA()
 	// A mirror without a checkpoint starts from the moment its stream
-	// opens: wait for that (its first checkpoint) before writing.
-	if err := waitFor(ctx, func() (bool, error) { return holds(ctx, checkpoints, "mirror-a", true) }); err != nil {
-		return err
+	// opens: wait for that before writing.
+	select {
+	case <-openedA:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	stopB, err := start("mirror-b")
+	stopB, _, err := start("mirror-b")
 	if err != nil {
 		return err
 	}
@@ -216,7 +224,7 @@ func demo(ctx context.Context, out io.Writer) error {
 	if _, err := src.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: 5}}}}); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, func() (bool, error) { return holds(ctx, checkpoints, "mirror-b", false) }); err != nil {
+	if err := waitFor(ctx, func() (bool, error) { return holds(ctx, checkpoints, "mirror-b") }); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "mirror-b took the lease over")
@@ -231,19 +239,17 @@ func demo(ctx context.Context, out io.Writer) error {
 	return stopB()
 }
 
-// holds reports whether owner holds the mirror's lease and, if
-// checkpointed, whether a checkpoint was saved.
-func holds(ctx context.Context, checkpoints *mongo.Collection, owner string, checkpointed bool) (bool, error) {
+// holds reports whether owner holds the mirror's lease.
+func holds(ctx context.Context, checkpoints *mongo.Collection, owner string) (bool, error) {
 	var d struct {
 		Owner string    `bson:"owner"`
 		Until time.Time `bson:"leaseUntil"`
-		Token bson.Raw  `bson:"token"`
 	}
 	err := checkpoints.FindOne(ctx, bson.D{{Key: "_id", Value: "mirror:shop.orders"}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return false, nil
 	}
-	return d.Owner == owner && d.Until.After(time.Now()) && (!checkpointed || d.Token != nil), err
+	return d.Owner == owner && d.Until.After(time.Now()), err
 }
 
 // same reports whether two collections hold the same documents.

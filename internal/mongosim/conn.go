@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
@@ -65,13 +66,13 @@ func (c *conn) serve() {
 	timeout := c.s.cfg.messageTimeout
 	started := func() { _ = c.nc.SetReadDeadline(time.Now().Add(timeout)) }
 	for {
-		msg, err := readMessage(r, in, started)
+		msg, err := wire.ReadMessage(r, in, started)
 		if err != nil {
 			return
 		}
 		_ = c.nc.SetReadDeadline(time.Time{})
 		in = msg[:0]
-		req, err := parseRequest(msg)
+		req, err := wire.ParseRequest(msg)
 		if err != nil {
 			return
 		}
@@ -79,17 +80,17 @@ func (c *conn) serve() {
 		if errors.Is(err, errCloseConnection) {
 			return
 		}
-		if req.moreToCome {
+		if req.MoreToCome {
 			continue
 		}
-		if req.exhaustAllowed && c.streamable(req, reply) {
+		if req.ExhaustAllowed && c.streamable(req, reply) {
 			c.streamHello(req, reply)
 			return
 		}
-		if req.opCode == wiremessage.OpQuery {
-			out = appendOpReply(out[:0], req.requestID, reply)
+		if req.OpCode == wiremessage.OpQuery {
+			out = wire.AppendOpReply(out[:0], req.RequestID, reply)
 		} else {
-			out = appendOpMsgReply(out[:0], req.requestID, reply)
+			out = wire.AppendOpMsgReply(out[:0], req.RequestID, reply)
 		}
 		if _, err := c.nc.Write(out); err != nil {
 			return
@@ -106,11 +107,11 @@ func (c *conn) serve() {
 // streamable reports whether a request's reply starts a stream of hello
 // answers: an awaitable hello that succeeded, from a client that allows
 // exhaust.
-func (c *conn) streamable(req *request, reply bsoncore.Document) bool {
-	if req.opCode != wiremessage.OpMsg || !isHelloName(firstKey(req.body)) {
+func (c *conn) streamable(req *wire.Request, reply bsoncore.Document) bool {
+	if req.OpCode != wiremessage.OpMsg || !isHelloName(firstKey(req.Body)) {
 		return false
 	}
-	if _, err := req.body.LookupErr("topologyVersion"); err != nil {
+	if _, err := req.Body.LookupErr("topologyVersion"); err != nil {
 		return false
 	}
 	return replyOK(reply)
@@ -131,16 +132,16 @@ func replyOK(reply bsoncore.Document) bool {
 // the previous answer reported or maxAwaitTimeMS passes, until the
 // connection ends. No request arrives meanwhile: the client reads the
 // stream.
-func (c *conn) streamHello(req *request, reply bsoncore.Document) {
-	cc := &cmdCtx{s: c.s, conn: c, ctx: c.ctx, db: req.db, name: firstKey(req.body), cmd: req.body}
+func (c *conn) streamHello(req *wire.Request, reply bsoncore.Document) {
+	cc := &cmdCtx{s: c.s, conn: c, ctx: c.ctx, db: req.DB, name: firstKey(req.Body), cmd: req.Body}
 	// The first answer succeeded, so both parse.
 	_, maxAwait, _, _ := awaitArgs(cc)
 	seen, _ := parseTopologyVersion(reply.Lookup("topologyVersion").Document())
-	prev := req.requestID
+	prev := req.RequestID
 	var out []byte
 	for {
 		id := wiremessage.NextRequestID()
-		out = appendOpMsg(out[:0], id, prev, msgMoreToCome, reply)
+		out = wire.AppendOpMsg(out[:0], id, prev, wire.MsgMoreToCome, reply)
 		if _, err := c.nc.Write(out); err != nil {
 			return
 		}

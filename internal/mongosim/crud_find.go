@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/query"
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -125,7 +126,7 @@ func (f *findSource) nextBatch(_ *cmdCtx, batchSize int, _ time.Duration, _ <-ch
 		if err != nil {
 			return batch{}, cmdErr(codeInternalError, "mongosim: encoding document: %v", err)
 		}
-		if len(b.docs) > 0 && size+len(raw) > maxBSONObjectSize {
+		if len(b.docs) > 0 && size+len(raw) > wire.MaxBSONObjectSize {
 			break
 		}
 		size += len(raw)

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/changestream-go/changestream/internal/mongosim/query"
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -88,8 +89,8 @@ func (cc *cmdCtx) statements(key string) ([]bsoncore.Document, error) {
 	if len(out) == 0 {
 		return nil, cmdErr(16, "Write batch sizes must be between 1 and 100000. Got 0 operations.")
 	}
-	if len(out) > maxWriteBatchSize {
-		return nil, cmdErr(16, "Write batch sizes must be between 1 and %d. Got %d operations.", maxWriteBatchSize, len(out))
+	if len(out) > wire.MaxWriteBatchSize {
+		return nil, cmdErr(16, "Write batch sizes must be between 1 and %d. Got %d operations.", wire.MaxWriteBatchSize, len(out))
 	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -90,16 +91,16 @@ func init() {
 
 // handle runs one request and returns the reply document to send.
 // errCloseConnection means: send nothing, close the socket.
-func (s *Server) handle(c *conn, req *request) (reply bsoncore.Document, err error) {
-	name := firstKey(req.body)
-	s.log.add(c, req.db, name, req.body)
-	cc := &cmdCtx{s: s, conn: c, ctx: c.ctx, db: req.db, name: name, cmd: req.body, seqs: req.sequences}
-	if v, err := req.body.LookupErr("lsid"); err == nil {
+func (s *Server) handle(c *conn, req *wire.Request) (reply bsoncore.Document, err error) {
+	name := firstKey(req.Body)
+	s.log.add(c, req.DB, name, req.Body)
+	cc := &cmdCtx{s: s, conn: c, ctx: c.ctx, db: req.DB, name: name, cmd: req.Body, seqs: req.Sequences}
+	if v, err := req.Body.LookupErr("lsid"); err == nil {
 		if d, ok := v.DocumentOK(); ok {
 			cc.lsid = d
 		}
 	}
-	body, err := s.run(cc, req.opCode)
+	body, err := s.run(cc, req.OpCode)
 	if errors.Is(err, errCloseConnection) {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -66,9 +67,9 @@ func (s *Server) answerHello(cc *cmdCtx, seen *topologyVersion, maxAwait time.Du
 	if !s.cfg.standalone {
 		dst = appendReplSetFields(dst, s, view)
 	}
-	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", maxBSONObjectSize)
-	dst = bsoncore.AppendInt32Element(dst, "maxMessageSizeBytes", maxMessageSizeBytes)
-	dst = bsoncore.AppendInt32Element(dst, "maxWriteBatchSize", maxWriteBatchSize)
+	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", wire.MaxBSONObjectSize)
+	dst = bsoncore.AppendInt32Element(dst, "maxMessageSizeBytes", wire.MaxMessageSizeBytes)
+	dst = bsoncore.AppendInt32Element(dst, "maxWriteBatchSize", wire.MaxWriteBatchSize)
 	dst = bsoncore.AppendDateTimeElement(dst, "localTime", time.Now().UnixMilli())
 	dst = bsoncore.AppendInt32Element(dst, "logicalSessionTimeoutMinutes", 30)
 	dst = bsoncore.AppendInt64Element(dst, "connectionId", cc.conn.id)
@@ -173,7 +174,7 @@ func handleBuildInfo(*cmdCtx) (bsoncore.Document, error) {
 	dst = bsoncore.BuildArrayElement(dst, "versionArray", vals...)
 	dst = bsoncore.AppendInt32Element(dst, "bits", 64)
 	dst = bsoncore.AppendBooleanElement(dst, "debug", false)
-	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", maxBSONObjectSize)
+	dst = bsoncore.AppendInt32Element(dst, "maxBsonObjectSize", wire.MaxBSONObjectSize)
 	dst = bsoncore.BuildArrayElement(dst, "storageEngines", bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, "inMemory")})
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil

@@ -1,6 +1,6 @@
 //lint:file-ignore SA1019 these tests send the legacy OP_QUERY handshake a server must still accept.
 
-package mongosim
+package wire
 
 import (
 	"bytes"
@@ -101,7 +101,7 @@ func wtSeeds(tb testing.TB) [][]byte {
 		wtOpMsg(2, 0, true, wtBodySection(hello)),
 		wtOpMsg(3, 0, false, wtBodySection(insert), wtSeqSection("documents", d1, d2)),
 		wtOpMsg(4, 0, true, wtSeqSection("documents", d1), wtBodySection(insert)),
-		wtOpMsg(5, msgMoreToCome, false, wtBodySection(insert), wtSeqSection("documents", d1)),
+		wtOpMsg(5, MsgMoreToCome, false, wtBodySection(insert), wtSeqSection("documents", d1)),
 		wtOpMsg(6, msgExhaustAllowed, false, wtBodySection(getMore)),
 		wtOpMsg(7, 0, false, wtBodySection(insert), wtSeqSection("documents", d1), wtSeqSection("documents", d2)),
 		wtOpQuery(8, "admin.$cmd", isMaster),
@@ -147,7 +147,7 @@ func wtValidateDeep(doc bsoncore.Document) error {
 	return nil
 }
 
-// FuzzParseRequest checks that no input makes parseRequest panic, that it
+// FuzzParseRequest checks that no input makes ParseRequest panic, that it
 // never hands the dispatcher a body that is not valid BSON, and that what
 // it accepts is internally consistent.
 func FuzzParseRequest(f *testing.F) {
@@ -156,43 +156,43 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		orig := bytes.Clone(msg)
-		req, err := parseRequest(msg)
-		assert.Equal(t, orig, msg, "parseRequest must not modify its input")
+		req, err := ParseRequest(msg)
+		assert.Equal(t, orig, msg, "ParseRequest must not modify its input")
 		if err != nil {
 			assert.Nil(t, req)
-			assert.ErrorIs(t, err, errBadMessage)
+			assert.ErrorIs(t, err, ErrBadMessage)
 			return
 		}
 		require.NotNil(t, req)
-		require.NoError(t, wtValidateDeep(req.body), "accepted an invalid body")
-		assert.NotEmpty(t, req.db)
-		for id, docs := range req.sequences {
+		require.NoError(t, wtValidateDeep(req.Body), "accepted an invalid body")
+		assert.NotEmpty(t, req.DB)
+		for id, docs := range req.Sequences {
 			for _, d := range docs {
 				assert.NoError(t, wtValidateDeep(d), "accepted an invalid document in sequence %q", id)
 			}
 		}
 		_, reqID, _, op, _, _ := wiremessage.ReadHeader(msg)
-		assert.Equal(t, reqID, req.requestID)
-		assert.Equal(t, op, req.opCode)
+		assert.Equal(t, reqID, req.RequestID)
+		assert.Equal(t, op, req.OpCode)
 		switch op {
 		case wiremessage.OpMsg:
-			db, ok := req.body.Lookup("$db").StringValueOK()
+			db, ok := req.Body.Lookup("$db").StringValueOK()
 			assert.True(t, ok)
-			assert.Equal(t, db, req.db)
+			assert.Equal(t, db, req.DB)
 		case wiremessage.OpQuery:
-			assert.Empty(t, req.sequences)
-			assert.False(t, req.moreToCome)
+			assert.Empty(t, req.Sequences)
+			assert.False(t, req.MoreToCome)
 		default:
 			t.Fatalf("accepted opcode %v", op)
 		}
 		// Whatever parses must also be readable off a socket unchanged.
-		read, err := readMessage(bytes.NewReader(msg), nil)
+		read, err := ReadMessage(bytes.NewReader(msg), nil)
 		require.NoError(t, err)
 		assert.Equal(t, msg, read)
 	})
 }
 
-// TestParseRequest covers each way parseRequest accepts or rejects a
+// TestParseRequest covers each way ParseRequest accepts or rejects a
 // message, so that a regression names the rule it broke.
 func TestParseRequest(t *testing.T) {
 	t.Parallel()
@@ -249,43 +249,43 @@ func TestParseRequest(t *testing.T) {
 		name    string
 		msg     []byte
 		wantErr string // "" for success
-		check   func(t *testing.T, req *request)
+		check   func(t *testing.T, req *Request)
 	}{
-		{name: "hello", msg: wtOpMsg(7, 0, false, wtBodySection(hello)), check: func(t *testing.T, req *request) {
-			assert.Equal(t, int32(7), req.requestID)
-			assert.Equal(t, "admin", req.db)
-			assert.Equal(t, "hello", firstKey(req.body))
-			assert.False(t, req.moreToCome)
+		{name: "hello", msg: wtOpMsg(7, 0, false, wtBodySection(hello)), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, int32(7), req.RequestID)
+			assert.Equal(t, "admin", req.DB)
+			assert.Equal(t, "hello", wtFirstKey(req.Body))
+			assert.False(t, req.MoreToCome)
 		}},
-		{name: "checksum", msg: wtOpMsg(1, 0, true, wtBodySection(hello)), check: func(t *testing.T, req *request) {
-			assert.Equal(t, bsoncore.Document(hello), req.body)
+		{name: "checksum", msg: wtOpMsg(1, 0, true, wtBodySection(hello)), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, bsoncore.Document(hello), req.Body)
 		}},
-		{name: "sequence after body", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", d1, d2)), check: func(t *testing.T, req *request) {
-			assert.Equal(t, "test", req.db)
-			assert.Equal(t, []bsoncore.Document{d1, d2}, req.sequences["documents"])
+		{name: "sequence after body", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", d1, d2)), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, "test", req.DB)
+			assert.Equal(t, []bsoncore.Document{d1, d2}, req.Sequences["documents"])
 		}},
-		{name: "sequence before body with checksum", msg: wtOpMsg(1, 0, true, wtSeqSection("documents", d1), wtBodySection(insert)), check: func(t *testing.T, req *request) {
-			assert.Equal(t, []bsoncore.Document{d1}, req.sequences["documents"])
+		{name: "sequence before body with checksum", msg: wtOpMsg(1, 0, true, wtSeqSection("documents", d1), wtBodySection(insert)), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, []bsoncore.Document{d1}, req.Sequences["documents"])
 		}},
-		{name: "empty sequence", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents")), check: func(t *testing.T, req *request) {
-			docs, ok := req.sequences["documents"]
+		{name: "empty sequence", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents")), check: func(t *testing.T, req *Request) {
+			docs, ok := req.Sequences["documents"]
 			assert.True(t, ok)
 			assert.Empty(t, docs)
 		}},
-		{name: "two different sequences", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", d1), wtSeqSection("updates", d2)), check: func(t *testing.T, req *request) {
-			assert.Len(t, req.sequences, 2)
+		{name: "two different sequences", msg: wtOpMsg(1, 0, false, wtBodySection(insert), wtSeqSection("documents", d1), wtSeqSection("updates", d2)), check: func(t *testing.T, req *Request) {
+			assert.Len(t, req.Sequences, 2)
 		}},
-		{name: "moreToCome", msg: wtOpMsg(1, msgMoreToCome, false, wtBodySection(hello)), check: func(t *testing.T, req *request) {
-			assert.True(t, req.moreToCome)
+		{name: "moreToCome", msg: wtOpMsg(1, MsgMoreToCome, false, wtBodySection(hello)), check: func(t *testing.T, req *Request) {
+			assert.True(t, req.MoreToCome)
 		}},
 		{name: "optional flag bits are ignored", msg: wtOpMsg(1, msgExhaustAllowed|1<<20, false, wtBodySection(hello))},
-		{name: "OP_QUERY isMaster", msg: wtOpQuery(9, "admin.$cmd", isMaster), check: func(t *testing.T, req *request) {
-			assert.Equal(t, wiremessage.OpQuery, req.opCode)
-			assert.Equal(t, "admin", req.db)
-			assert.Equal(t, "isMaster", firstKey(req.body))
+		{name: "OP_QUERY isMaster", msg: wtOpQuery(9, "admin.$cmd", isMaster), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, wiremessage.OpQuery, req.OpCode)
+			assert.Equal(t, "admin", req.DB)
+			assert.Equal(t, "isMaster", wtFirstKey(req.Body))
 		}},
-		{name: "OP_QUERY $query wrapper", msg: wtOpQuery(1, "admin.$cmd", wtDoc(t, bson.D{{Key: "$query", Value: bson.D{{Key: "ismaster", Value: 1}}}})), check: func(t *testing.T, req *request) {
-			assert.Equal(t, "ismaster", firstKey(req.body))
+		{name: "OP_QUERY $query wrapper", msg: wtOpQuery(1, "admin.$cmd", wtDoc(t, bson.D{{Key: "$query", Value: bson.D{{Key: "ismaster", Value: 1}}}})), check: func(t *testing.T, req *Request) {
+			assert.Equal(t, "ismaster", wtFirstKey(req.Body))
 		}},
 
 		{name: "empty", msg: nil, wantErr: "bad header"},
@@ -325,11 +325,11 @@ func TestParseRequest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			req, err := parseRequest(tc.msg)
+			req, err := ParseRequest(tc.msg)
 			if tc.wantErr != "" {
 				require.Error(t, err)
 				assert.Nil(t, req)
-				assert.ErrorIs(t, err, errBadMessage)
+				assert.ErrorIs(t, err, ErrBadMessage)
 				assert.Contains(t, err.Error(), tc.wantErr)
 				return
 			}
@@ -364,14 +364,14 @@ func TestReadMessage(t *testing.T) {
 		t.Parallel()
 		r := bytes.NewReader(append(bytes.Clone(hello), hello...))
 		buf := make([]byte, 0, 4096)
-		got, err := readMessage(r, buf)
+		got, err := ReadMessage(r, buf)
 		require.NoError(t, err)
 		assert.Equal(t, hello, got)
 		assert.Equal(t, &buf[:1][0], &got[0], "a buffer large enough is reused")
-		got, err = readMessage(r, got[:0])
+		got, err = ReadMessage(r, got[:0])
 		require.NoError(t, err)
 		assert.Equal(t, hello, got)
-		_, err = readMessage(r, got[:0])
+		_, err = ReadMessage(r, got[:0])
 		assert.ErrorIs(t, err, io.EOF)
 	})
 	for _, tc := range []struct {
@@ -384,39 +384,48 @@ func TestReadMessage(t *testing.T) {
 		{"truncated length", []byte{0x20, 0}, io.ErrUnexpectedEOF, ""},
 		{"truncated header", hello[:10], io.ErrUnexpectedEOF, ""},
 		{"truncated body", hello[:len(hello)-1], io.ErrUnexpectedEOF, ""},
-		{"length below a header", lengthOnly(15), errBadMessage, "message length 15 out of range"},
-		{"zero length", lengthOnly(0), errBadMessage, "message length 0 out of range"},
-		{"negative length", lengthOnly(-1), errBadMessage, "message length -1 out of range"},
-		{"length over maxMessageSizeBytes", lengthOnly(maxMessageSizeBytes + 1), errBadMessage, "message length 48000001 out of range"},
-		{"huge length", lengthOnly(1 << 30), errBadMessage, "out of range"},
+		{"length below a header", lengthOnly(15), ErrBadMessage, "message length 15 out of range"},
+		{"zero length", lengthOnly(0), ErrBadMessage, "message length 0 out of range"},
+		{"negative length", lengthOnly(-1), ErrBadMessage, "message length -1 out of range"},
+		{"length over MaxMessageSizeBytes", lengthOnly(MaxMessageSizeBytes + 1), ErrBadMessage, "message length 48000001 out of range"},
+		{"huge length", lengthOnly(1 << 30), ErrBadMessage, "out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// Anything after the length must stay unread: the server
 			// refuses before allocating or reading the body.
 			r := bytes.NewReader(append(bytes.Clone(tc.in), 0xAA, 0xBB))
-			if len(tc.in) < 4 || tc.wantErr != errBadMessage {
+			if len(tc.in) < 4 || tc.wantErr != ErrBadMessage {
 				r = bytes.NewReader(tc.in)
 			}
-			got, err := readMessage(r, nil)
+			got, err := ReadMessage(r, nil)
 			assert.Nil(t, got)
 			require.ErrorIs(t, err, tc.wantErr)
 			if tc.msg != "" {
 				assert.Contains(t, err.Error(), tc.msg)
 			}
-			if errors.Is(tc.wantErr, errBadMessage) {
+			if errors.Is(tc.wantErr, ErrBadMessage) {
 				assert.Equal(t, 2, r.Len(), "read past the length prefix")
 			}
 		})
 	}
-	t.Run("exactly maxMessageSizeBytes is accepted", func(t *testing.T) {
+	t.Run("exactly MaxMessageSizeBytes is accepted", func(t *testing.T) {
 		t.Parallel()
-		r := io.MultiReader(bytes.NewReader(lengthOnly(maxMessageSizeBytes)), &zeroReader{n: maxMessageSizeBytes - 4})
-		got, err := readMessage(r, nil)
+		r := io.MultiReader(bytes.NewReader(lengthOnly(MaxMessageSizeBytes)), &zeroReader{n: MaxMessageSizeBytes - 4})
+		got, err := ReadMessage(r, nil)
 		require.NoError(t, err)
-		assert.Len(t, got, maxMessageSizeBytes)
-		_, err = parseRequest(got)
-		assert.ErrorIs(t, err, errBadMessage, "a message of zeros is not a request")
+		assert.Len(t, got, MaxMessageSizeBytes)
+		_, err = ParseRequest(got)
+		assert.ErrorIs(t, err, ErrBadMessage, "a message of zeros is not a Request")
 		assert.True(t, strings.Contains(err.Error(), "bad header") || strings.Contains(err.Error(), "opcode"), err.Error())
 	})
+}
+
+// wtFirstKey returns the name of doc's first element, "" if none.
+func wtFirstKey(doc bsoncore.Document) string {
+	e, err := doc.IndexErr(0)
+	if err != nil {
+		return ""
+	}
+	return e.Key()
 }

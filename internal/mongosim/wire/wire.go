@@ -1,6 +1,10 @@
 //lint:file-ignore SA1019 a server must still read the legacy OP_QUERY handshake that drivers send first, and answer it with OP_REPLY.
 
-package mongosim
+// Package wire reads and writes the MongoDB wire protocol as a server
+// does: a client's OP_MSG and legacy OP_QUERY requests, bounded and
+// validated as mongod bounds them, and OP_MSG and OP_REPLY answers. The
+// simulator's members and its router (mongos) serve connections with it.
+package wire
 
 import (
 	"encoding/binary"
@@ -16,37 +20,37 @@ import (
 
 // Wire limits advertised in hello and enforced on every message read.
 const (
-	maxBSONObjectSize   = 16 * 1024 * 1024
-	maxMessageSizeBytes = 48_000_000
-	maxWriteBatchSize   = 100_000
+	MaxBSONObjectSize   = 16 * 1024 * 1024
+	MaxMessageSizeBytes = 48_000_000
+	MaxWriteBatchSize   = 100_000
 	headerLen           = 16
 )
 
 // OP_MSG flag bits (MongoDB wire protocol).
 const (
 	msgChecksumPresent uint32 = 1 << 0
-	msgMoreToCome      uint32 = 1 << 1
+	MsgMoreToCome      uint32 = 1 << 1
 	msgExhaustAllowed  uint32 = 1 << 16
-	msgKnownFlags             = msgChecksumPresent | msgMoreToCome | msgExhaustAllowed
+	msgKnownFlags             = msgChecksumPresent | MsgMoreToCome | msgExhaustAllowed
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errBadMessage marks a message the server cannot parse at all. The
+// ErrBadMessage marks a message the server cannot parse at all. The
 // connection that sent it is closed, as a real server does.
-var errBadMessage = errors.New("mongosim: malformed wire message")
+var ErrBadMessage = errors.New("mongosim: malformed wire message")
 
-// request is one parsed client message: a command addressed to a database.
-type request struct {
-	requestID  int32
-	opCode     wiremessage.OpCode
-	db         string
-	body       bsoncore.Document
-	sequences  map[string][]bsoncore.Document // OP_MSG kind-1 sections
-	moreToCome bool                           // no reply is expected
-	// exhaustAllowed: the client accepts a stream of replies (moreToCome)
-	// to this request.
-	exhaustAllowed bool
+// Request is one parsed client message: a command addressed to a database.
+type Request struct {
+	RequestID  int32
+	OpCode     wiremessage.OpCode
+	DB         string
+	Body       bsoncore.Document
+	Sequences  map[string][]bsoncore.Document // OP_MSG kind-1 sections
+	MoreToCome bool                           // no reply is expected
+	// ExhaustAllowed: the client accepts a stream of replies (moreToCome)
+	// to this Request.
+	ExhaustAllowed bool
 }
 
 // readChunk is how much of a message body is read, and allocated, at a
@@ -54,11 +58,11 @@ type request struct {
 // really arrive.
 const readChunk = 64 << 10
 
-// readMessage reads one whole wire message, header included. It rejects
+// ReadMessage reads one whole wire message, header included. It rejects
 // lengths a real server would refuse before reading the body. started, if
 // not nil, is called once the first byte of the message has arrived, so
 // the caller can bound how long the rest may take.
-func readMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
+func ReadMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:1]); err != nil {
 		return nil, err
@@ -70,8 +74,8 @@ func readMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
 		return nil, err
 	}
 	length := int32(binary.LittleEndian.Uint32(hdr[:]))
-	if length < headerLen || length > maxMessageSizeBytes {
-		return nil, fmt.Errorf("%w: message length %d out of range", errBadMessage, length)
+	if length < headerLen || length > MaxMessageSizeBytes {
+		return nil, fmt.Errorf("%w: message length %d out of range", ErrBadMessage, length)
 	}
 	buf = append(buf[:0], hdr[:]...)
 	for len(buf) < int(length) {
@@ -88,13 +92,13 @@ func readMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
 	return buf, nil
 }
 
-// parseRequest decodes a whole wire message into a request. It touches only
+// ParseRequest decodes a whole wire message into a Request. It touches only
 // the bytes it is given, so it can be tested and fuzzed without a socket.
 // Document slices in the result alias msg.
-func parseRequest(msg []byte) (*request, error) {
+func ParseRequest(msg []byte) (*Request, error) {
 	length, reqID, _, op, rem, ok := wiremessage.ReadHeader(msg)
 	if !ok || int(length) != len(msg) {
-		return nil, fmt.Errorf("%w: bad header", errBadMessage)
+		return nil, fmt.Errorf("%w: bad header", ErrBadMessage)
 	}
 	switch op {
 	case wiremessage.OpMsg:
@@ -102,88 +106,88 @@ func parseRequest(msg []byte) (*request, error) {
 	case wiremessage.OpQuery:
 		return parseOpQuery(reqID, rem)
 	default:
-		return nil, fmt.Errorf("%w: unsupported opcode %d", errBadMessage, int32(op))
+		return nil, fmt.Errorf("%w: unsupported opcode %d", ErrBadMessage, int32(op))
 	}
 }
 
-func parseOpMsg(reqID int32, rem, whole []byte) (*request, error) {
+func parseOpMsg(reqID int32, rem, whole []byte) (*Request, error) {
 	flags, rem, ok := wiremessage.ReadMsgFlags(rem)
 	if !ok {
-		return nil, fmt.Errorf("%w: OP_MSG without flags", errBadMessage)
+		return nil, fmt.Errorf("%w: OP_MSG without flags", ErrBadMessage)
 	}
 	f := uint32(flags)
 	if f&^msgKnownFlags&0xffff != 0 {
 		// Unknown required bits (0-15) must make the server fail the message.
-		return nil, fmt.Errorf("%w: OP_MSG has unknown required flag bits %#x", errBadMessage, f)
+		return nil, fmt.Errorf("%w: OP_MSG has unknown required flag bits %#x", ErrBadMessage, f)
 	}
 	if f&msgChecksumPresent != 0 {
 		if len(rem) < 4 {
-			return nil, fmt.Errorf("%w: OP_MSG checksum missing", errBadMessage)
+			return nil, fmt.Errorf("%w: OP_MSG checksum missing", ErrBadMessage)
 		}
 		sum := binary.LittleEndian.Uint32(rem[len(rem)-4:])
 		if crc32.Checksum(whole[:len(whole)-4], castagnoli) != sum {
-			return nil, fmt.Errorf("%w: OP_MSG checksum mismatch", errBadMessage)
+			return nil, fmt.Errorf("%w: OP_MSG checksum mismatch", ErrBadMessage)
 		}
 		rem = rem[:len(rem)-4]
 	}
-	req := &request{requestID: reqID, opCode: wiremessage.OpMsg, moreToCome: f&msgMoreToCome != 0,
-		exhaustAllowed: f&msgExhaustAllowed != 0}
+	req := &Request{RequestID: reqID, OpCode: wiremessage.OpMsg, MoreToCome: f&MsgMoreToCome != 0,
+		ExhaustAllowed: f&msgExhaustAllowed != 0}
 	for len(rem) > 0 {
 		var st wiremessage.SectionType
 		st, rem, ok = wiremessage.ReadMsgSectionType(rem)
 		if !ok {
-			return nil, fmt.Errorf("%w: truncated OP_MSG section", errBadMessage)
+			return nil, fmt.Errorf("%w: truncated OP_MSG section", ErrBadMessage)
 		}
 		switch st {
 		case wiremessage.SingleDocument:
-			if req.body != nil {
-				return nil, fmt.Errorf("%w: OP_MSG has two body sections", errBadMessage)
+			if req.Body != nil {
+				return nil, fmt.Errorf("%w: OP_MSG has two body sections", ErrBadMessage)
 			}
 			var doc bsoncore.Document
 			doc, rem, ok = wiremessage.ReadMsgSectionSingleDocument(rem)
 			if !ok {
-				return nil, fmt.Errorf("%w: truncated OP_MSG body", errBadMessage)
+				return nil, fmt.Errorf("%w: truncated OP_MSG body", ErrBadMessage)
 			}
-			req.body = doc
+			req.Body = doc
 		case wiremessage.DocumentSequence:
 			id, docs, next, ok := readDocumentSequence(rem)
 			if !ok {
-				return nil, fmt.Errorf("%w: bad OP_MSG document sequence", errBadMessage)
+				return nil, fmt.Errorf("%w: bad OP_MSG document sequence", ErrBadMessage)
 			}
 			rem = next
-			if req.sequences == nil {
-				req.sequences = make(map[string][]bsoncore.Document)
+			if req.Sequences == nil {
+				req.Sequences = make(map[string][]bsoncore.Document)
 			}
-			if _, dup := req.sequences[id]; dup {
-				return nil, fmt.Errorf("%w: duplicate document sequence %q", errBadMessage, id)
+			if _, dup := req.Sequences[id]; dup {
+				return nil, fmt.Errorf("%w: duplicate document sequence %q", ErrBadMessage, id)
 			}
-			req.sequences[id] = docs
+			req.Sequences[id] = docs
 		default:
-			return nil, fmt.Errorf("%w: unknown OP_MSG section kind %d", errBadMessage, st)
+			return nil, fmt.Errorf("%w: unknown OP_MSG section kind %d", ErrBadMessage, st)
 		}
 	}
-	if req.body == nil {
-		return nil, fmt.Errorf("%w: OP_MSG without a body section", errBadMessage)
+	if req.Body == nil {
+		return nil, fmt.Errorf("%w: OP_MSG without a body section", ErrBadMessage)
 	}
-	if err := validateDeep(req.body, 0); err != nil {
-		return nil, fmt.Errorf("%w: invalid BSON body: %v", errBadMessage, err)
+	if err := validateDeep(req.Body, 0); err != nil {
+		return nil, fmt.Errorf("%w: invalid BSON body: %v", ErrBadMessage, err)
 	}
-	for id, docs := range req.sequences {
+	for id, docs := range req.Sequences {
 		for _, d := range docs {
 			if err := validateDeep(d, 0); err != nil {
-				return nil, fmt.Errorf("%w: invalid BSON in sequence %q: %v", errBadMessage, id, err)
+				return nil, fmt.Errorf("%w: invalid BSON in sequence %q: %v", ErrBadMessage, id, err)
 			}
 		}
 	}
-	dbVal, err := req.body.LookupErr("$db")
+	dbVal, err := req.Body.LookupErr("$db")
 	if err != nil {
-		return nil, fmt.Errorf("%w: OP_MSG body has no $db", errBadMessage)
+		return nil, fmt.Errorf("%w: OP_MSG body has no $db", ErrBadMessage)
 	}
 	db, ok := dbVal.StringValueOK()
 	if !ok || db == "" {
-		return nil, fmt.Errorf("%w: $db is not a non-empty string", errBadMessage)
+		return nil, fmt.Errorf("%w: $db is not a non-empty string", ErrBadMessage)
 	}
-	req.db = db
+	req.DB = db
 	return req, nil
 }
 
@@ -220,31 +224,31 @@ func readDocumentSequence(src []byte) (id string, docs []bsoncore.Document, rem 
 	return id, docs, rem, true
 }
 
-func parseOpQuery(reqID int32, rem []byte) (*request, error) {
+func parseOpQuery(reqID int32, rem []byte) (*Request, error) {
 	_, rem, ok := wiremessage.ReadQueryFlags(rem)
 	if !ok {
-		return nil, fmt.Errorf("%w: OP_QUERY without flags", errBadMessage)
+		return nil, fmt.Errorf("%w: OP_QUERY without flags", ErrBadMessage)
 	}
 	ns, rem, ok := wiremessage.ReadQueryFullCollectionName(rem)
 	if !ok {
-		return nil, fmt.Errorf("%w: OP_QUERY without a namespace", errBadMessage)
+		return nil, fmt.Errorf("%w: OP_QUERY without a namespace", ErrBadMessage)
 	}
 	if _, rem, ok = wiremessage.ReadQueryNumberToSkip(rem); !ok {
-		return nil, fmt.Errorf("%w: truncated OP_QUERY", errBadMessage)
+		return nil, fmt.Errorf("%w: truncated OP_QUERY", ErrBadMessage)
 	}
 	if _, rem, ok = wiremessage.ReadQueryNumberToReturn(rem); !ok {
-		return nil, fmt.Errorf("%w: truncated OP_QUERY", errBadMessage)
+		return nil, fmt.Errorf("%w: truncated OP_QUERY", ErrBadMessage)
 	}
 	query, _, ok := wiremessage.ReadQueryQuery(rem)
 	if !ok {
-		return nil, fmt.Errorf("%w: OP_QUERY without a query document", errBadMessage)
+		return nil, fmt.Errorf("%w: OP_QUERY without a query document", ErrBadMessage)
 	}
 	if err := validateDeep(query, 0); err != nil {
-		return nil, fmt.Errorf("%w: invalid BSON query: %v", errBadMessage, err)
+		return nil, fmt.Errorf("%w: invalid BSON query: %v", ErrBadMessage, err)
 	}
 	db, coll, found := strings.Cut(ns, ".")
 	if !found || coll != "$cmd" || db == "" {
-		return nil, fmt.Errorf("%w: OP_QUERY on %q; only <db>.$cmd commands are accepted", errBadMessage, ns)
+		return nil, fmt.Errorf("%w: OP_QUERY on %q; only <db>.$cmd commands are accepted", ErrBadMessage, ns)
 	}
 	// Legacy commands may be wrapped as {$query: {...}, $readPreference: ...}.
 	if v, err := query.LookupErr("$query"); err == nil {
@@ -252,16 +256,16 @@ func parseOpQuery(reqID int32, rem []byte) (*request, error) {
 			query = inner
 		}
 	}
-	return &request{requestID: reqID, opCode: wiremessage.OpQuery, db: db, body: query}, nil
+	return &Request{RequestID: reqID, OpCode: wiremessage.OpQuery, DB: db, Body: query}, nil
 }
 
-// appendOpMsgReply frames body as an OP_MSG reply to requestID.
-func appendOpMsgReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
-	return appendOpMsg(dst, wiremessage.NextRequestID(), responseTo, 0, body)
+// AppendOpMsgReply frames body as an OP_MSG reply to requestID.
+func AppendOpMsgReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
+	return AppendOpMsg(dst, wiremessage.NextRequestID(), responseTo, 0, body)
 }
 
-// appendOpMsg frames body as an OP_MSG with the given ids and flags.
-func appendOpMsg(dst []byte, requestID, responseTo int32, flags uint32, body bsoncore.Document) []byte {
+// AppendOpMsg frames body as an OP_MSG with the given ids and flags.
+func AppendOpMsg(dst []byte, requestID, responseTo int32, flags uint32, body bsoncore.Document) []byte {
 	idx, dst := wiremessage.AppendHeaderStart(dst, requestID, responseTo, wiremessage.OpMsg)
 	dst = wiremessage.AppendMsgFlags(dst, wiremessage.MsgFlag(flags))
 	dst = wiremessage.AppendMsgSectionType(dst, wiremessage.SingleDocument)
@@ -269,9 +273,9 @@ func appendOpMsg(dst []byte, requestID, responseTo int32, flags uint32, body bso
 	return bsoncore.UpdateLength(dst, idx, int32(len(dst)-int(idx)))
 }
 
-// appendOpReply frames body as a legacy OP_REPLY, the only answer a client
+// AppendOpReply frames body as a legacy OP_REPLY, the only answer a client
 // accepts to its OP_QUERY handshake.
-func appendOpReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
+func AppendOpReply(dst []byte, responseTo int32, body bsoncore.Document) []byte {
 	idx, dst := wiremessage.AppendHeaderStart(dst, wiremessage.NextRequestID(), responseTo, wiremessage.OpReply)
 	dst = wiremessage.AppendReplyFlags(dst, wiremessage.AwaitCapable)
 	dst = wiremessage.AppendReplyCursorID(dst, 0)

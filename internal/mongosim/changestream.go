@@ -41,6 +41,13 @@ type changeStreamSource struct {
 	// the first event the stream meets must be that one, as a real
 	// server checks before it returns anything.
 	verify *resumeToken
+	// fromMongos marks a shard's part of a router's stream: the resume
+	// event may be on another shard, so the shard only skips what comes
+	// before the token and returns the rest, the event itself included,
+	// for the router to check and swallow
+	// (DocumentSourceChangeStreamCheckResumability on shards, ...
+	// EnsureResumeTokenPresent on mongos).
+	fromMongos bool
 	// pendingInvalidate is an invalidating entry whose invalidate event
 	// is still to be returned (the batch filled up after its drop/rename).
 	pendingInvalidate *oplogEntry
@@ -74,13 +81,15 @@ func newChangeStreamSource(cc *cmdCtx, target string, stages []bsoncore.Value) (
 	if err != nil {
 		return nil, err
 	}
+	fromMongos, _ := cc.cmd.Lookup("fromMongos").BooleanOK()
 	src := &changeStreamSource{
-		st:     cc.s.store,
-		scope:  scope,
-		db:     cc.db,
-		coll:   target,
-		stages: evStages,
-		split:  split,
+		fromMongos: fromMongos,
+		st:         cc.s.store,
+		scope:      scope,
+		db:         cc.db,
+		coll:       target,
+		stages:     evStages,
+		split:      split,
 		opts: eventOptions{
 			fullDocument:             spec.fullDocument,
 			fullDocumentBeforeChange: spec.fullDocumentBeforeChange,
@@ -377,6 +386,12 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 	tok, tokErr := eventToken(e)
 	if tokErr != nil {
 		return false, asCommandError(tokErr)
+	}
+	if src.verify != nil && src.fromMongos && !src.verify.isFragment() {
+		if tok.key < src.verify.unsplit {
+			return true, nil // before the resume point, at its time
+		}
+		src.verify = nil // at or past it: the router checks
 	}
 	if src.verify != nil {
 		want := *src.verify

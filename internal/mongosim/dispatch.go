@@ -100,7 +100,13 @@ func (s *Server) handle(c *conn, req *wire.Request) (reply bsoncore.Document, er
 			cc.lsid = d
 		}
 	}
-	body, err := s.run(cc, req.OpCode)
+	var body bsoncore.Document
+	if t, i, ok := req.Body.Lookup("$clusterTime", "clusterTime").TimestampOK(); ok && !s.cfg.standalone {
+		err = s.store.advanceClock(bson.Timestamp{T: t, I: i})
+	}
+	if err == nil {
+		body, err = s.run(cc, req.OpCode)
+	}
 	if errors.Is(err, errCloseConnection) {
 		return nil, err
 	}

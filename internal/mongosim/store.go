@@ -110,6 +110,28 @@ func (st *store) clusterTime() bson.Timestamp {
 	return st.clock
 }
 
+// maxClockDrift is how far ahead of its wall clock a member lets a
+// gossiped cluster time take its own (maxAcceptableLogicalClockDriftSecs,
+// 365 days).
+const maxClockDrift = 365 * 24 * time.Hour
+
+// advanceClock moves the cluster time to ts if it is later, as a member
+// does with the $clusterTime a client or a router gossips, so that what
+// it writes next is stamped after what the gossiper saw elsewhere (a
+// router's other shards). A time too far ahead of the wall clock is
+// refused, as the server's rate limiter refuses it (vector_clock.cpp).
+func (st *store) advanceClock(ts bson.Timestamp) error {
+	if limit := time.Now().Add(maxClockDrift).Unix(); int64(ts.T) > limit {
+		return cmdErr(40484, "New cluster time, %d, is too far from this node's wall clock time, %d.", ts.T, time.Now().Unix())
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if tsLess(st.clock, ts) {
+		st.clock = ts
+	}
+	return nil
+}
+
 // nextTimeLocked returns a cluster time later than every one handed out:
 // wall-clock seconds, with an increment that orders writes within a second.
 func (st *store) nextTimeLocked() bson.Timestamp {

@@ -25,3 +25,15 @@ func StartReplicaSetTB(tb testing.TB, n int, serverOpts []Option, opts ...Replic
 	tb.Cleanup(func() { _ = rs.Close() })
 	return rs
 }
+
+// StartShardedClusterTB starts a sharded cluster for a test or benchmark
+// and closes it in tb.Cleanup.
+func StartShardedClusterTB(tb testing.TB, shards, members, routers int, serverOpts []Option, opts ...ReplicaSetOption) *ShardedCluster {
+	tb.Helper()
+	sc, err := NewShardedCluster(shards, members, routers, serverOpts, opts...)
+	if err != nil {
+		tb.Fatalf("mongosim: %v", err)
+	}
+	tb.Cleanup(func() { _ = sc.Close() })
+	return sc
+}

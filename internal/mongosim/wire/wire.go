@@ -23,7 +23,7 @@ const (
 	MaxBSONObjectSize   = 16 * 1024 * 1024
 	MaxMessageSizeBytes = 48_000_000
 	MaxWriteBatchSize   = 100_000
-	headerLen           = 16
+	HeaderLen           = 16
 )
 
 // OP_MSG flag bits (MongoDB wire protocol).
@@ -74,7 +74,7 @@ func ReadMessage(r io.Reader, buf []byte, started ...func()) ([]byte, error) {
 		return nil, err
 	}
 	length := int32(binary.LittleEndian.Uint32(hdr[:]))
-	if length < headerLen || length > MaxMessageSizeBytes {
+	if length < HeaderLen || length > MaxMessageSizeBytes {
 		return nil, fmt.Errorf("%w: message length %d out of range", ErrBadMessage, length)
 	}
 	buf = append(buf[:0], hdr[:]...)

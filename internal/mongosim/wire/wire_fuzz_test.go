@@ -34,7 +34,7 @@ func wtDoc(tb testing.TB, d bson.D) bsoncore.Document {
 
 // wtFrame prefixes payload with a header whose length is right.
 func wtFrame(reqID int32, op wiremessage.OpCode, payload []byte) []byte {
-	msg := wiremessage.AppendHeader(nil, int32(headerLen+len(payload)), reqID, 0, op)
+	msg := wiremessage.AppendHeader(nil, int32(HeaderLen+len(payload)), reqID, 0, op)
 	return append(msg, payload...)
 }
 
@@ -67,7 +67,7 @@ func wtOpMsg(reqID int32, flags uint32, checksum bool, sections ...[]byte) []byt
 	if !checksum {
 		return wtFrame(reqID, wiremessage.OpMsg, payload)
 	}
-	msg := wiremessage.AppendHeader(nil, int32(headerLen+len(payload)+4), reqID, 0, wiremessage.OpMsg)
+	msg := wiremessage.AppendHeader(nil, int32(HeaderLen+len(payload)+4), reqID, 0, wiremessage.OpMsg)
 	msg = append(msg, payload...)
 	return binary.LittleEndian.AppendUint32(msg, crc32.Checksum(msg, castagnoli))
 }

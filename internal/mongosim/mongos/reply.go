@@ -1,0 +1,114 @@
+package mongos
+
+import (
+	"maps"
+	"slices"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
+)
+
+// Error codes the router answers with (src/mongo/base/error_codes.yml).
+const (
+	codeHostUnreachable               = 6
+	codeBadValue                      = 2
+	codeFailedToParse                 = 9
+	codeCursorNotFound                = 43
+	codeFailedToSatisfyReadPreference = 133
+	codeNotImplemented                = 238
+	codeCommandNotFound               = 59
+	codeChangeStreamFatalError        = 280
+)
+
+var codeNames = map[int32]string{
+	codeHostUnreachable: "HostUnreachable", codeBadValue: "BadValue", codeFailedToParse: "FailedToParse",
+	codeCursorNotFound: "CursorNotFound", codeFailedToSatisfyReadPreference: "FailedToSatisfyReadPreference",
+	codeNotImplemented: "NotImplemented", codeCommandNotFound: "CommandNotFound",
+	codeChangeStreamFatalError: "ChangeStreamFatalError",
+}
+
+// errorReply is a command's failure as a server answers it.
+func (r *Router) errorReply(code int32, msg string, labels ...string) bsoncore.Document {
+	b := bsoncore.NewDocumentBuilder().
+		AppendDouble("ok", 0).
+		AppendString("errmsg", msg).
+		AppendInt32("code", code).
+		AppendString("codeName", codeNames[code])
+	if len(labels) > 0 {
+		arr := bsoncore.NewArrayBuilder()
+		for _, l := range labels {
+			arr.AppendString(l)
+		}
+		b.AppendArray("errorLabels", arr.Build())
+	}
+	return r.withClusterTime(b)
+}
+
+// notImplemented refuses what the simulated router does not do, naming it.
+func (r *Router) notImplemented(what string) bsoncore.Document {
+	return r.errorReply(codeNotImplemented, "the simulated mongos does not implement "+what)
+}
+
+// okReply is a success with the elements of body.
+func (r *Router) okReply(body *bsoncore.DocumentBuilder) bsoncore.Document {
+	if body == nil {
+		body = bsoncore.NewDocumentBuilder()
+	}
+	return r.withClusterTime(body.AppendDouble("ok", 1))
+}
+
+// withClusterTime ends a reply with the router's operationTime and
+// $clusterTime, the signature all zero as an unauthenticated cluster's.
+func (r *Router) withClusterTime(b *bsoncore.DocumentBuilder) bsoncore.Document {
+	ts := r.clusterTime()
+	sig := bsoncore.NewDocumentBuilder().AppendBinary("hash", 0, make([]byte, 20)).AppendInt64("keyId", 0).Build()
+	return b.AppendTimestamp("operationTime", ts.T, ts.I).
+		AppendDocument("$clusterTime", bsoncore.NewDocumentBuilder().AppendTimestamp("clusterTime", ts.T, ts.I).AppendDocument("signature", sig).Build()).
+		Build()
+}
+
+// replyCode returns the code of a failed reply, 0 for a success.
+func replyCode(reply bsoncore.Document) int32 {
+	if ok, _ := reply.Lookup("ok").AsFloat64OK(); ok == 1 {
+		return 0
+	}
+	code, _ := reply.Lookup("code").AsInt64OK()
+	if code == 0 {
+		return -1
+	}
+	return int32(code)
+}
+
+// gossipedTime returns the $clusterTime a command or a reply carries.
+func gossipedTime(doc bsoncore.Document) (bson.Timestamp, bool) {
+	t, i, ok := doc.Lookup("$clusterTime", "clusterTime").TimestampOK()
+	return bson.Timestamp{T: t, I: i}, ok
+}
+
+// replaceElements returns doc with the elements of repl in place of those
+// of the same name, and repl's others appended.
+func replaceElements(doc bsoncore.Document, repl map[string]bsoncore.Value, drop ...string) bsoncore.Document {
+	b := bsoncore.NewDocumentBuilder()
+	done := map[string]bool{}
+	elems, _ := doc.Elements()
+	for _, e := range elems {
+		k := e.Key()
+		if contains(drop, k) {
+			continue
+		}
+		if v, ok := repl[k]; ok {
+			b.AppendValue(k, v)
+			done[k] = true
+			continue
+		}
+		b.AppendValue(k, e.Value())
+	}
+	for _, k := range slices.Sorted(maps.Keys(repl)) {
+		if !done[k] {
+			b.AppendValue(k, repl[k])
+		}
+	}
+	return b.Build()
+}
+
+func contains(list []string, s string) bool { return slices.Contains(list, s) }

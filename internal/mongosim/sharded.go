@@ -1,0 +1,95 @@
+package mongosim
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/changestream-go/changestream/internal/mongosim/mongos"
+)
+
+// ShardedCluster is a simulated sharded cluster: shards that are each a
+// ReplicaSet of this package, behind routers (package mongos) that reach
+// them over the wire only, reading one Catalog as real routers read the
+// config server.
+type ShardedCluster struct {
+	shards  []*ReplicaSet
+	routers []*mongos.Router
+	catalog *mongos.Catalog
+}
+
+// NewShardedCluster starts shards shards of members members each (1, 3 or
+// 5), named shard0, shard1, ..., behind routers mongos routers. Server
+// options apply to every shard member, as for NewReplicaSet (a no-op
+// interval applies to every shard). The caller must call Close.
+func NewShardedCluster(shards, members, routers int, serverOpts []Option, opts ...ReplicaSetOption) (*ShardedCluster, error) {
+	if shards < 1 || routers < 1 {
+		return nil, fmt.Errorf("mongosim: a sharded cluster needs at least one shard and one mongos (asked %d and %d)", shards, routers)
+	}
+	sc := &ShardedCluster{}
+	var specs []mongos.Shard
+	for i := range shards {
+		name := fmt.Sprintf("shard%d", i)
+		rs, err := NewReplicaSet(members, append(append([]Option(nil), serverOpts...), WithReplSetName(name)), opts...)
+		if err != nil {
+			_ = sc.Close()
+			return nil, err
+		}
+		sc.shards = append(sc.shards, rs)
+		spec := mongos.Shard{Name: name}
+		for _, m := range rs.Members() {
+			spec.Hosts = append(spec.Hosts, m.Addr())
+		}
+		specs = append(specs, spec)
+	}
+	cat, err := mongos.NewCatalog(specs)
+	if err != nil {
+		_ = sc.Close()
+		return nil, err
+	}
+	sc.catalog = cat
+	for range routers {
+		r, err := mongos.New(cat, "")
+		if err != nil {
+			_ = sc.Close()
+			return nil, err
+		}
+		sc.routers = append(sc.routers, r)
+	}
+	return sc, nil
+}
+
+// URI returns a connection string listing every mongos, without a
+// replicaSet: the driver's topology is Sharded.
+func (sc *ShardedCluster) URI() string {
+	hosts := make([]string, len(sc.routers))
+	for i, r := range sc.routers {
+		hosts[i] = r.Addr()
+	}
+	return "mongodb://" + strings.Join(hosts, ",") + "/"
+}
+
+// Shards returns the shards, in the order of their names.
+func (sc *ShardedCluster) Shards() []*ReplicaSet { return append([]*ReplicaSet(nil), sc.shards...) }
+
+// Shard returns shard i.
+func (sc *ShardedCluster) Shard(i int) *ReplicaSet { return sc.shards[i] }
+
+// Router returns mongos i, to stop and restart it.
+func (sc *ShardedCluster) Router(i int) *mongos.Router { return sc.routers[i] }
+
+// Catalog returns the cluster's sharding metadata, to choose a
+// database's primary shard before its first use.
+func (sc *ShardedCluster) Catalog() *mongos.Catalog { return sc.catalog }
+
+// Close stops the routers, then the shards.
+func (sc *ShardedCluster) Close() error {
+	var errs []error
+	for _, r := range sc.routers {
+		errs = append(errs, r.Close())
+	}
+	for _, rs := range sc.shards {
+		errs = append(errs, rs.Close())
+	}
+	return errors.Join(errs...)
+}

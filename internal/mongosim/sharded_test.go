@@ -1,0 +1,230 @@
+package mongosim_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// startSharded starts 2 shards of 1 member behind 2 routers, the shards'
+// no-op writer at 100 ms so that an idle shard holds a stream back only
+// that long, and places database "a" on shard0 and "b" on shard1.
+func startSharded(t *testing.T) (*mongosim.ShardedCluster, *mongo.Client) {
+	t.Helper()
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 2, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)})
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	require.NoError(t, sc.Catalog().SetPrimaryShard("b", "shard1"))
+	return sc, connectTo(t, sc.URI())
+}
+
+func connectTo(t *testing.T, uri string) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(testclient.Options(uri))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// routerClient connects to mongos i alone.
+func routerClient(t *testing.T, sc *mongosim.ShardedCluster, i int) *mongo.Client {
+	t.Helper()
+	return connectTo(t, "mongodb://"+sc.Router(i).Addr()+"/?directConnection=true")
+}
+
+// TestShardedHello: a mongos answers hello as one (msg "isdbgrid", no set
+// name, no hosts), so the driver's topology is Sharded; listShards gives
+// each shard's host as "rsName/host,...". (src/mongo/s/commands/
+// cluster_hello_cmd.cpp; cluster_list_shards_cmd.cpp.)
+func TestShardedHello(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx := context.Background()
+	var hello bson.M
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello))
+	assert.Equal(t, "isdbgrid", hello["msg"])
+	assert.Equal(t, true, hello["isWritablePrimary"])
+	assert.NotContains(t, hello, "setName")
+	assert.NotContains(t, hello, "hosts")
+	assert.True(t, strings.HasPrefix(sc.URI(), "mongodb://") && !strings.Contains(sc.URI(), "replicaSet"))
+
+	var shards struct {
+		Shards []struct {
+			ID   string `bson:"_id"`
+			Host string `bson:"host"`
+		} `bson:"shards"`
+	}
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "listShards", Value: 1}}).Decode(&shards))
+	require.Len(t, shards.Shards, 2)
+	for i, s := range shards.Shards {
+		assert.Equal(t, fmt.Sprintf("shard%d", i), s.ID)
+		assert.Equal(t, fmt.Sprintf("shard%d/%s", i, sc.Shard(i).Member(0).Addr()), s.Host)
+	}
+}
+
+// TestShardedCRUD: an unsharded collection lives on its database's
+// primary shard, where the router sends its reads and writes; the
+// shard's own data shows it.
+func TestShardedCRUD(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx := context.Background()
+	for _, db := range []string{"a", "b"} {
+		coll := c.Database(db).Collection("c")
+		for i := range 5 {
+			_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "db", Value: db}})
+			require.NoError(t, err)
+		}
+		_, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: 1}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
+		require.NoError(t, err)
+		_, err = coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: 4}})
+		require.NoError(t, err)
+		n, err := coll.CountDocuments(ctx, bson.D{})
+		require.NoError(t, err)
+		assert.EqualValues(t, 4, n, db)
+	}
+	for i, db := range []string{"a", "b"} {
+		direct := connectTo(t, sc.Shard(i).URI())
+		n, err := direct.Database(db).Collection("c").CountDocuments(ctx, bson.D{})
+		require.NoError(t, err)
+		assert.EqualValues(t, 4, n, "%s is on shard%d", db, i)
+		other := connectTo(t, sc.Shard(1-i).URI())
+		n, err = other.Database(db).Collection("c").CountDocuments(ctx, bson.D{})
+		require.NoError(t, err)
+		assert.Zero(t, n, "%s is not on shard%d", db, 1-i)
+	}
+}
+
+// TestShardedCursorsBelongToTheirRouter: a cursor opened through one
+// mongos can be iterated there only; on the other, and on the same one
+// after a restart, its getMore fails with CursorNotFound (43).
+func TestShardedCursorsBelongToTheirRouter(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx := context.Background()
+	docs := make([]any, 10)
+	for i := range docs {
+		docs[i] = bson.D{{Key: "_id", Value: i}}
+	}
+	_, err := c.Database("a").Collection("c").InsertMany(ctx, docs)
+	require.NoError(t, err)
+
+	find := bson.D{{Key: "find", Value: "c"}, {Key: "batchSize", Value: 2}}
+	var first struct {
+		Cursor struct {
+			ID int64 `bson:"id"`
+		} `bson:"cursor"`
+	}
+	r0, r1 := routerClient(t, sc, 0), routerClient(t, sc, 1)
+	require.NoError(t, r0.Database("a").RunCommand(ctx, find).Decode(&first))
+	require.NotZero(t, first.Cursor.ID)
+	getMore := bson.D{{Key: "getMore", Value: first.Cursor.ID}, {Key: "collection", Value: "c"}, {Key: "batchSize", Value: 2}}
+	err = r1.Database("a").RunCommand(ctx, getMore).Err()
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(43), "another mongos: %v", err)
+	require.NoError(t, r0.Database("a").RunCommand(ctx, getMore).Err(), "its own mongos")
+
+	sc.Router(0).Stop()
+	require.NoError(t, sc.Router(0).Restart())
+	// The client's pooled connection died with the router: its first
+	// command fails with a network error, which a getMore does not retry.
+	err = r0.Database("a").RunCommand(ctx, getMore).Err()
+	if mongo.IsNetworkError(err) {
+		err = r0.Database("a").RunCommand(ctx, getMore).Err()
+	}
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(43), "after a restart: %v", err)
+}
+
+// TestShardedChangeStream: a cluster-wide stream through mongos merges
+// both shards' events in cluster-time order, its first batch is always
+// empty with a postBatchResumeToken, and a token from one mongos resumes
+// on the other with exactly the remaining events.
+// (jstests/sharding/change_stream_shard_failover.js' merge, and
+// change_streams_unsharded_becomes_sharded.js' first batch; the resume
+// across routers: change_stream_resume_from_different_mongos.js.)
+func TestShardedChangeStream(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var opened struct {
+		Cursor struct {
+			FirstBatch []bson.Raw `bson:"firstBatch"`
+			PBRT       bson.Raw   `bson:"postBatchResumeToken"`
+			ID         int64      `bson:"id"`
+		} `bson:"cursor"`
+	}
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "aggregate", Value: 1},
+		{Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{{Key: "allChangesForCluster", Value: true}}}}}},
+		{Key: "cursor", Value: bson.D{{Key: "batchSize", Value: 10}}}}).Decode(&opened))
+	assert.Empty(t, opened.Cursor.FirstBatch, "the first batch is empty")
+	assert.NotNil(t, opened.Cursor.PBRT)
+	assert.NotZero(t, opened.Cursor.ID)
+
+	cs, err := c.Watch(ctx, mongo.Pipeline{})
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+	for i := range 10 {
+		db := []string{"a", "b"}[i%2]
+		_, err := c.Database(db).Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+		require.NoError(t, err)
+	}
+	var got []int32
+	var times []bson.Timestamp
+	var tokens []bson.Raw
+	for len(got) < 10 && cs.Next(ctx) {
+		got = append(got, cs.Current.Lookup("documentKey", "_id").Int32())
+		t, i := cs.Current.Lookup("clusterTime").Timestamp()
+		times = append(times, bson.Timestamp{T: t, I: i})
+		tokens = append(tokens, append(bson.Raw(nil), cs.ResumeToken()...))
+	}
+	require.NoError(t, cs.Err())
+	assert.Equal(t, []int32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, got, "both shards' events, in the order written")
+	for i := 1; i < len(times); i++ {
+		assert.False(t, times[i].Before(times[i-1]), "in cluster-time order")
+	}
+
+	other := routerClient(t, sc, 1)
+	resumed, err := other.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetResumeAfter(tokens[3]))
+	require.NoError(t, err)
+	defer resumed.Close(context.Background())
+	var rest []int32
+	for len(rest) < 6 && resumed.Next(ctx) {
+		rest = append(rest, resumed.Current.Lookup("documentKey", "_id").Int32())
+	}
+	require.NoError(t, resumed.Err())
+	assert.Equal(t, []int32{4, 5, 6, 7, 8, 9}, rest, "exactly the remaining events, on another mongos")
+}
+
+// TestShardedRefusals: what the router does not implement is refused with
+// NotImplemented (238), naming it, never accepted and ignored.
+func TestShardedRefusals(t *testing.T) {
+	t.Parallel()
+	_, c := startSharded(t)
+	ctx := context.Background()
+	for _, cmd := range []bson.D{
+		{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "_id", Value: 1}}}},
+		{{Key: "moveChunk", Value: "a.c"}, {Key: "find", Value: bson.D{{Key: "_id", Value: 0}}}, {Key: "to", Value: "shard1"}},
+		{{Key: "addShard", Value: "x/127.0.0.1:1"}},
+		{{Key: "balancerStart", Value: 1}},
+	} {
+		err := c.Database("admin").RunCommand(ctx, cmd).Err()
+		var se mongo.ServerError
+		require.ErrorAs(t, err, &se, cmd[0].Key)
+		assert.True(t, se.HasErrorCode(238), "%s: %v", cmd[0].Key, err)
+		assert.Contains(t, err.Error(), "the simulated mongos does not implement")
+	}
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "enableSharding", Value: "a"}}).Err(), "accepted, as since 6.0")
+}

@@ -12,6 +12,14 @@
 // With -members 3 (or 5) it runs a replica set, each member on a free
 // loopback port, and the connection string names them all.
 //
+// With -shards N it runs a sharded cluster: N shards, each a replica set
+// of -members members (shard0, shard1, ...), behind -mongos routers
+// (default 1); the connection string lists every mongos, without a
+// replicaSet, and -noop-interval applies to every shard:
+//
+//	mongosim -shards 2 -mongos 2
+//	mongodb://127.0.0.1:41234,127.0.0.1:41235/
+//
 // It serves until SIGINT or SIGTERM and then exits 0. Logs go to standard
 // error, keeping standard output for the connection string alone.
 package main
@@ -57,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	oplogMax := fs.Int("oplog-max", 0, "keep only the newest `n` oplog entries (0: unbounded); older resume tokens fail with ChangeStreamHistoryLost")
 	noop := fs.Duration("noop-interval", mongosim.DefaultNoopInterval, "write a no-op oplog entry after this long without writes, as a primary's periodic no-op writer does (0: off)")
 	members := fs.Int("members", 1, "run a replica set of `n` members (1, 3 or 5), each on its own free loopback port; the connection string names them all")
+	shards := fs.Int("shards", 0, "run a sharded cluster of `n` shards, each a replica set of -members members, behind -mongos routers (0: no cluster)")
+	routers := fs.Int("mongos", 1, "with -shards, how many mongos `routers` to run; the connection string lists them all")
 	version := fs.Bool("version", false, "print the simulated server version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: mongosim [flags]\n\n"+
@@ -98,23 +108,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *members != 1 && *members != 3 && *members != 5 {
 		return usageError("-members must be 1, 3 or 5, got %d", *members)
 	}
-	addrSet := false
-	fs.Visit(func(f *flag.Flag) { addrSet = addrSet || f.Name == "addr" })
-	if *members > 1 && addrSet {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *members > 1 && set["addr"] {
 		return usageError("-addr does not apply with -members %d: every member takes a free loopback port", *members)
+	}
+	if *shards < 0 {
+		return usageError("-shards must be 0 or more, got %d", *shards)
+	}
+	if *shards > 0 && (set["addr"] || set["replset"]) {
+		return usageError("-addr and -replset do not apply with -shards: every member and mongos takes a free loopback port, and the shards are named shard0, shard1, ...")
+	}
+	if *routers < 1 {
+		return usageError("-mongos must be at least 1, got %d", *routers)
+	}
+	if set["mongos"] && *shards == 0 {
+		return usageError("-mongos needs -shards")
 	}
 
 	logger := log.New(stderr, "mongosim: ", log.LstdFlags)
-	opts := []mongosim.Option{
-		mongosim.WithReplSetName(*replSet),
-		mongosim.WithOplogMax(*oplogMax),
-		mongosim.WithNoopInterval(*noop),
-	}
+	shared := []mongosim.Option{mongosim.WithOplogMax(*oplogMax), mongosim.WithNoopInterval(*noop)}
+	opts := append([]mongosim.Option{mongosim.WithReplSetName(*replSet)}, shared...)
 	var s deployment
 	var err error
-	if *members == 1 {
+	switch {
+	case *shards > 0:
+		s, err = mongosim.NewShardedCluster(*shards, *members, *routers, shared)
+	case *members == 1:
 		s, err = mongosim.NewServer(append(opts, mongosim.WithAddr(*addr))...)
-	} else {
+	default:
 		s, err = mongosim.NewReplicaSet(*members, opts)
 	}
 	if err != nil {
@@ -130,8 +152,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	hosts := strings.TrimPrefix(s.URI(), "mongodb://")
 	hosts = hosts[:strings.IndexByte(hosts, '/')]
-	logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q of %d member(s), listening on %s",
-		mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, *members, hosts)
+	if *shards > 0 {
+		logger.Printf("MongoDB %s (wire version %d) simulator, sharded cluster of %d shard(s) of %d member(s), mongos listening on %s",
+			mongosim.ServerVersion, mongosim.MaxWireVersion, *shards, *members, hosts)
+	} else {
+		logger.Printf("MongoDB %s (wire version %d) simulator, replica set %q of %d member(s), listening on %s",
+			mongosim.ServerVersion, mongosim.MaxWireVersion, *replSet, *members, hosts)
+	}
 	if srv, ok := s.(*mongosim.Server); ok && !srv.IsLoopback() {
 		logger.Printf("warning: -addr %s is not a loopback address and the simulator has no authentication: "+
 			"anyone who can reach it can read and change its data", *addr)
@@ -146,7 +173,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// deployment is what the program serves: one server or a replica set.
+// deployment is what the program serves: one server, a replica set or a
+// sharded cluster.
 type deployment interface {
 	URI() string
 	Close() error

@@ -141,6 +141,31 @@ func TestRunReplicaSet(t *testing.T) {
 	assert.Contains(t, stderr.String(), "replica set \"rs3\" of 3 member(s), listening on")
 }
 
+// TestRunShardedCluster: -shards 2 -mongos 2 prints a URI listing both
+// routers, without a replicaSet, and the driver finds a mongos there.
+func TestRunShardedCluster(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	stderr := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		code := run(ctx, []string{"-shards", "2", "-mongos", "2"}, pw, stderr)
+		_ = pw.Close()
+		done <- code
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	uri := strings.TrimSuffix(line, "\n")
+	assert.Regexp(t, `^mongodb://127\.0\.0\.1:\d+,127\.0\.0\.1:\d+/$`, uri)
+	pingURI(t, uri)
+	cancel()
+	assert.Equal(t, 0, <-done, "stderr: %s", stderr.String())
+	assert.Contains(t, stderr.String(), "sharded cluster of 2 shard(s) of 1 member(s), mongos listening on")
+}
+
 func TestRunVersion(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
@@ -166,6 +191,10 @@ func TestRunBadFlags(t *testing.T) {
 		{"missing value", []string{"-addr"}, "flag needs an argument: -addr"},
 		{"two members", []string{"-members", "2"}, "-members must be 1, 3 or 5, got 2"},
 		{"members with an address", []string{"-members", "3", "-addr", "127.0.0.1:0"}, "-addr does not apply with -members 3"},
+		{"negative shards", []string{"-shards", "-1"}, "-shards must be 0 or more"},
+		{"shards with an address", []string{"-shards", "2", "-addr", "127.0.0.1:0"}, "-addr and -replset do not apply with -shards"},
+		{"no mongos", []string{"-shards", "2", "-mongos", "0"}, "-mongos must be at least 1"},
+		{"mongos without shards", []string{"-mongos", "2"}, "-mongos needs -shards"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

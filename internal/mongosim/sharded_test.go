@@ -228,3 +228,119 @@ func TestShardedRefusals(t *testing.T) {
 	}
 	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "enableSharding", Value: "a"}}).Err(), "accepted, as since 6.0")
 }
+
+// streamCmd runs a change-stream command through c and returns the
+// cursor's batch, postBatchResumeToken and id.
+type streamBatch struct {
+	Cursor struct {
+		FirstBatch []bson.Raw `bson:"firstBatch"`
+		NextBatch  []bson.Raw `bson:"nextBatch"`
+		PBRT       bson.Raw   `bson:"postBatchResumeToken"`
+		ID         int64      `bson:"id"`
+	} `bson:"cursor"`
+}
+
+func openClusterStream(ctx context.Context, t *testing.T, c *mongo.Client) (streamBatch, error) {
+	t.Helper()
+	var b streamBatch
+	err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "aggregate", Value: 1},
+		{Key: "pipeline", Value: bson.A{bson.D{{Key: "$changeStream", Value: bson.D{{Key: "allChangesForCluster", Value: true}}}}}},
+		{Key: "cursor", Value: bson.D{}}}).Decode(&b)
+	return b, err
+}
+
+func getMoreStream(ctx context.Context, c *mongo.Client, id int64, wait time.Duration) (streamBatch, error) {
+	var b streamBatch
+	err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "getMore", Value: id}, {Key: "collection", Value: "$cmd.aggregate"},
+		{Key: "maxTimeMS", Value: wait.Milliseconds()}}).Decode(&b)
+	return b, err
+}
+
+// TestShardedIdleShardHoldsBack: with the shards' no-op writers off, an
+// event on one shard is not returned while the other shard has promised
+// nothing past it (its postBatchResumeToken does not move without a
+// write), however long the getMore waits; the idle shard's next write
+// releases the held event, and its own waits for the first shard's next
+// write in turn. This is the merge's rule, and why an idle
+// shard delays a busy one by up to its no-op interval
+// (async_results_merger.cpp; jstests/sharding/
+// change_stream_no_shards_writes_delay.js' premise, SERVER-126545).
+func TestShardedIdleShardHoldsBack(t *testing.T) {
+	t.Parallel()
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(0)})
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	require.NoError(t, sc.Catalog().SetPrimaryShard("b", "shard1"))
+	c := connectTo(t, sc.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opened, err := openClusterStream(ctx, t, c)
+	require.NoError(t, err)
+	_, err = c.Database("a").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "busy"}})
+	require.NoError(t, err)
+	held, err := getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+	require.NoError(t, err)
+	assert.Empty(t, held.Cursor.NextBatch, "held back by the idle shard")
+	assert.Equal(t, opened.Cursor.PBRT, held.Cursor.PBRT, "the stream's position waits too")
+
+	// shard1's write promises past "busy", which comes out; its own
+	// event then waits for shard0 to promise past it, in turn.
+	next := func() string {
+		for {
+			b, err := getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+			require.NoError(t, err)
+			if n := len(b.Cursor.NextBatch); n > 0 {
+				require.Equal(t, 1, n)
+				return b.Cursor.NextBatch[0].Lookup("documentKey", "_id").StringValue()
+			}
+		}
+	}
+	_, err = c.Database("b").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "idle"}})
+	require.NoError(t, err)
+	assert.Equal(t, "busy", next())
+	held, err = getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+	require.NoError(t, err)
+	assert.Empty(t, held.Cursor.NextBatch, "shard1's event waits for shard0 now")
+	_, err = c.Database("a").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "busy again"}})
+	require.NoError(t, err)
+	assert.Equal(t, "idle", next())
+}
+
+// TestShardedShardDown: with a shard's only member down, a stream's
+// getMore through mongos fails with a network error from that shard,
+// labelled ResumableChangeStreamError, and a new stream fails with
+// FailedToSatisfyReadPreference (133) and the label, as error_labels.cpp
+// labels them; once the member is back, a new stream opens.
+// (jstests/sharding/change_stream_shard_failover.js,
+// change_streams_unsharded_update_resume.js' shard restarts.)
+func TestShardedShardDown(t *testing.T) {
+	t.Parallel()
+	// A short election timeout: the restarted member elects itself
+	// sooner than the default 10 s.
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)},
+		mongosim.WithElectionTimeout(200*time.Millisecond))
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	c := routerClient(t, sc, 0) // a cursor lives on one router
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opened, err := openClusterStream(ctx, t, c)
+	require.NoError(t, err)
+	sc.Shard(1).Kill(0)
+
+	_, err = getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(6), "HostUnreachable: %v", err)
+	assert.True(t, se.HasErrorLabel("ResumableChangeStreamError"), "%v", err)
+	assert.Contains(t, err.Error(), "Error on remote shard "+sc.Shard(1).Member(0).Addr())
+
+	_, err = openClusterStream(ctx, t, c)
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(133), "%v", err)
+	assert.True(t, se.HasErrorLabel("ResumableChangeStreamError"), "%v", err)
+
+	require.NoError(t, sc.Shard(1).Restart(0))
+	_, err = sc.Shard(1).WaitForPrimary(ctx)
+	require.NoError(t, err)
+	_, err = openClusterStream(ctx, t, c)
+	require.NoError(t, err, "the shard is back")
+}

@@ -115,7 +115,7 @@ func (r *Router) openChangeStream(ctx context.Context, req *wire.Request) bsonco
 		"needsMerge": {Type: bsoncore.TypeBoolean, Data: bsoncore.AppendBoolean(nil, true)},
 	})
 	for i, sc := range r.shards {
-		reply, host, err := sc.runOnPrimary(ctx, body, nil)
+		reply, host, err := sc.readOnPrimary(ctx, body)
 		if err == nil && replyCode(reply) != 0 {
 			c.kill(ctx, r, req)
 			return reply
@@ -149,7 +149,7 @@ func (r *Router) shardsTime(ctx context.Context) (bson.Timestamp, bsoncore.Docum
 	ping := bsoncore.NewDocumentBuilder().AppendInt32("ping", 1).AppendString("$db", "admin").Build()
 	var latest bson.Timestamp
 	for i, sc := range r.shards {
-		reply, host, err := sc.runOnPrimary(ctx, ping, nil)
+		reply, host, err := sc.readOnPrimary(ctx, ping)
 		if err != nil {
 			return latest, r.shardDown(i, host, err, true)
 		}

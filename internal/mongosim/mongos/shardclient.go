@@ -66,6 +66,19 @@ func (sc *shardClient) runOnPrimary(ctx context.Context, cmd bsoncore.Document, 
 	return reply, host, err
 }
 
+// readOnPrimary is runOnPrimary for a command that may run twice (a
+// ping, a read, opening a stream): after a network error it forgets the
+// primary and tries once more, finding the primary again, as a router's
+// replica-set monitor would have marked the host down. A write is never
+// sent twice: it may have been applied.
+func (sc *shardClient) readOnPrimary(ctx context.Context, cmd bsoncore.Document) (bsoncore.Document, string, error) {
+	reply, host, err := sc.runOnPrimary(ctx, cmd, nil)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errNoPrimary) {
+		reply, host, err = sc.runOnPrimary(ctx, cmd, nil)
+	}
+	return reply, host, err
+}
+
 // notPrimary reports a reply that says the member is no longer primary.
 func notPrimary(reply bsoncore.Document) bool {
 	code, ok := reply.Lookup("code").AsInt64OK()

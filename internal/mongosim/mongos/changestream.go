@@ -175,6 +175,44 @@ func (ss *shardStream) absorb(reply bsoncore.Document, batch string) {
 	}
 }
 
+// point is where a token puts the stream, in the members' order: by
+// cluster time, then by the token's KeyString; a high-water mark at T
+// comes after every event at T, since a member emits one only once every
+// event at or before T is out, and resumes from it after T.
+type point struct {
+	ts   uint64 // the cluster time, T<<32 | I
+	hwm  bool
+	data string
+}
+
+func pointOf(token bsoncore.Document) point {
+	d := tokenData(token)
+	p := point{data: d}
+	raw, err := hex.DecodeString(d)
+	if err != nil {
+		return p
+	}
+	r := keystring.NewReader(raw)
+	t, i, err := r.Timestamp()
+	if err != nil {
+		return p
+	}
+	p.ts = uint64(t)<<32 | uint64(i)
+	p.hwm = !isEventToken(token)
+	return p
+}
+
+// before reports whether a comes before b.
+func (a point) before(b point) bool {
+	switch {
+	case a.ts != b.ts:
+		return a.ts < b.ts
+	case a.hwm != b.hwm:
+		return b.hwm
+	}
+	return a.data < b.data
+}
+
 // tokenData is a token's _data string, by which tokens order.
 func tokenData(token bsoncore.Document) string {
 	s, _ := token.Lookup("_data").StringValueOK()
@@ -186,23 +224,28 @@ func eventData(ev bsoncore.Document) string {
 	return s
 }
 
-// promise returns the smallest promise of the shards still open, as
-// _data and token; the token is nil while one has promised nothing yet
+func eventPoint(ev bsoncore.Document) point {
+	tok, _ := ev.Lookup("_id").DocumentOK()
+	return pointOf(tok)
+}
+
+// promise returns the smallest promise of the shards still open, as a
+// point and a token; the token is nil while one has promised nothing yet
 // (or none is open).
-func (c *streamCursor) promise() (data string, token bsoncore.Document) {
+func (c *streamCursor) promise() (bound point, token bsoncore.Document) {
 	first := true
 	for _, ss := range c.shards {
 		if ss.done {
 			continue
 		}
 		if ss.pbrt == nil {
-			return "", nil
+			return point{}, nil
 		}
-		if d := tokenData(ss.pbrt); first || d < data {
-			data, token, first = d, ss.pbrt, false
+		if p := pointOf(ss.pbrt); first || p.before(bound) {
+			bound, token, first = p, ss.pbrt, false
 		}
 	}
-	return data, token
+	return bound, token
 }
 
 // maxBatchBytes bounds a batch's events, as a reply must fit in 16 MiB.
@@ -222,11 +265,11 @@ func (c *streamCursor) release(limit int) (batch []bsoncore.Document, more, notF
 			if len(ss.buf) == 0 {
 				continue
 			}
-			d := eventData(ss.buf[0])
-			if !allDone && d > bound {
+			p := eventPoint(ss.buf[0])
+			if !allDone && (token == nil || bound.before(p)) {
 				continue
 			}
-			if next == nil || d < eventData(next.buf[0]) {
+			if next == nil || p.before(eventPoint(next.buf[0])) {
 				next = ss
 			}
 		}
@@ -234,12 +277,12 @@ func (c *streamCursor) release(limit int) (batch []bsoncore.Document, more, notF
 			return batch, false, false
 		}
 		if c.verify != nil {
-			switch d := eventData(next.buf[0]); {
-			case d == tokenData(c.verify):
+			switch p := eventPoint(next.buf[0]); {
+			case p.data == tokenData(c.verify):
 				next.buf = next.buf[1:] // returned before the resume
 				c.verify = nil
 				continue
-			case d > tokenData(c.verify):
+			case pointOf(c.verify).before(p):
 				return nil, false, true
 			}
 		}
@@ -353,10 +396,10 @@ func (c *streamCursor) reply(ctx context.Context, r *Router, req *wire.Request, 
 			pbrt = tok
 		}
 	}
-	if _, promise := c.promise(); !more && promise != nil && c.verify == nil && tokenData(promise) > tokenData(pbrt) {
+	if bound, promise := c.promise(); !more && promise != nil && c.verify == nil && (pbrt == nil || pointOf(pbrt).before(bound)) {
 		pbrt = promise
 	}
-	if pbrt != nil && c.returned != nil && tokenData(pbrt) < tokenData(c.returned) {
+	if pbrt != nil && c.returned != nil && pointOf(pbrt).before(pointOf(c.returned)) {
 		pbrt = c.returned
 	}
 	c.returned = pbrt

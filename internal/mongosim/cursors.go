@@ -241,7 +241,7 @@ func handleGetMore(cc *cmdCtx) (bsoncore.Document, error) {
 	if hasMaxTime && maxTimeMS > 0 {
 		wait = time.Duration(maxTimeMS) * time.Millisecond
 	}
-	if err := cc.s.failPoints.afterCursorCheckout(c); err != nil {
+	if err := cc.s.afterCursorCheckout(c); err != nil {
 		cc.s.cursors.remove(id)
 		return nil, err
 	}

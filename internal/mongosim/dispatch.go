@@ -127,7 +127,7 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 		return nil, cmdErr(codeUnsupportedOpQueryCommand,
 			"Unsupported OP_QUERY command: %s. The client driver may require an upgrade.", cc.name)
 	}
-	if err := s.failPoints.beforeCommand(cc); err != nil {
+	if err := s.beforeCommand(cc); err != nil {
 		return nil, err
 	}
 	if err := s.checkRole(cc); err != nil {

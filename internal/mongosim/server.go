@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
 )
 
 // Version facts the simulator claims. Change streams behave as on 8.0.
@@ -111,7 +113,7 @@ type Server struct {
 
 	store      *store
 	cursors    *cursorRegistry
-	failPoints *failPoints
+	failPoints *failpoint.Set
 	log        *commandLog
 	txns       *transactions
 }
@@ -161,7 +163,7 @@ func newServer(cfg config, st *store, m *member) (*Server, error) {
 		conns:      make(map[*conn]struct{}),
 		store:      st,
 		cursors:    newCursorRegistry(),
-		failPoints: newFailPoints(),
+		failPoints: failpoint.NewSet(),
 		log:        newCommandLog(cfg.logMax),
 		txns:       newTransactions(),
 		started:    time.Now(),

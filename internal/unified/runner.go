@@ -81,6 +81,9 @@ type config struct {
 	// members is the size of the simulated replica set
 	// (CHANGESTREAM_SPEC_MEMBERS: 1, 3 or 5; default 1).
 	members int
+	// shards > 0 runs the tests on a simulated sharded cluster of this
+	// many shards (CHANGESTREAM_SPEC_TOPOLOGY=sharded: 2).
+	shards int
 }
 
 // specDir resolves CHANGESTREAM_SPEC_TESTS (default defaultSpecDir): a
@@ -218,11 +221,21 @@ type deployment struct {
 	info    serverInfo
 	sim     []mongosim.Option
 	members int // > 1: a simulated replica set of this many members
+	// shards > 0: a simulated sharded cluster of this many shards of
+	// members members each, behind two mongos
+	shards int
 }
+
+// specRouters is how many mongos a simulated cluster of the spec runner
+// has: two, so that a test's client may use either, as on a real one.
+const specRouters = 2
 
 // start starts the deployment's simulator for one test and returns its
 // connection string.
 func (d *deployment) start(t *testing.T) string {
+	if d.shards > 0 {
+		return mongosim.StartShardedClusterTB(t, d.shards, d.members, specRouters, d.sim).URI()
+	}
 	if d.members > 1 {
 		return mongosim.StartReplicaSetTB(t, d.members, d.sim).URI()
 	}
@@ -237,6 +250,15 @@ func deployments(cfg config) ([]deployment, error) {
 	if cfg.uri != "" {
 		si, err := probeServer(cfg.uri)
 		return []deployment{{info: si}}, err
+	}
+	if cfg.shards > 0 {
+		// The runner's choice: shards write their no-op every second
+		// rather than every 10 s, so that an idle shard holds a test's
+		// events back a second at most.
+		d := deployment{shards: cfg.shards, members: cfg.members, sim: []mongosim.Option{mongosim.WithNoopInterval(time.Second)}}
+		si, err := probeSimulator(d)
+		d.info = si
+		return []deployment{d}, err
 	}
 	var out []deployment
 	for _, opts := range [][]mongosim.Option{nil, {mongosim.WithStandalone()}} {
@@ -257,6 +279,14 @@ func deployments(cfg config) ([]deployment, error) {
 // probeSimulator reads the version and topology of a simulator started as
 // d says, for the purpose.
 func probeSimulator(d deployment) (serverInfo, error) {
+	if d.shards > 0 {
+		sc, err := mongosim.NewShardedCluster(d.shards, d.members, specRouters, d.sim)
+		if err != nil {
+			return serverInfo{}, err
+		}
+		defer func() { _ = sc.Close() }()
+		return probeServer(sc.URI())
+	}
 	if d.members > 1 {
 		rs, err := mongosim.NewReplicaSet(d.members, d.sim)
 		if err != nil {

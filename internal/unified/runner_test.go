@@ -83,6 +83,13 @@ func TestChangeStreamSpec(t *testing.T) {
 		}
 		cfg.members = n
 	}
+	switch topo := os.Getenv("CHANGESTREAM_SPEC_TOPOLOGY"); topo {
+	case "", "replicaset":
+	case "sharded":
+		cfg.shards = 2
+	default:
+		t.Fatalf("CHANGESTREAM_SPEC_TOPOLOGY=%q: want replicaset or sharded", topo)
+	}
 	runSpecDir(t, cfg, results)
 	t.Log("\n" + results.summary())
 }

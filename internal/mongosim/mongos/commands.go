@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
 	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -29,12 +31,21 @@ var refused = map[string]string{
 	"balancerStart": "the balancer", "balancerStop": "the balancer", "balancerStatus": "the balancer",
 	"reshardCollection": "resharding", "refineCollectionShardKey": "refineCollectionShardKey",
 	"addShardToZone": "zones", "removeShardFromZone": "zones", "updateZoneKeyRanges": "zones",
-	"configureFailPoint": "fail points on mongos (set them on a shard's members)",
-	"commitTransaction":  "transactions through mongos", "abortTransaction": "transactions through mongos",
+	"commitTransaction": "transactions through mongos", "abortTransaction": "transactions through mongos",
 }
 
-// handle answers one request.
-func (r *Router) handle(ctx context.Context, req *wire.Request, connID int64) bsoncore.Document {
+// session is one client connection's state.
+type session struct {
+	id      int64
+	appName string // from the handshake's client.application.name
+}
+
+// errCloseConnection is handle's answer for a connection to close
+// without a reply (failCommand's closeConnection).
+var errCloseConnection = errors.New("mongos: close the connection")
+
+// handle answers one request, or returns errCloseConnection.
+func (r *Router) handle(ctx context.Context, req *wire.Request, sess *session) (bsoncore.Document, error) {
 	if ts, ok := gossipedTime(req.Body); ok {
 		r.sawTime(ts)
 	}
@@ -42,6 +53,70 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, connID int64) bs
 	if e, err := req.Body.IndexErr(0); err == nil {
 		name = e.Key()
 	}
+	if app, ok := req.Body.Lookup("client", "application", "name").StringValueOK(); ok && isHello(name) {
+		sess.appName = app
+	}
+	if name == "configureFailPoint" {
+		return r.configureFailPoint(req), nil
+	}
+	if p, ok := r.failPoints.Take(failpoint.FailCommand, func(p *failpoint.Point) bool {
+		return slices.Contains(p.Commands, name) && (p.AppName == "" || p.AppName == sess.appName)
+	}); ok {
+		if p.Block > 0 {
+			t := time.NewTimer(p.Block)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, errCloseConnection
+			}
+		}
+		if p.CloseConn {
+			return nil, errCloseConnection
+		}
+		if p.HasCode {
+			// As a member's failCommand: only the labels configured.
+			return r.errorReply(p.Code, "Failing command via 'failCommand' failpoint", p.Labels...), nil
+		}
+	}
+	return r.dispatch(ctx, req, name, sess.id), nil
+}
+
+func isHello(name string) bool { return name == "hello" || name == "isMaster" || name == "ismaster" }
+
+// configureFailPoint sets one of the router's own fail points: failCommand,
+// which applies to the commands the router receives.
+func (r *Router) configureFailPoint(req *wire.Request) bsoncore.Document {
+	if req.DB != "admin" {
+		return r.errorReply(13, "configureFailPoint may only be run against the admin database.")
+	}
+	name, _ := req.Body.Lookup("configureFailPoint").StringValueOK()
+	if name != failpoint.FailCommand {
+		return r.errorReply(codeBadValue, "Cannot find failpoint "+name)
+	}
+	mode, err := req.Body.LookupErr("mode")
+	var data bsoncore.Document
+	if v, derr := req.Body.LookupErr("data"); derr == nil {
+		d, ok := v.DocumentOK()
+		if !ok {
+			return r.errorReply(14, "BSON field 'configureFailPoint.data' is the wrong type, expected type 'object'")
+		}
+		data = d
+	}
+	p, perr := failpoint.Parse(mode, err == nil, data)
+	if perr != nil {
+		var fe *failpoint.Error
+		if errors.As(perr, &fe) {
+			return r.errorReply(fe.Code, fe.Msg)
+		}
+		return r.errorReply(codeBadValue, perr.Error())
+	}
+	r.failPoints.Configure(name, p)
+	return r.okReply(bsoncore.NewDocumentBuilder().AppendInt64("count", 0))
+}
+
+// dispatch runs the command name.
+func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, connID int64) bsoncore.Document {
 	if _, err := req.Body.LookupErr("startTransaction"); err == nil {
 		return r.notImplemented("transactions through mongos")
 	}
@@ -67,6 +142,8 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, connID int64) bs
 		return r.getMore(ctx, req)
 	case "killCursors":
 		return r.killCursors(ctx, req)
+	case "renameCollection":
+		return r.renameCollection(ctx, req)
 	}
 	if what, ok := refused[name]; ok {
 		return r.notImplemented(what)
@@ -81,6 +158,23 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, connID int64) bs
 		return r.errorReply(codeFailedToParse, "no command")
 	}
 	return r.errorReply(codeCommandNotFound, fmt.Sprintf("no such command: '%s' (the simulated mongos does not implement it)", name))
+}
+
+// renameCollection runs on the shard of both namespaces' databases: an
+// unsharded collection moves within its primary shard.
+func (r *Router) renameCollection(ctx context.Context, req *wire.Request) bsoncore.Document {
+	from, _ := req.Body.Lookup("renameCollection").StringValueOK()
+	to, _ := req.Body.Lookup("to").StringValueOK()
+	fromDB, _ := nsParts(from)
+	toDB, _ := nsParts(to)
+	if fromDB == "" || toDB == "" {
+		return r.errorReply(codeBadValue, "renameCollection needs the namespaces renameCollection and to")
+	}
+	i := r.cat.primaryShard(fromDB)
+	if r.cat.primaryShard(toDB) != i {
+		return r.notImplemented("renaming a collection into a database of another primary shard")
+	}
+	return r.forward(ctx, i, req)
 }
 
 // maxWireVersion is what the router reports, as the shards' (8.0).

@@ -61,10 +61,14 @@ func (r *Router) okReply(body *bsoncore.DocumentBuilder) bsoncore.Document {
 // $clusterTime, the signature all zero as an unauthenticated cluster's.
 func (r *Router) withClusterTime(b *bsoncore.DocumentBuilder) bsoncore.Document {
 	ts := r.clusterTime()
+	return b.AppendTimestamp("operationTime", ts.T, ts.I).AppendDocument("$clusterTime", clusterTimeDoc(ts)).Build()
+}
+
+// clusterTimeDoc is a gossiped $clusterTime, with the all-zero signature
+// of an unauthenticated cluster.
+func clusterTimeDoc(ts bson.Timestamp) bsoncore.Document {
 	sig := bsoncore.NewDocumentBuilder().AppendBinary("hash", 0, make([]byte, 20)).AppendInt64("keyId", 0).Build()
-	return b.AppendTimestamp("operationTime", ts.T, ts.I).
-		AppendDocument("$clusterTime", bsoncore.NewDocumentBuilder().AppendTimestamp("clusterTime", ts.T, ts.I).AppendDocument("signature", sig).Build()).
-		Build()
+	return bsoncore.NewDocumentBuilder().AppendTimestamp("clusterTime", ts.T, ts.I).AppendDocument("signature", sig).Build()
 }
 
 // replyCode returns the code of a failed reply, 0 for a success.

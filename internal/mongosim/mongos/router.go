@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
 	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
@@ -35,7 +36,8 @@ type Router struct {
 	cursors map[int64]cursor
 	serving sync.WaitGroup // the accept loop and the connections
 
-	connIDs atomic.Int64
+	connIDs    atomic.Int64
+	failPoints *failpoint.Set
 }
 
 // New starts a router for cat's shards on addr ("" for a free loopback
@@ -47,7 +49,7 @@ func New(cat *Catalog, addr string) (*Router, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	r := &Router{cat: cat, addr: addr}
+	r := &Router{cat: cat, addr: addr, failPoints: failpoint.NewSet()}
 	for _, s := range cat.Shards() {
 		r.shards = append(r.shards, newShardClient(s, r.clusterTime))
 	}
@@ -154,6 +156,7 @@ func (r *Router) serve(ctx context.Context, nc net.Conn, id int64) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	started := func() { _ = nc.SetReadDeadline(time.Now().Add(messageTimeout)) }
+	sess := &session{id: id}
 	var in, out []byte
 	for {
 		msg, err := wire.ReadMessage(nc, in, started)
@@ -165,7 +168,10 @@ func (r *Router) serve(ctx context.Context, nc net.Conn, id int64) {
 		if err != nil {
 			return
 		}
-		reply := r.handle(ctx, req, id)
+		reply, err := r.handle(ctx, req, sess)
+		if err != nil {
+			return // errCloseConnection
+		}
 		if req.MoreToCome {
 			continue
 		}

@@ -41,9 +41,7 @@ func (sc *shardClient) gossip(cmd bsoncore.Document) bsoncore.Document {
 	if t, i, ok := cmd.Lookup("$clusterTime", "clusterTime").TimestampOK(); ts.IsZero() || (ok && !ts.After(bson.Timestamp{T: t, I: i})) {
 		return cmd
 	}
-	sig := bsoncore.NewDocumentBuilder().AppendBinary("hash", 0, make([]byte, 20)).AppendInt64("keyId", 0).Build()
-	ct := bsoncore.NewDocumentBuilder().AppendTimestamp("clusterTime", ts.T, ts.I).AppendDocument("signature", sig).Build()
-	return replaceElements(cmd, map[string]bsoncore.Value{"$clusterTime": {Type: bsoncore.TypeEmbeddedDocument, Data: ct}})
+	return replaceElements(cmd, map[string]bsoncore.Value{"$clusterTime": {Type: bsoncore.TypeEmbeddedDocument, Data: clusterTimeDoc(ts)}})
 }
 
 // maxIdle is how many idle connections a router keeps to each member.

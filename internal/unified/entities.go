@@ -208,7 +208,12 @@ func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 		_, err = o.LookupErr("heartbeatFrequencyMS")
 		ownHeartbeat = err == nil
 	}
-	a.boolean("useMultipleMongoses") // one server: nothing to choose
+	if multi, ok := a.boolean("useMultipleMongoses"); ok {
+		var err error
+		if uri, err = mongosesFor(uri, multi); err != nil {
+			return nil, err
+		}
+	}
 	rec := newRecorder()
 	if obs, ok := a.strings("observeEvents"); ok {
 		for _, e := range obs {
@@ -241,6 +246,24 @@ func (em *entityMap) newClient(id string, a *args) (*clientEntity, error) {
 		return nil, err
 	}
 	return &clientEntity{id: id, client: client, rec: rec}, nil
+}
+
+// mongosesFor applies a client's useMultipleMongoses to a sharded
+// cluster's connection string (one without replicaSet), as the Unified
+// Test Format says: false keeps the first mongos only, so that a fail
+// point set through the client is on the server its cursors use; true
+// keeps them all (the runner's simulated clusters have two). A replica
+// set's URI names one deployment whatever its hosts, and is kept.
+func mongosesFor(uri string, multi bool) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", err
+	}
+	if multi || u.Query().Has("replicaSet") || u.Query().Has("directConnection") {
+		return uri, nil
+	}
+	u.Host, _, _ = strings.Cut(u.Host, ",")
+	return u.String(), nil
 }
 
 // clientEntity is a client and the events it recorded.

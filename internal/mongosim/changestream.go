@@ -339,7 +339,7 @@ func (src *changeStreamSource) classify(e *oplogEntry) visibility {
 			if mine || (e.toDB == src.db && e.toColl == src.coll) {
 				return invalidating
 			}
-		case opCreate, opCreateIndexes, opDropIndexes, opModify:
+		case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection:
 			if mine && src.opts.expanded {
 				return visible
 			}
@@ -363,7 +363,7 @@ func (src *changeStreamSource) classify(e *oplogEntry) visibility {
 		return hidden
 	}
 	switch e.op {
-	case opCreate, opCreateIndexes, opDropIndexes, opModify:
+	case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection:
 		if !src.opts.expanded {
 			return hidden
 		}

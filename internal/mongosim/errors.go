@@ -16,6 +16,7 @@ const (
 	codeTypeMismatch               int32 = 14
 	codeInvalidNamespace           int32 = 73
 	codeIllegalOperation           int32 = 20
+	codeAlreadyInitialized         int32 = 23
 	codeNamespaceNotFound          int32 = 26
 	codeCursorNotFound             int32 = 43
 	codeNamespaceExists            int32 = 48

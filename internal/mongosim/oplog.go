@@ -26,6 +26,9 @@ const (
 	opCreateIndexes = "createIndexes"
 	opDropIndexes   = "dropIndexes"
 	opModify        = "modify"
+	// opShardCollection is the no-op a shard writes when a collection is
+	// sharded, which streams with showExpandedEvents report.
+	opShardCollection = "shardCollection"
 	// opNoop is a no-op entry ("n" in a real oplog): the entry that
 	// initiates the replica set, and the periodic no-op writer's. It is
 	// never an event, but a stream that scans it moves its

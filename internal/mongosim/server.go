@@ -29,6 +29,9 @@ type config struct {
 	addr        string
 	replSetName string
 	standalone  bool
+	// shardServer: a member of a shard of a sharded cluster, which takes
+	// the commands a router sends its shards (_shardsvrCreateCollection).
+	shardServer bool
 	oplogMax    int
 	logMax      int
 	noop        time.Duration

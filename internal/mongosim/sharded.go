@@ -30,7 +30,7 @@ func NewShardedCluster(shards, members, routers int, serverOpts []Option, opts .
 	var specs []mongos.Shard
 	for i := range shards {
 		name := fmt.Sprintf("shard%d", i)
-		rs, err := NewReplicaSet(members, append(append([]Option(nil), serverOpts...), WithReplSetName(name)), opts...)
+		rs, err := NewReplicaSet(members, append(append([]Option(nil), serverOpts...), WithReplSetName(name), asShardServer), opts...)
 		if err != nil {
 			_ = sc.Close()
 			return nil, err

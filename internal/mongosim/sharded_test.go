@@ -215,7 +215,8 @@ func TestShardedRefusals(t *testing.T) {
 	_, c := startSharded(t)
 	ctx := context.Background()
 	for _, cmd := range []bson.D{
-		{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "_id", Value: 1}}}},
+		{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}},
+		{{Key: "split", Value: "a.c"}, {Key: "middle", Value: bson.D{{Key: "_id", Value: 0}}}},
 		{{Key: "moveChunk", Value: "a.c"}, {Key: "find", Value: bson.D{{Key: "_id", Value: 0}}}, {Key: "to", Value: "shard1"}},
 		{{Key: "addShard", Value: "x/127.0.0.1:1"}},
 		{{Key: "balancerStart", Value: 1}},
@@ -343,4 +344,55 @@ func TestShardedShardDown(t *testing.T) {
 	require.NoError(t, err)
 	_, err = openClusterStream(ctx, t, c)
 	require.NoError(t, err, "the shard is back")
+}
+
+// TestShardedShardCollection: shardCollection on _id shards a collection
+// (on its primary shard, whole), and a stream with showExpandedEvents
+// reports it with operationDescription {shardKey, unique,
+// numInitialChunks, presplitHashedZones}; sharding it again on the same
+// key is accepted, on another refused. A key other than _id is refused
+// with NotImplemented (documentKeys would need its fields), and a plain
+// replica set refuses the router's internal command.
+// (create_collection_coordinator.cpp; jstests/change_streams/
+// show_expanded_events.js; the spec's showExpandedEvents test.)
+func TestShardedShardCollection(t *testing.T) {
+	t.Parallel()
+	sc, _ := startSharded(t)
+	c := routerClient(t, sc, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	coll := c.Database("a").Collection("c")
+	require.NoError(t, c.Database("a").CreateCollection(ctx, "c"))
+	cs, err := coll.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetShowExpandedEvents(true))
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+	shard := bson.D{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "_id", Value: "hashed"}}}}
+	var res bson.M
+	require.NoError(t, c.Database("admin").RunCommand(ctx, shard).Decode(&res))
+	assert.Equal(t, "a.c", res["collectionsharded"])
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	var ev struct {
+		OperationType string `bson:"operationType"`
+		NS            bson.M `bson:"ns"`
+		Desc          bson.D `bson:"operationDescription"`
+	}
+	require.NoError(t, cs.Decode(&ev))
+	assert.Equal(t, "shardCollection", ev.OperationType)
+	assert.Equal(t, bson.M{"db": "a", "coll": "c"}, ev.NS)
+	assert.Equal(t, bson.D{{Key: "shardKey", Value: bson.D{{Key: "_id", Value: "hashed"}}}, {Key: "unique", Value: false},
+		{Key: "numInitialChunks", Value: int64(0)}, {Key: "presplitHashedZones", Value: false}}, ev.Desc)
+
+	require.NoError(t, c.Database("admin").RunCommand(ctx, shard).Err(), "again, on the same key")
+	var se mongo.ServerError
+	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "_id", Value: 1}}}}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(23), "another key: %v", err)
+	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "shardCollection", Value: "a.d"}, {Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(238), "a key other than _id: %v", err)
+
+	rs := connectTo(t, mongosim.StartTB(t).URI())
+	err = rs.Database("a").RunCommand(ctx, bson.D{{Key: "_shardsvrCreateCollection", Value: "c"}, {Key: "shardKey", Value: bson.D{{Key: "_id", Value: 1}}}}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(20), "not a shard server: %v", err)
 }

@@ -58,6 +58,9 @@ type collection struct {
 	db, name string
 	uuid     [16]byte
 	options  bson.D // as given to create (without the command name)
+	// shardKey is the key the collection is sharded on; nil unless a
+	// router sharded it.
+	shardKey bson.D
 	// preAndPostImages is changeStreamPreAndPostImages.enabled.
 	preAndPostImages bool
 	docs             docSet

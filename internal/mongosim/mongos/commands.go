@@ -25,7 +25,7 @@ var routed = map[string]bool{
 // refused are commands a real router takes and this one does not: each
 // is refused with NotImplemented, never accepted and ignored.
 var refused = map[string]string{
-	"shardCollection": "sharded collections (shardCollection)", "split": "chunk splits (split)",
+	"split":     "chunk splits (split)",
 	"moveChunk": "chunk migrations (moveChunk)", "moveRange": "chunk migrations (moveRange)",
 	"movePrimary": "movePrimary", "addShard": "adding shards (addShard)", "removeShard": "removing shards (removeShard)",
 	"balancerStart": "the balancer", "balancerStop": "the balancer", "balancerStatus": "the balancer",
@@ -144,6 +144,8 @@ func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, c
 		return r.killCursors(ctx, req)
 	case "renameCollection":
 		return r.renameCollection(ctx, req)
+	case "shardCollection":
+		return r.shardCollection(ctx, req)
 	}
 	if what, ok := refused[name]; ok {
 		return r.notImplemented(what)
@@ -158,6 +160,57 @@ func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, c
 		return r.errorReply(codeFailedToParse, "no command")
 	}
 	return r.errorReply(codeCommandNotFound, fmt.Sprintf("no such command: '%s' (the simulated mongos does not implement it)", name))
+}
+
+// shardCollection shards a collection on its database's primary shard,
+// where it stays whole (one chunk: split and moveChunk are refused), with
+// _shardsvrCreateCollection, as 8.0's mongos does. Only a key on _id
+// (range or hashed) is taken: on any other, a sharded collection's
+// documentKey carries the key's fields, which the members do not render,
+// so it is refused rather than answered differently.
+func (r *Router) shardCollection(ctx context.Context, req *wire.Request) bsoncore.Document {
+	if req.DB != "admin" {
+		return r.errorReply(13, "shardCollection may only be run against the admin database.")
+	}
+	ns, ok := req.Body.Lookup("shardCollection").StringValueOK()
+	db, coll := nsParts(ns)
+	if !ok || db == "" || coll == "" {
+		return r.errorReply(codeInvalidNamespace, fmt.Sprintf("Invalid namespace specified '%s'", ns))
+	}
+	key, ok := req.Body.Lookup("key").DocumentOK()
+	if !ok {
+		return r.errorReply(codeInvalidOptions, "shardCollection needs a key document")
+	}
+	elems, _ := key.Elements()
+	if len(elems) != 1 || elems[0].Key() != "_id" {
+		return r.notImplemented("sharding on a key other than _id (a sharded collection's documentKey carries the key's fields, which the simulated shards do not render)")
+	}
+	switch v := elems[0].Value(); {
+	case v.Type == bsoncore.TypeString && v.StringValue() == "hashed":
+	default:
+		if n, ok := v.AsFloat64OK(); !ok || n != 1 {
+			return r.errorReply(codeBadValue, "Unsupported shard key pattern "+key.String()+". Pattern must either be a single hashed field, or a list of ascending fields.")
+		}
+	}
+	unique, _ := req.Body.Lookup("unique").BooleanOK()
+	chunks, _ := req.Body.Lookup("numInitialChunks").AsInt64OK()
+	presplit, _ := req.Body.Lookup("presplitHashedZones").BooleanOK()
+	b := bsoncore.NewDocumentBuilder().AppendString("_shardsvrCreateCollection", coll).AppendDocument("shardKey", key).
+		AppendBoolean("unique", unique).AppendInt64("numInitialChunks", chunks).AppendBoolean("presplitHashedZones", presplit).
+		AppendString("$db", db)
+	if lsid, err := req.Body.LookupErr("lsid"); err == nil {
+		b.AppendValue("lsid", lsid)
+	}
+	i := r.cat.primaryShard(db)
+	reply, host, err := r.shards[i].runOnPrimary(ctx, b.Build(), nil)
+	if err != nil {
+		return r.shardDown(i, host, err, false)
+	}
+	r.saw(reply)
+	if replyCode(reply) != 0 {
+		return reply
+	}
+	return r.okReply(bsoncore.NewDocumentBuilder().AppendString("collectionsharded", ns))
 }
 
 // renameCollection runs on the shard of both namespaces' databases: an

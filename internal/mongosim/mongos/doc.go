@@ -38,6 +38,12 @@
 //     honoured by the router; the resume event checked and swallowed by
 //     the router (ChangeStreamFatalError 280 if no shard has it); the
 //     cursor closed after an invalidate.
+//   - shardCollection on _id (range or hashed): the collection stays
+//     whole on its primary shard, which records the key and writes the
+//     no-op behind the shardCollection event that streams with
+//     showExpandedEvents report (_shardsvrCreateCollection, as 8.0's
+//     mongos sends it); again on the same key it does nothing, on another
+//     it fails (23).
 //   - Fail points of its own (configureFailPoint on mongos): failCommand,
 //     applied to the commands the router receives, matched by name and
 //     by the client's appName, as a member applies it; a shard's members
@@ -47,10 +53,11 @@
 //     FailedToSatisfyReadPreference (133), both labelled
 //     ResumableChangeStreamError.
 //
-// What it refuses with NotImplemented (238), naming it: sharded
-// collections (shardCollection) and everything built on them (split,
-// moveChunk, moveRange, refineCollectionShardKey, reshardCollection,
-// zones, the balancer), addShard, removeShard, movePrimary, transactions
+// What it refuses with NotImplemented (238), naming it: a shard key other
+// than _id (a sharded collection's documentKey carries the key's fields,
+// which the members do not render yet), and what moves or reshapes data
+// (split, moveChunk, moveRange, refineCollectionShardKey,
+// reshardCollection, zones, the balancer), addShard, removeShard, movePrimary, transactions
 // through mongos, renaming a collection into a database of another
 // primary shard. A command it does not know fails with CommandNotFound
 // (59); a fail point other than failCommand, as on a server, with BadValue.

@@ -18,13 +18,16 @@ const (
 	codeNotImplemented                = 238
 	codeCommandNotFound               = 59
 	codeChangeStreamFatalError        = 280
+	codeInvalidNamespace              = 73
+	codeInvalidOptions                = 72
 )
 
 var codeNames = map[int32]string{
 	codeHostUnreachable: "HostUnreachable", codeBadValue: "BadValue", codeFailedToParse: "FailedToParse",
 	codeCursorNotFound: "CursorNotFound", codeFailedToSatisfyReadPreference: "FailedToSatisfyReadPreference",
 	codeNotImplemented: "NotImplemented", codeCommandNotFound: "CommandNotFound",
-	codeChangeStreamFatalError: "ChangeStreamFatalError",
+	codeChangeStreamFatalError: "ChangeStreamFatalError", codeInvalidNamespace: "InvalidNamespace",
+	codeInvalidOptions: "InvalidOptions",
 }
 
 // errorReply is a command's failure as a server answers it.

@@ -26,7 +26,7 @@ lint:
 race:
 	$(GO) test -race -count=1 $(PKGS)
 
-## spec: the Change Streams spec tests on one member and on a three-member set, printing every skip reason and the summaries
+## spec: the Change Streams spec tests on one member, on a three-member set and on a sharded cluster (2 shards, 2 mongos), printing every skip reason and the summaries
 spec:
 	@for n in 1 3; do \
 	echo "spec: on a simulated replica set of $$n member(s)"; \
@@ -34,10 +34,14 @@ spec:
 	status=$$?; grep -E '^\s*spec:' .spec.out; \
 	if [ $$status -ne 0 ]; then cat .spec.out; rm -f .spec.out; exit $$status; fi; \
 	done; rm -f .spec.out
+	@echo "spec: on a simulated sharded cluster of 2 shards behind 2 mongos"; \
+	CHANGESTREAM_SPEC_TOPOLOGY=sharded $(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
+	status=$$?; grep -E '^\s*spec:' .spec.out; \
+	if [ $$status -ne 0 ]; then cat .spec.out; fi; rm -f .spec.out; exit $$status
 
-## spec-driver: the same files with the driver's own Watch (control mode)
+## spec-driver: the same files with the driver's own Watch (control mode); SPEC_TOPOLOGY=sharded for the sharded cluster
 spec-driver:
-	@CHANGESTREAM_DRIVER_WATCH=1 $(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
+	@CHANGESTREAM_DRIVER_WATCH=1 CHANGESTREAM_SPEC_TOPOLOGY=$(SPEC_TOPOLOGY) $(GO) test -count=1 -v -run TestChangeStreamSpec ./internal/unified > .spec.out 2>&1; \
 	status=$$?; grep -E '^\s*spec:' .spec.out; \
 	if [ $$status -ne 0 ]; then cat .spec.out; fi; rm -f .spec.out; exit $$status
 

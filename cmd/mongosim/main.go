@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:27017", "TCP `host:port` to listen on; port 0 picks a free one")
 	replSet := fs.String("replset", "rs0", "replica set `name` reported by hello")
 	oplogMax := fs.Int("oplog-max", 0, "keep only the newest `n` oplog entries (0: unbounded); older resume tokens fail with ChangeStreamHistoryLost")
-	noop := fs.Duration("noop-interval", mongosim.DefaultNoopInterval, "write a no-op oplog entry after this long without writes, as a primary's periodic no-op writer does (0: off)")
+	noop := fs.Duration("noop-interval", mongosim.DefaultNoopInterval, "write a no-op oplog entry every `period` in which nothing else was written, as a primary's periodic no-op writer does (0: off)")
 	members := fs.Int("members", 1, "run a replica set of `n` members (1, 3 or 5), each on its own free loopback port; the connection string names them all")
 	shards := fs.Int("shards", 0, "run a sharded cluster of `n` shards, each a replica set of -members members, behind -mongos routers (0: no cluster)")
 	routers := fs.Int("mongos", 1, "with -shards, how many mongos `routers` to run; the connection string lists them all")

@@ -182,22 +182,50 @@ func handleBuildInfo(*cmdCtx) (bsoncore.Document, error) {
 
 // handleGetParameter answers the parameters test tooling asks for.
 func handleGetParameter(cc *cmdCtx) (bsoncore.Document, error) {
+	params := cc.s.parameters()
+	all := false
+	if v, ok := cc.field("getParameter"); ok {
+		s, isStr := v.StringValueOK()
+		all = isStr && s == "*"
+	}
 	var dst []byte
 	idx, dst := bsoncore.AppendDocumentStart(dst)
-	if _, ok := cc.field("featureCompatibilityVersion"); ok {
-		fidx, d := bsoncore.AppendDocumentElementStart(dst, "featureCompatibilityVersion")
-		d = bsoncore.AppendStringElement(d, "version", "8.0")
-		dst, _ = bsoncore.AppendDocumentEnd(d, fidx)
+	found := 0
+	for _, p := range params {
+		if _, asked := cc.field(p.name); all || asked {
+			dst = bsoncore.AppendValueElement(dst, p.name, p.value)
+			found++
+		}
 	}
-	if _, ok := cc.field(paramTxnLifetime); ok {
-		st := cc.s.store
-		st.mu.Lock()
-		lifetime := st.txnLifetime
-		st.mu.Unlock()
-		dst = bsoncore.AppendInt32Element(dst, paramTxnLifetime, int32(lifetime/time.Second))
+	if found == 0 && !all {
+		// The server's words, when it has none of the parameters asked.
+		return nil, cmdErr(codeInvalidOptions, "no option found to get")
 	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil
+}
+
+// parameter is one server parameter getParameter reports.
+type parameter struct {
+	name  string
+	value bsoncore.Value
+}
+
+// parameters are the server parameters the simulator has, with their
+// values: those it models (the others a server has are not reported:
+// getParameter refuses a request for them rather than inventing values).
+func (s *Server) parameters() []parameter {
+	st := s.store
+	st.mu.Lock()
+	lifetime := st.txnLifetime
+	st.mu.Unlock()
+	fcv := bsoncore.NewDocumentBuilder().AppendString("version", "8.0").Build()
+	return []parameter{
+		{"enableTestCommands", bsoncore.Value{Type: bsoncore.TypeBoolean, Data: bsoncore.AppendBoolean(nil, true)}},
+		{"featureCompatibilityVersion", bsoncore.Value{Type: bsoncore.TypeEmbeddedDocument, Data: fcv}},
+		{"periodicNoopIntervalSecs", bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, int32(s.cfg.noop/time.Second))}},
+		{paramTxnLifetime, bsoncore.Value{Type: bsoncore.TypeInt32, Data: bsoncore.AppendInt32(nil, int32(lifetime/time.Second))}},
+	}
 }
 
 // handleServerStatus reports the few fields tests read.

@@ -77,3 +77,27 @@ func TestTransactionLifetime(t *testing.T) {
 	require.NoError(t, coll.FindOne(ctx, bson.D{{Key: "_id", Value: 1}}).Decode(&doc))
 	assert.EqualValues(t, 1, doc["n"], "only the second transaction's write")
 }
+
+// TestGetParameter: getParameter answers the parameters the simulator has
+// ("*" lists them all), and fails with "no option found to get" when it
+// has none of those asked, as the server's parameters.cpp does, never ok
+// with nothing.
+func TestGetParameter(t *testing.T) {
+	t.Parallel()
+	ctx, c := connectCRUD(t)
+	admin := c.Database("admin")
+	var all bson.M
+	require.NoError(t, admin.RunCommand(ctx, bson.D{{Key: "getParameter", Value: "*"}}).Decode(&all))
+	for _, name := range []string{"featureCompatibilityVersion", "transactionLifetimeLimitSeconds", "enableTestCommands", "periodicNoopIntervalSecs"} {
+		assert.Contains(t, all, name)
+	}
+	var one bson.M
+	require.NoError(t, admin.RunCommand(ctx, bson.D{{Key: "getParameter", Value: 1}, {Key: "featureCompatibilityVersion", Value: 1}, {Key: "noSuchParameter", Value: 1}}).Decode(&one))
+	assert.Equal(t, bson.D{{Key: "version", Value: "8.0"}}, one["featureCompatibilityVersion"])
+	assert.NotContains(t, one, "noSuchParameter")
+	err := admin.RunCommand(ctx, bson.D{{Key: "getParameter", Value: 1}, {Key: "noSuchParameter", Value: 1}}).Err()
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(72), "%v", err)
+	assert.Contains(t, err.Error(), "no option found to get")
+}

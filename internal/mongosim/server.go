@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Version facts the simulator claims. Change streams behave as on 8.0.
@@ -73,9 +74,10 @@ func WithOplogMax(n int) Option { return func(c *config) { c.oplogMax = n } }
 
 // WithNoopInterval sets the period of the no-op writer (default
 // DefaultNoopInterval; 0 turns it off). A real primary writes a no-op
-// oplog entry when nothing was written for periodicNoopIntervalSecs, so
-// an idle change stream's postBatchResumeToken keeps moving; a no-op is
-// never an event. Tests that need a quiet oplog turn it off.
+// oplog entry every periodicNoopIntervalSecs in which nothing else was
+// written, so an idle change stream's postBatchResumeToken keeps moving
+// (and, on a sharded cluster, an idle shard's promise); a no-op is never
+// an event. Tests that need a quiet oplog turn it off.
 func WithNoopInterval(d time.Duration) Option { return func(c *config) { c.noop = d } }
 
 // WithMessageTimeout bounds how long a client may take to send one whole
@@ -180,23 +182,33 @@ func newServer(cfg config, st *store, m *member) (*Server, error) {
 	return s, nil
 }
 
-// noopWriter writes a no-op entry each period in which nothing else was
-// written, until the server closes.
+// noopWriter writes a no-op entry at each tick of period when nothing
+// else was written since the previous tick, until the server closes: the
+// server's NoopWriter, which compares the last applied OpTime with the
+// one it saw at its previous run (src/mongo/db/repl/noop_writer.cpp). An
+// idle primary so writes one every period; a check of the last entry's
+// age against the period, as before, missed it at every other tick, so
+// an idle shard held a sharded stream back for up to two periods.
 func (s *Server) noopWriter(period time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(period)
 	defer t.Stop()
+	var seen bson.Timestamp // the last entry at the previous tick
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			if !s.isPrimary() {
-				continue
+			primary := s.isPrimary() // the set's lock before the store's
+			st := s.store
+			st.mu.Lock()
+			last := st.lastEntryTimeLocked()
+			if primary && last == seen {
+				st.appendNoopLocked()
+				last = st.lastEntryTimeLocked()
 			}
-			s.store.mu.Lock()
-			s.store.appendNoopIfIdleLocked(period)
-			s.store.mu.Unlock()
+			seen = last
+			st.mu.Unlock()
 		}
 	}
 }

@@ -95,15 +95,20 @@ func newStore(oplogMax int) *store {
 	return st
 }
 
-// appendNoopIfIdleLocked writes a periodic no-op entry when nothing was
-// written for at least idle, as a primary's periodic no-op writer does
-// every periodicNoopIntervalSecs. st.mu must be held.
-func (st *store) appendNoopIfIdleLocked(idle time.Duration) bool {
-	if n := len(st.oplog.entries); n > 0 && time.Since(st.oplog.entries[n-1].wall) < idle {
-		return false
-	}
+// appendNoopLocked writes a periodic no-op entry, as a primary's periodic
+// no-op writer does every periodicNoopIntervalSecs when nothing else was
+// written. st.mu must be held.
+func (st *store) appendNoopLocked() {
 	st.appendLocked(&oplogEntry{op: opNoop, opDesc: bson.D{{Key: "msg", Value: "periodic noop"}}})
-	return true
+}
+
+// lastEntryTimeLocked returns the time of the newest oplog entry, zero
+// when there is none. st.mu must be held.
+func (st *store) lastEntryTimeLocked() bson.Timestamp {
+	if n := len(st.oplog.entries); n > 0 {
+		return st.oplog.entries[n-1].ts
+	}
+	return bson.Timestamp{}
 }
 
 // clusterTime returns the newest cluster time, the operationTime of a reply.

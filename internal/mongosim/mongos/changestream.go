@@ -219,11 +219,6 @@ func tokenData(token bsoncore.Document) string {
 	return s
 }
 
-func eventData(ev bsoncore.Document) string {
-	s, _ := ev.Lookup("_id", "_data").StringValueOK()
-	return s
-}
-
 func eventPoint(ev bsoncore.Document) point {
 	tok, _ := ev.Lookup("_id").DocumentOK()
 	return pointOf(tok)

@@ -59,6 +59,9 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, sess *session) (
 	if name == "configureFailPoint" {
 		return r.configureFailPoint(req), nil
 	}
+	if isHello(name) && !r.awaitHello(ctx, req.Body) {
+		return nil, errCloseConnection
+	}
 	if p, ok := r.failPoints.Take(failpoint.FailCommand, func(p *failpoint.Point) bool {
 		return slices.Contains(p.Commands, name) && (p.AppName == "" || p.AppName == sess.appName)
 	}); ok {
@@ -254,7 +257,8 @@ func (r *Router) hello(req *wire.Request, name string, connID int64) bsoncore.Do
 		AppendInt64("connectionId", connID).
 		AppendInt32("minWireVersion", 0).
 		AppendInt32("maxWireVersion", maxWireVersion).
-		AppendBoolean("readOnly", false)
+		AppendBoolean("readOnly", false).
+		AppendDocument("topologyVersion", bsoncore.NewDocumentBuilder().AppendObjectID("processId", r.processID()).AppendInt64("counter", 0).Build())
 	return r.okReply(b)
 }
 

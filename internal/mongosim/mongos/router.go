@@ -14,6 +14,7 @@ import (
 	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
 	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/wiremessage"
 )
 
@@ -38,6 +39,7 @@ type Router struct {
 
 	connIDs    atomic.Int64
 	failPoints *failpoint.Set
+	pid        bson.ObjectID // this run's topologyVersion.processId; under mu
 }
 
 // New starts a router for cat's shards on addr ("" for a free loopback
@@ -73,6 +75,7 @@ func (r *Router) start() error {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.conns = map[net.Conn]struct{}{}
 	r.cursors = map[int64]cursor{}
+	r.pid = bson.NewObjectID()
 	r.mu.Unlock()
 	r.serving.Add(1)
 	go r.accept(ln)
@@ -175,6 +178,10 @@ func (r *Router) serve(ctx context.Context, nc net.Conn, id int64) {
 		if req.MoreToCome {
 			continue
 		}
+		if name := firstKey(req.Body); streams(req, name, reply) {
+			r.streamHello(ctx, nc, req, name, sess, reply)
+			return
+		}
 		if req.OpCode == wiremessage.OpQuery {
 			out = wire.AppendOpReply(out[:0], req.RequestID, reply)
 		} else {
@@ -191,6 +198,22 @@ func (r *Router) serve(ctx context.Context, nc net.Conn, id int64) {
 			in = nil
 		}
 	}
+}
+
+// processID returns this run's topologyVersion.processId.
+func (r *Router) processID() bson.ObjectID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pid
+}
+
+// firstKey returns the command name: the body's first key.
+func firstKey(body bsoncore.Document) string {
+	e, err := body.IndexErr(0)
+	if err != nil {
+		return ""
+	}
+	return e.Key()
 }
 
 // clusterTime returns the highest cluster time the router has seen.

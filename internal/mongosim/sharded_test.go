@@ -2,6 +2,7 @@ package mongosim_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -136,11 +137,16 @@ func TestShardedCursorsBelongToTheirRouter(t *testing.T) {
 
 	sc.Router(0).Stop()
 	require.NoError(t, sc.Router(0).Restart())
-	// The client's pooled connection died with the router: its first
-	// command fails with a network error, which a getMore does not retry.
-	err = r0.Database("a").RunCommand(ctx, getMore).Err()
-	if mongo.IsNetworkError(err) {
+	// The client's pooled connections died with the router: its first
+	// commands fail with a network error, or with "pool cleared" once its
+	// monitor has seen the restart, which a getMore does not retry; the
+	// router's own answer comes next.
+	for range 10 {
 		err = r0.Database("a").RunCommand(ctx, getMore).Err()
+		if errors.As(err, &se) && se.HasErrorCode(43) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	require.ErrorAs(t, err, &se)
 	assert.True(t, se.HasErrorCode(43), "after a restart: %v", err)
@@ -395,4 +401,32 @@ func TestShardedShardCollection(t *testing.T) {
 	err = rs.Database("a").RunCommand(ctx, bson.D{{Key: "_shardsvrCreateCollection", Value: "c"}, {Key: "shardKey", Value: bson.D{{Key: "_id", Value: 1}}}}).Err()
 	require.ErrorAs(t, err, &se)
 	assert.True(t, se.HasErrorCode(20), "not a shard server: %v", err)
+}
+
+// TestShardedHistoryLostOnOneShard: a stream through mongos from a point
+// one shard's oplog no longer holds fails with ChangeStreamHistoryLost
+// (286), labelled NonResumableChangeStreamError, though the other shard
+// holds it: every shard must resume from the point
+// (jstests/sharding/change_stream_resume_from_different_shard.js'
+// premise; the shard's DocumentSourceChangeStreamCheckResumability).
+func TestShardedHistoryLostOnOneShard(t *testing.T) {
+	t.Parallel()
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(0), mongosim.WithOplogMax(5)})
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	c := connectTo(t, sc.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ping struct {
+		OperationTime bson.Timestamp `bson:"operationTime"`
+	}
+	require.NoError(t, c.Database("a").RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Decode(&ping))
+	for i := range 20 { // shard0's oplog keeps the last 5 entries
+		_, err := c.Database("a").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+		require.NoError(t, err)
+	}
+	_, err := c.Watch(ctx, mongo.Pipeline{}, options.ChangeStream().SetStartAtOperationTime(&ping.OperationTime))
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(286), "%v", err)
+	assert.True(t, se.HasErrorLabel("NonResumableChangeStreamError"), "%v", err)
 }

@@ -123,19 +123,32 @@ func (f *tailFlags) run(ctx context.Context, stdout, stderr io.Writer, from *ori
 	}
 	defer closeOut()
 	f.key = cfg.Key
-	switch _, saved, lerr := cfg.Store.Load(ctx, cfg.Key); {
-	case lerr == nil && saved:
-		*from = fromCheckpoint
-	case cfg.StartAfter != nil:
-		*from = fromStartAfter
-	case cfg.StartAtOperationTime != nil:
-		*from = fromStartAt
-	}
 	err = checkpoint.RunRaw(ctx, cfg, out.write)
+	if errors.Is(err, changestream.ErrUnresumablePosition) {
+		*from = origins(ctx, cfg)
+	}
 	if ferr := out.flush(context.Background()); err == nil && ferr != nil {
 		err = ferr
 	}
 	return err
+}
+
+// origins says where a tail whose position the server could not resume
+// from had started. Run saves a checkpoint only once a stream is open, so
+// one saved now is the position that failed; without one, the start
+// flags gave it.
+func origins(ctx context.Context, cfg checkpoint.Config) origin {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	switch _, saved, err := cfg.Store.Load(lctx, cfg.Key); {
+	case err == nil && saved:
+		return fromCheckpoint
+	case cfg.StartAfter != nil:
+		return fromStartAfter
+	case cfg.StartAtOperationTime != nil:
+		return fromStartAt
+	}
+	return fromNow
 }
 
 // config checks the flags, connects and builds Run's configuration.

@@ -430,3 +430,29 @@ func TestShardedHistoryLostOnOneShard(t *testing.T) {
 	assert.True(t, se.HasErrorCode(286), "%v", err)
 	assert.True(t, se.HasErrorLabel("NonResumableChangeStreamError"), "%v", err)
 }
+
+// TestShardedFailCommand: a mongos keeps fail points of its own;
+// failCommand fails the commands it names, with the code's codeName as a
+// server sends it (the router once sent an empty one for codes outside
+// its own few), and only for the appName configured.
+func TestShardedFailCommand(t *testing.T) {
+	t.Parallel()
+	sc, _ := startSharded(t)
+	c := routerClient(t, sc, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "configureFailPoint", Value: "failCommand"},
+		{Key: "mode", Value: bson.D{{Key: "times", Value: 1}}},
+		{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"count"}}, {Key: "errorCode", Value: 216}}}}).Err())
+	err := c.Database("a").RunCommand(ctx, bson.D{{Key: "count", Value: "c"}}).Err()
+	var ce mongo.CommandError
+	require.ErrorAs(t, err, &ce)
+	assert.EqualValues(t, 216, ce.Code)
+	assert.Equal(t, "ElectionInProgress", ce.Name)
+	require.NoError(t, c.Database("a").RunCommand(ctx, bson.D{{Key: "count", Value: "c"}}).Err(), "times: 1")
+
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "configureFailPoint", Value: "failCommand"},
+		{Key: "mode", Value: "alwaysOn"},
+		{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"count"}}, {Key: "errorCode", Value: 216}, {Key: "appName", Value: "someone else"}}}}).Err())
+	require.NoError(t, c.Database("a").RunCommand(ctx, bson.D{{Key: "count", Value: "c"}}).Err(), "another appName")
+}

@@ -53,7 +53,6 @@ const shardAwait = time.Second
 // shardStream is one shard's part of a merged stream.
 type shardStream struct {
 	shard *shardClient
-	index int
 	host  string
 	id    int64
 	buf   []bsoncore.Document // events not returned yet, in the shard's order
@@ -117,15 +116,15 @@ func (r *Router) openChangeStream(ctx context.Context, req *wire.Request) bsonco
 	for i, sc := range r.shards {
 		reply, host, err := sc.readOnPrimary(ctx, body)
 		if err == nil && replyCode(reply) != 0 {
-			c.kill(ctx, r, req)
+			c.killLocked(ctx, req) // not registered yet: nobody else has it
 			return reply
 		}
 		if err != nil {
-			c.kill(ctx, r, req)
+			c.killLocked(ctx, req)
 			return r.shardDown(i, host, err, true)
 		}
 		r.saw(reply)
-		ss := &shardStream{shard: sc, index: i, host: host}
+		ss := &shardStream{shard: sc, host: host}
 		ss.id, _ = reply.Lookup("cursor", "id").AsInt64OK()
 		ss.done = ss.id == 0
 		ss.absorb(reply, "firstBatch")
@@ -319,7 +318,7 @@ func (c *streamCursor) getMore(ctx context.Context, r *Router, req *wire.Request
 		batch, more, notFound := c.release(limit)
 		if notFound {
 			r.dropCursor(id)
-			c.kill(ctx, r, req)
+			c.killLocked(ctx, req)
 			return r.errorReply(codeChangeStreamFatalError, "cannot resume stream; the resume token was not found. "+bson.Raw(c.verify).String(),
 				"NonResumableChangeStreamError")
 		}
@@ -329,7 +328,7 @@ func (c *streamCursor) getMore(ctx context.Context, r *Router, req *wire.Request
 		}
 		if reply := c.fetch(ctx, r, req, min(remaining, shardAwait)); reply != nil {
 			r.dropCursor(id)
-			c.kill(ctx, r, req)
+			c.killLocked(ctx, req)
 			return reply
 		}
 	}
@@ -409,7 +408,7 @@ func (c *streamCursor) reply(ctx context.Context, r *Router, req *wire.Request, 
 	}
 	if next == 0 {
 		r.dropCursor(id)
-		c.kill(ctx, r, req)
+		c.killLocked(ctx, req)
 	}
 	return r.cursorReply("nextBatch", batch, pbrt, next, c.ns)
 }
@@ -423,7 +422,17 @@ func (c *streamCursor) buffered() bool {
 	return false
 }
 
-func (c *streamCursor) kill(ctx context.Context, r *Router, req *wire.Request) {
+// kill is a client's killCursors: it waits for a getMore in progress,
+// whose fetches use the shard cursors.
+func (c *streamCursor) kill(ctx context.Context, _ *Router, req *wire.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.killLocked(ctx, req)
+}
+
+// killLocked kills the shard cursors still open; c.mu is held, or c is
+// not registered yet.
+func (c *streamCursor) killLocked(ctx context.Context, req *wire.Request) {
 	for _, ss := range c.shards {
 		if !ss.done {
 			killShardCursor(ctx, ss.shard, ss.host, c.ns, ss.id, req)

@@ -49,10 +49,7 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, sess *session) (
 	if ts, ok := gossipedTime(req.Body); ok {
 		r.sawTime(ts)
 	}
-	name := ""
-	if e, err := req.Body.IndexErr(0); err == nil {
-		name = e.Key()
-	}
+	name := firstKey(req.Body)
 	if app, ok := req.Body.Lookup("client", "application", "name").StringValueOK(); ok && isHello(name) {
 		sess.appName = app
 	}

@@ -62,8 +62,9 @@
 // primary shard. A command it does not know fails with CommandNotFound
 // (59); a fail point other than failCommand, as on a server, with BadValue.
 // buildInfo and getParameter answer as the first shard's primary does.
-// Not modelled yet: the awaitable hello (the router's hello has no
-// topologyVersion, so drivers poll it), config.* collections, and the
+// The router's hello carries a topologyVersion (a new processId at each
+// start) and answers the awaitable and streaming hello of server
+// monitoring. Not modelled yet: config.* collections, and the
 // shards' part of a change stream on the collection's shards only: every
 // shard is targeted, as for an unsharded collection.
 package mongos

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/changestream-go/changestream/internal/mongosim/mongoerr"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 )
@@ -22,21 +23,13 @@ const (
 	codeInvalidOptions                = 72
 )
 
-var codeNames = map[int32]string{
-	codeHostUnreachable: "HostUnreachable", codeBadValue: "BadValue", codeFailedToParse: "FailedToParse",
-	codeCursorNotFound: "CursorNotFound", codeFailedToSatisfyReadPreference: "FailedToSatisfyReadPreference",
-	codeNotImplemented: "NotImplemented", codeCommandNotFound: "CommandNotFound",
-	codeChangeStreamFatalError: "ChangeStreamFatalError", codeInvalidNamespace: "InvalidNamespace",
-	codeInvalidOptions: "InvalidOptions",
-}
-
 // errorReply is a command's failure as a server answers it.
 func (r *Router) errorReply(code int32, msg string, labels ...string) bsoncore.Document {
 	b := bsoncore.NewDocumentBuilder().
 		AppendDouble("ok", 0).
 		AppendString("errmsg", msg).
 		AppendInt32("code", code).
-		AppendString("codeName", codeNames[code])
+		AppendString("codeName", mongoerr.CodeName(code))
 	if len(labels) > 0 {
 		arr := bsoncore.NewArrayBuilder()
 		for _, l := range labels {
@@ -94,15 +87,12 @@ func gossipedTime(doc bsoncore.Document) (bson.Timestamp, bool) {
 
 // replaceElements returns doc with the elements of repl in place of those
 // of the same name, and repl's others appended.
-func replaceElements(doc bsoncore.Document, repl map[string]bsoncore.Value, drop ...string) bsoncore.Document {
+func replaceElements(doc bsoncore.Document, repl map[string]bsoncore.Value) bsoncore.Document {
 	b := bsoncore.NewDocumentBuilder()
 	done := map[string]bool{}
 	elems, _ := doc.Elements()
 	for _, e := range elems {
 		k := e.Key()
-		if contains(drop, k) {
-			continue
-		}
 		if v, ok := repl[k]; ok {
 			b.AppendValue(k, v)
 			done[k] = true
@@ -117,5 +107,3 @@ func replaceElements(doc bsoncore.Document, repl map[string]bsoncore.Value, drop
 	}
 	return b.Build()
 }
-
-func contains(list []string, s string) bool { return slices.Contains(list, s) }

@@ -233,7 +233,7 @@ func (r *Router) sawTime(ts bson.Timestamp) {
 	r.timeMu.Unlock()
 }
 
-// nextCursorID returns a cursor id of this router's, never 0.
+// registerCursor gives c a cursor id of this router's, never 0.
 func (r *Router) registerCursor(c cursor) int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()

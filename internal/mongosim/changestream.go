@@ -320,8 +320,18 @@ const (
 )
 
 func (src *changeStreamSource) classify(e *oplogEntry) visibility {
-	if e.op == opNoop {
+	if e.op == opNoop || e.fromMigrate {
 		return hidden
+	}
+	if e.op == opNewShardDetected {
+		// Only a router's stream hears of a chunk's new shard.
+		if !src.fromMongos || e.db == "admin" || e.db == "config" || e.db == "local" {
+			return hidden
+		}
+		if src.scope == scopeCollection && (e.db != src.db || e.coll != src.coll) || src.scope == scopeDatabase && e.db != src.db {
+			return hidden
+		}
+		return visible
 	}
 	switch src.scope {
 	case scopeCollection:

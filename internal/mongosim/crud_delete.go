@@ -41,7 +41,7 @@ func (st *store) deleteDocLocked(c *collection, d bson.D) error {
 		return err
 	}
 	c.docs.remove(idKey(id))
-	e := &oplogEntry{op: opDelete, db: c.db, coll: c.name, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}}
+	e := &oplogEntry{op: opDelete, db: c.db, coll: c.name, collUUID: c.uuid, docKey: c.documentKey(d)}
 	if c.preAndPostImages {
 		e.preImage = d
 	}

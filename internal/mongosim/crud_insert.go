@@ -163,7 +163,7 @@ func (st *store) insertLocked(c *collection, d bson.D) error {
 		return dupKeyError(c.db, c.name, id)
 	}
 	st.appendLocked(&oplogEntry{op: opInsert, db: c.db, coll: c.name, collUUID: c.uuid,
-		docKey: bson.D{{Key: "_id", Value: id}}, fullDoc: d})
+		docKey: c.documentKey(d), fullDoc: d})
 	return nil
 }
 

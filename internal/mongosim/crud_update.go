@@ -170,7 +170,7 @@ func (st *store) updateLocked(db, coll string, u *updateStmt) (updateOutcome, er
 		if err := st.lockedByTxnLocked(c, idKey(id)); err != nil {
 			return out, err
 		}
-		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: bson.D{{Key: "_id", Value: id}}, after: nd}
+		e := &oplogEntry{db: db, coll: coll, collUUID: c.uuid, docKey: c.documentKey(old), after: nd}
 		if u.spec.Kind == query.UpdReplacement {
 			e.op, e.fullDoc = opReplace, nd
 		} else {

@@ -16,6 +16,7 @@ var writeCommands = map[string]bool{
 	"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true,
 	"create": true, "drop": true, "createIndexes": true, "dropIndexes": true, "collMod": true,
 	"dropDatabase": true, "renameCollection": true, "commitTransaction": true, "abortTransaction": true,
+	"_shardsvrCreateCollection": true, "_mongosimReceiveChunk": true, "_mongosimDeleteRange": true, "_shardsvrDropCollectionParticipant": true,
 }
 
 // readCommands read data: a secondary runs them only for a client whose
@@ -24,6 +25,7 @@ var writeCommands = map[string]bool{
 var readCommands = map[string]bool{
 	"find": true, "aggregate": true, "count": true, "distinct": true, "listCollections": true,
 	"listIndexes": true, "listDatabases": true, "dbStats": true, "dbstats": true,
+	"_mongosimCloneRange": true,
 }
 
 // labelRetryableWriteError is the label a server adds to an error a driver

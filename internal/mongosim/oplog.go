@@ -74,6 +74,9 @@ type oplogEntry struct {
 	after       bson.D   // update and replace: the whole document after
 	collOptions bson.D   // create and modify: the collection's options after
 	collIndexes []bson.D // modify: the collection's indexes after
+	// fromMigrate marks a write of a chunk migration: replicated like
+	// any other, never a change event.
+	fromMigrate bool
 	// retry names the retryable write statement that wrote the entry.
 	retry *retryTag
 

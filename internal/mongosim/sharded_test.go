@@ -221,9 +221,9 @@ func TestShardedRefusals(t *testing.T) {
 	_, c := startSharded(t)
 	ctx := context.Background()
 	for _, cmd := range []bson.D{
-		{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}},
-		{{Key: "split", Value: "a.c"}, {Key: "middle", Value: bson.D{{Key: "_id", Value: 0}}}},
-		{{Key: "moveChunk", Value: "a.c"}, {Key: "find", Value: bson.D{{Key: "_id", Value: 0}}}, {Key: "to", Value: "shard1"}},
+		{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "sku", Value: "hashed"}, {Key: "x", Value: 1}}}},
+		{{Key: "moveRange", Value: "a.c"}, {Key: "min", Value: bson.D{{Key: "_id", Value: 0}}}, {Key: "toShard", Value: "shard1"}},
+		{{Key: "mergeChunks", Value: "a.c"}, {Key: "bounds", Value: bson.A{}}},
 		{{Key: "addShard", Value: "x/127.0.0.1:1"}},
 		{{Key: "balancerStart", Value: 1}},
 	} {
@@ -393,9 +393,12 @@ func TestShardedShardCollection(t *testing.T) {
 	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "shardCollection", Value: "a.c"}, {Key: "key", Value: bson.D{{Key: "_id", Value: 1}}}}).Err()
 	require.ErrorAs(t, err, &se)
 	assert.True(t, se.HasErrorCode(23), "another key: %v", err)
-	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "shardCollection", Value: "a.d"}, {Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}}).Err()
+	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "split", Value: "a.c"}, {Key: "middle", Value: bson.D{{Key: "_id", Value: 0}}}}).Err()
 	require.ErrorAs(t, err, &se)
-	assert.True(t, se.HasErrorCode(238), "a key other than _id: %v", err)
+	assert.True(t, se.HasErrorCode(238), "a hashed collection is not split: %v", err)
+	err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "split", Value: "a.d"}, {Key: "middle", Value: bson.D{{Key: "_id", Value: 0}}}}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(118), "not sharded: %v", err)
 
 	rs := connectTo(t, mongosim.StartTB(t).URI())
 	err = rs.Database("a").RunCommand(ctx, bson.D{{Key: "_shardsvrCreateCollection", Value: "c"}, {Key: "shardKey", Value: bson.D{{Key: "_id", Value: 1}}}}).Err()

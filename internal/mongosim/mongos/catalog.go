@@ -21,14 +21,15 @@ func (s Shard) host() string { return s.Name + "/" + strings.Join(s.Hosts, ",") 
 
 // Catalog is the cluster's sharding metadata, standing in for the config
 // server: every router of a cluster reads the same one. It holds the
-// shards and each database's primary shard, where its unsharded
-// collections live.
+// shards, each database's primary shard, where its unsharded collections
+// live, and each sharded collection's key and chunks.
 type Catalog struct {
 	shards []Shard
 
 	mu        sync.Mutex
 	databases map[string]int // database -> index of its primary shard
 	placed    []int          // how many databases each shard is primary of
+	colls     map[string]*shardedColl
 }
 
 // NewCatalog returns the metadata of a cluster of the given shards.
@@ -43,7 +44,7 @@ func NewCatalog(shards []Shard) (*Catalog, error) {
 		}
 		seen[s.Name] = true
 	}
-	return &Catalog{shards: shards, databases: map[string]int{}, placed: make([]int, len(shards))}, nil
+	return &Catalog{shards: shards, databases: map[string]int{}, colls: map[string]*shardedColl{}, placed: make([]int, len(shards))}, nil
 }
 
 // Shards returns the cluster's shards.

@@ -46,6 +46,11 @@ func changeStreamStage(cmd bsoncore.Document) (bsoncore.Document, bool) {
 	return spec, ok
 }
 
+// newShardDetected is the event type of a shard's note that a chunk
+// moved to a shard that had none of the collection: the router's to act
+// on, never passed to the client (migrateChunkToNewShard).
+const newShardDetected = "kNewShardDetected"
+
 // shardAwait caps the await of each getMore the router sends a shard:
 // mongos honours the client's maxTimeMS itself.
 const shardAwait = time.Second
@@ -70,6 +75,9 @@ type streamCursor struct {
 	// merged stream meets it: the shard that has it returns it, and the
 	// router swallows it; an event past it means no shard had it.
 	verify bsoncore.Document
+	// merger is the work the router does on the merged events itself
+	// (updateLookup and the stages after it); nil for none.
+	merger *mergerStages
 }
 
 // openChangeStream opens the stream on every shard and answers with an
@@ -107,6 +115,11 @@ func (r *Router) openChangeStream(ctx context.Context, req *wire.Request) bsonco
 		}
 		pipeline = b.Build()
 	}
+	pipeline, merger, fail := r.splitForLookup(spec, pipeline)
+	if fail != nil {
+		return fail
+	}
+	c.merger = merger
 	body := replaceElements(req.Body, map[string]bsoncore.Value{
 		"pipeline":   {Type: bsoncore.TypeArray, Data: pipeline},
 		"cursor":     {Type: bsoncore.TypeEmbeddedDocument, Data: bsoncore.NewDocumentBuilder().AppendInt32("batchSize", 0).Build()},
@@ -165,9 +178,15 @@ func (ss *shardStream) absorb(reply bsoncore.Document, batch string) {
 	arr, _ := reply.Lookup("cursor", batch).ArrayOK()
 	vals, _ := arr.Values()
 	for _, v := range vals {
-		if d, ok := v.DocumentOK(); ok {
-			ss.buf = append(ss.buf, d)
+		d, ok := v.DocumentOK()
+		if !ok {
+			continue
 		}
+		if op, _ := d.Lookup("operationType").StringValueOK(); op == newShardDetected {
+			// The router's own: the stream already reads every shard.
+			continue
+		}
+		ss.buf = append(ss.buf, d)
 	}
 	if p, ok := reply.Lookup("cursor", "postBatchResumeToken").DocumentOK(); ok {
 		ss.pbrt = p
@@ -321,6 +340,14 @@ func (c *streamCursor) getMore(ctx context.Context, r *Router, req *wire.Request
 			c.killLocked(ctx, req)
 			return r.errorReply(codeChangeStreamFatalError, "cannot resume stream; the resume token was not found. "+bson.Raw(c.verify).String(),
 				"NonResumableChangeStreamError")
+		}
+		if c.merger != nil && len(batch) > 0 {
+			var fail bsoncore.Document
+			if batch, fail = c.merger.apply(ctx, r, req, batch); fail != nil {
+				r.dropCursor(id)
+				c.killLocked(ctx, req)
+				return fail
+			}
 		}
 		remaining := time.Until(deadline)
 		if len(batch) > 0 || remaining <= 0 || c.allDone() || ctx.Err() != nil {

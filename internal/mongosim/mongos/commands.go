@@ -25,8 +25,9 @@ var routed = map[string]bool{
 // refused are commands a real router takes and this one does not: each
 // is refused with NotImplemented, never accepted and ignored.
 var refused = map[string]string{
-	"split":     "chunk splits (split)",
-	"moveChunk": "chunk migrations (moveChunk)", "moveRange": "chunk migrations (moveRange)",
+	"moveRange":   "chunk migrations by moveRange (moveChunk is implemented)",
+	"splitChunk":  "splitChunk (split is implemented)",
+	"mergeChunks": "merging chunks (mergeChunks)",
 	"movePrimary": "movePrimary", "addShard": "adding shards (addShard)", "removeShard": "removing shards (removeShard)",
 	"balancerStart": "the balancer", "balancerStop": "the balancer", "balancerStatus": "the balancer",
 	"reshardCollection": "resharding", "refineCollectionShardKey": "refineCollectionShardKey",
@@ -146,6 +147,10 @@ func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, c
 		return r.renameCollection(ctx, req)
 	case "shardCollection":
 		return r.shardCollection(ctx, req)
+	case "split":
+		return r.split(ctx, req)
+	case "moveChunk":
+		return r.moveChunk(ctx, req)
 	}
 	if what, ok := refused[name]; ok {
 		return r.notImplemented(what)
@@ -153,64 +158,27 @@ func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, c
 	if name == "aggregate" && isChangeStream(req.Body) {
 		return r.openChangeStream(ctx, req)
 	}
-	if routed[name] && req.DB != "admin" && req.DB != "config" && req.DB != "local" {
+	if routed[name] && req.DB == "config" {
+		if name == "find" {
+			return r.configFind(req)
+		}
+		return r.notImplemented(name + " on the config database (only find on config.shards, config.databases, config.collections and config.chunks)")
+	}
+	if routed[name] && req.DB != "admin" && req.DB != "local" {
+		if coll, ok := req.Body.Lookup(name).StringValueOK(); ok {
+			if sc := r.cat.collection(req.DB + "." + coll); sc != nil {
+				return r.routeSharded(ctx, req, name, sc)
+			}
+		}
+		if name == "dropDatabase" {
+			return r.dropDatabase(ctx, req)
+		}
 		return r.forward(ctx, r.cat.primaryShard(req.DB), req)
 	}
 	if name == "" {
 		return r.errorReply(codeFailedToParse, "no command")
 	}
 	return r.errorReply(codeCommandNotFound, fmt.Sprintf("no such command: '%s' (the simulated mongos does not implement it)", name))
-}
-
-// shardCollection shards a collection on its database's primary shard,
-// where it stays whole (one chunk: split and moveChunk are refused), with
-// _shardsvrCreateCollection, as 8.0's mongos does. Only a key on _id
-// (range or hashed) is taken: on any other, a sharded collection's
-// documentKey carries the key's fields, which the members do not render,
-// so it is refused rather than answered differently.
-func (r *Router) shardCollection(ctx context.Context, req *wire.Request) bsoncore.Document {
-	if req.DB != "admin" {
-		return r.errorReply(13, "shardCollection may only be run against the admin database.")
-	}
-	ns, ok := req.Body.Lookup("shardCollection").StringValueOK()
-	db, coll := nsParts(ns)
-	if !ok || db == "" || coll == "" {
-		return r.errorReply(codeInvalidNamespace, fmt.Sprintf("Invalid namespace specified '%s'", ns))
-	}
-	key, ok := req.Body.Lookup("key").DocumentOK()
-	if !ok {
-		return r.errorReply(codeInvalidOptions, "shardCollection needs a key document")
-	}
-	elems, _ := key.Elements()
-	if len(elems) != 1 || elems[0].Key() != "_id" {
-		return r.notImplemented("sharding on a key other than _id (a sharded collection's documentKey carries the key's fields, which the simulated shards do not render)")
-	}
-	switch v := elems[0].Value(); {
-	case v.Type == bsoncore.TypeString && v.StringValue() == "hashed":
-	default:
-		if n, ok := v.AsFloat64OK(); !ok || n != 1 {
-			return r.errorReply(codeBadValue, "Unsupported shard key pattern "+key.String()+". Pattern must either be a single hashed field, or a list of ascending fields.")
-		}
-	}
-	unique, _ := req.Body.Lookup("unique").BooleanOK()
-	chunks, _ := req.Body.Lookup("numInitialChunks").AsInt64OK()
-	presplit, _ := req.Body.Lookup("presplitHashedZones").BooleanOK()
-	b := bsoncore.NewDocumentBuilder().AppendString("_shardsvrCreateCollection", coll).AppendDocument("shardKey", key).
-		AppendBoolean("unique", unique).AppendInt64("numInitialChunks", chunks).AppendBoolean("presplitHashedZones", presplit).
-		AppendString("$db", db)
-	if lsid, err := req.Body.LookupErr("lsid"); err == nil {
-		b.AppendValue("lsid", lsid)
-	}
-	i := r.cat.primaryShard(db)
-	reply, host, err := r.shards[i].runOnPrimary(ctx, b.Build(), nil)
-	if err != nil {
-		return r.shardDown(i, host, err, false)
-	}
-	r.saw(reply)
-	if replyCode(reply) != 0 {
-		return reply
-	}
-	return r.okReply(bsoncore.NewDocumentBuilder().AppendString("collectionsharded", ns))
 }
 
 // renameCollection runs on the shard of both namespaces' databases: an
@@ -222,6 +190,9 @@ func (r *Router) renameCollection(ctx context.Context, req *wire.Request) bsonco
 	toDB, _ := nsParts(to)
 	if fromDB == "" || toDB == "" {
 		return r.errorReply(codeBadValue, "renameCollection needs the namespaces renameCollection and to")
+	}
+	if r.cat.collection(from) != nil {
+		return r.notImplemented("renaming a sharded collection")
 	}
 	i := r.cat.primaryShard(fromDB)
 	if r.cat.primaryShard(toDB) != i {

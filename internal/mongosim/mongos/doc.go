@@ -38,12 +38,30 @@
 //     honoured by the router; the resume event checked and swallowed by
 //     the router (ChangeStreamFatalError 280 if no shard has it); the
 //     cursor closed after an invalidate.
-//   - shardCollection on _id (range or hashed): the collection stays
-//     whole on its primary shard, which records the key and writes the
-//     no-op behind the shardCollection event that streams with
-//     showExpandedEvents report (_shardsvrCreateCollection, as 8.0's
-//     mongos sends it); again on the same key it does nothing, on another
-//     it fails (23).
+//   - shardCollection on a range key (ascending fields) or one hashed
+//     field: _shardsvrCreateCollection on the primary shard, as 8.0's
+//     mongos sends it, which records the key and writes the no-op behind
+//     the shardCollection event; one chunk, MinKey to MaxKey, on that
+//     shard; again on the same key it does nothing, on another it fails
+//     (23). split (middle) and moveChunk (find or bounds, to) on a range
+//     key: the migration's writes on both shards are fromMigrate and
+//     never events; when the recipient had no chunk, the donor's
+//     migrateChunkToNewShard note reaches the router's streams, which
+//     swallow it. config.shards, config.databases, config.collections
+//     and config.chunks are readable with find.
+//   - CRUD on a sharded collection: an insert to the shard of its key's
+//     chunk (runs of one shard, in order, for an ordered insert; stmtIds
+//     kept for a retryable write), a query or a write whose filter has
+//     the whole shard key in equality to that shard, a multi-document
+//     write and any other query to every shard holding a chunk (the
+//     router merges, sorts, skips, limits and projects a find, and runs
+//     an aggregate's stages after its leading $match itself);
+//     documentKey is the shard key's fields, then _id, as of the write;
+//     a drop goes to the other shards first, fromMigrate, so that the
+//     primary shard's is the one drop event.
+//   - updateLookup done by the router, routed by the event's documentKey
+//     to the shard that owns the document now, with the client's stages
+//     after $changeStream run after it on the router.
 //   - Fail points of its own (configureFailPoint on mongos): failCommand,
 //     applied to the commands the router receives, matched by name and
 //     by the client's appName, as a member applies it; a shard's members
@@ -53,18 +71,25 @@
 //     FailedToSatisfyReadPreference (133), both labelled
 //     ResumableChangeStreamError.
 //
-// What it refuses with NotImplemented (238), naming it: a shard key other
-// than _id (a sharded collection's documentKey carries the key's fields,
-// which the members do not render yet), and what moves or reshapes data
-// (split, moveChunk, moveRange, refineCollectionShardKey,
-// reshardCollection, zones, the balancer), addShard, removeShard, movePrimary, transactions
-// through mongos, renaming a collection into a database of another
-// primary shard. A command it does not know fails with CommandNotFound
-// (59); a fail point other than failCommand, as on a server, with BadValue.
-// buildInfo and getParameter answer as the first shard's primary does.
-// The router's hello carries a topologyVersion (a new processId at each
-// start) and answers the awaitable and streaming hello of server
-// monitoring. Not modelled yet: config.* collections, and the
-// shards' part of a change stream on the collection's shards only: every
-// shard is targeted, as for an unsharded collection.
+// What it refuses with NotImplemented (238), naming it: a compound
+// hashed key; split and moveChunk of a hashed collection (its documents
+// are placed by a hash the simulator does not compute, so it stays in
+// one chunk on its primary shard); split by find or bounds; moveRange,
+// mergeChunks, refineCollectionShardKey, reshardCollection, zones, the
+// balancer, addShard, removeShard, movePrimary; a single-document
+// update, delete or findAndModify without the whole shard key (8.0's
+// write without shard key), an update that may change a document's
+// shard key, an upsert without the whole key, distinct across shards,
+// $out, $merge, $lookup, $graphLookup, $unionWith and $facet in an
+// aggregate across shards, $changeStreamSplitLargeEvent with
+// updateLookup; transactions through mongos; renaming a collection into
+// a database of another primary shard, renaming a sharded collection;
+// anything but find on config. A
+// command it does not know fails with CommandNotFound (59); a fail point
+// other than failCommand, as on a server, with BadValue. buildInfo and
+// getParameter answer as the first shard's primary does. The router's
+// hello carries a topologyVersion (a new processId at each start) and
+// answers the awaitable and streaming hello of server monitoring. Every
+// shard is targeted by a change stream, as for an unsharded collection;
+// the shard key's index is not created.
 package mongos

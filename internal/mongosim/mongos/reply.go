@@ -21,6 +21,10 @@ const (
 	codeChangeStreamFatalError        = 280
 	codeInvalidNamespace              = 73
 	codeInvalidOptions                = 72
+	codeShardKeyNotFound              = 61
+	codeNamespaceNotFound             = 26
+	codeNamespaceNotSharded           = 118
+	codeShardNotFound                 = 70
 )
 
 // errorReply is a command's failure as a server answers it.

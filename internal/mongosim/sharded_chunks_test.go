@@ -134,7 +134,9 @@ func TestShardedRangeKey(t *testing.T) {
 		got = append(got, ev)
 	}
 	require.NoError(t, cs.Err())
-	key := func(sku, id int) bson.D { return bson.D{{Key: "sku", Value: int32(sku)}, {Key: "_id", Value: int32(id)}} }
+	key := func(sku, id int) bson.D {
+		return bson.D{{Key: "sku", Value: int32(sku)}, {Key: "_id", Value: int32(id)}}
+	}
 	want := []event{
 		{"insert", key(10, 1), bson.M{"_id": int32(1), "sku": int32(10)}},
 		{"insert", key(60, 2), bson.M{"_id": int32(2), "sku": int32(60)}},

@@ -64,7 +64,7 @@ var names = map[int32]string{
 	13388: "StaleConfig", 13435: "NotPrimaryNoSecondaryOk", 13436: "NotPrimaryOrSecondary",
 	40324: "Location40324", 40573: "Location40573", 50738: "Location50738",
 	216: "ElectionInProgress", 61: "ShardKeyNotFound", 70: "ShardNotFound", 118: "NamespaceNotSharded",
-	16:  "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
+	16: "InvalidLength", 27: "IndexNotFound", 28: "PathNotViable", 54: "NotSingleValueField",
 	56: "EmptyFieldName", 67: "CannotCreateIndex", 85: "IndexOptionsConflict",
 	86: "IndexKeySpecsConflict", 166: "CommandNotSupportedOnView", 197: "InvalidIndexSpecificationOption",
 	112: "WriteConflict", 117: "ConflictingOperationInProgress", 225: "TransactionTooOld",

@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
+.PHONY: driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI), then the command-line tool against cmd/mongosim
 demo:
@@ -74,6 +74,10 @@ deps:
 	$(GO) mod download -modfile=tools/go.mod
 
 ci: deps test
+
+## driver-tests: the Go driver's own change-stream tests against cmd/mongosim (replica sets of 1 and 3, 2 shards behind 2 mongos), with counts
+driver-tests:
+	bash scripts/driver-tests.sh
 
 ## interop-node: the official Node.js driver against cmd/mongosim, one member and a three-member set (needs node and npm)
 interop-node:

@@ -73,6 +73,7 @@ func init() {
 		"_mongosimCloneRange":                handleCloneRange,
 		"_mongosimReceiveChunk":              handleReceiveChunk,
 		"_mongosimDeleteRange":               handleDeleteRange,
+		"appendOplogNote":                    handleAppendOplogNote,
 		"_shardsvrDropCollectionParticipant": handleDropCollectionParticipant,
 		"dropDatabase":                       handleDropDatabase,
 		"renameCollection":                   handleRenameCollection,
@@ -133,6 +134,9 @@ func (s *Server) run(cc *cmdCtx, op wiremessage.OpCode) (body bsoncore.Document,
 			"Unsupported OP_QUERY command: %s. The client driver may require an upgrade.", cc.name)
 	}
 	if err := s.beforeCommand(cc); err != nil {
+		return nil, err
+	}
+	if err := s.refuseConfigDB(cc); err != nil {
 		return nil, err
 	}
 	if err := s.checkRole(cc); err != nil {

@@ -16,7 +16,7 @@ var writeCommands = map[string]bool{
 	"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true,
 	"create": true, "drop": true, "createIndexes": true, "dropIndexes": true, "collMod": true,
 	"dropDatabase": true, "renameCollection": true, "commitTransaction": true, "abortTransaction": true,
-	"_shardsvrCreateCollection": true, "_mongosimReceiveChunk": true, "_mongosimDeleteRange": true, "_shardsvrDropCollectionParticipant": true,
+	"_shardsvrCreateCollection": true, "_mongosimReceiveChunk": true, "_mongosimDeleteRange": true, "appendOplogNote": true, "_shardsvrDropCollectionParticipant": true,
 }
 
 // readCommands read data: a secondary runs them only for a client whose

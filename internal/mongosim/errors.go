@@ -12,6 +12,7 @@ import (
 const (
 	codeInternalError              int32 = 1
 	codeBadValue                   int32 = 2
+	codeNoSuchKey                  int32 = 4
 	codeFailedToParse              int32 = 9
 	codeTypeMismatch               int32 = 14
 	codeInvalidNamespace           int32 = 73

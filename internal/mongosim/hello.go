@@ -85,6 +85,10 @@ func (s *Server) answerHello(cc *cmdCtx, seen *topologyVersion, maxAwait time.Du
 func appendReplSetFields(dst []byte, s *Server, v memberView) []byte {
 	dst = bsoncore.AppendStringElement(dst, "setName", s.cfg.replSetName)
 	dst = bsoncore.AppendInt32Element(dst, "setVersion", 1)
+	if s.cfg.configServer {
+		// A config server says so (repl/hello/hello_response.cpp).
+		dst = bsoncore.AppendInt32Element(dst, "configsvr", 2)
+	}
 	hosts := make([]bsoncore.Value, len(v.hosts))
 	for i, h := range v.hosts {
 		hosts[i] = bsoncore.Value{Type: bsoncore.TypeString, Data: bsoncore.AppendString(nil, h)}

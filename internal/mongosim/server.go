@@ -33,9 +33,11 @@ type config struct {
 	// shardServer: a member of a shard of a sharded cluster, which takes
 	// the commands a router sends its shards (_shardsvrCreateCollection).
 	shardServer bool
-	oplogMax    int
-	logMax      int
-	noop        time.Duration
+	// configServer: the config server member of a sharded cluster.
+	configServer bool
+	oplogMax     int
+	logMax       int
+	noop         time.Duration
 	// messageTimeout bounds how long one message may take to arrive once
 	// its first byte has.
 	messageTimeout time.Duration

@@ -16,6 +16,7 @@ type ShardedCluster struct {
 	shards  []*ReplicaSet
 	routers []*mongos.Router
 	catalog *mongos.Catalog
+	config  *ReplicaSet
 }
 
 // NewShardedCluster starts shards shards of members members each (1, 3 or
@@ -42,11 +43,18 @@ func NewShardedCluster(shards, members, routers int, serverOpts []Option, opts .
 		}
 		specs = append(specs, spec)
 	}
+	cfg, err := NewReplicaSet(1, append(append([]Option(nil), serverOpts...), WithReplSetName(configReplSetName), asConfigServer), opts...)
+	if err != nil {
+		_ = sc.Close()
+		return nil, err
+	}
+	sc.config = cfg
 	cat, err := mongos.NewCatalog(specs)
 	if err != nil {
 		_ = sc.Close()
 		return nil, err
 	}
+	cat.SetConfigServer(mongos.Shard{Name: configReplSetName, Hosts: []string{cfg.Member(0).Addr()}})
 	sc.catalog = cat
 	for range routers {
 		r, err := mongos.New(cat, "")
@@ -78,11 +86,21 @@ func (sc *ShardedCluster) Shard(i int) *ReplicaSet { return sc.shards[i] }
 // Router returns mongos i, to stop and restart it.
 func (sc *ShardedCluster) Router(i int) *mongos.Router { return sc.routers[i] }
 
+// configReplSetName is the config server's set name, as a real cluster's
+// is by convention.
+const configReplSetName = "configRepl"
+
+// ConfigServer returns the config server, a one-member replica set that
+// getShardMap names. It holds none of the cluster's metadata (the
+// Catalog does, read through mongos); it is there for what clients use a
+// config server for directly, such as appendOplogNote.
+func (sc *ShardedCluster) ConfigServer() *ReplicaSet { return sc.config }
+
 // Catalog returns the cluster's sharding metadata, to choose a
 // database's primary shard before its first use.
 func (sc *ShardedCluster) Catalog() *mongos.Catalog { return sc.catalog }
 
-// Close stops the routers, then the shards.
+// Close stops the routers, then the shards and the config server.
 func (sc *ShardedCluster) Close() error {
 	var errs []error
 	for _, r := range sc.routers {
@@ -90,6 +108,9 @@ func (sc *ShardedCluster) Close() error {
 	}
 	for _, rs := range sc.shards {
 		errs = append(errs, rs.Close())
+	}
+	if sc.config != nil {
+		errs = append(errs, sc.config.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -47,7 +47,7 @@ func CodeName(code int32) string {
 // names maps codes to the codeName a real server sends. Codes that the
 // fail point may inject are included so injected errors look real.
 var names = map[int32]string{
-	1: "InternalError", 2: "BadValue", 6: "HostUnreachable", 7: "HostNotFound", 23: "AlreadyInitialized",
+	1: "InternalError", 2: "BadValue", 4: "NoSuchKey", 6: "HostUnreachable", 7: "HostNotFound", 23: "AlreadyInitialized",
 	40484: "ClusterTimeFailsRateLimiter",
 	9:     "FailedToParse", 11: "UserNotFound", 13: "Unauthorized", 14: "TypeMismatch",
 	20: "IllegalOperation", 26: "NamespaceNotFound", 40: "ConflictingUpdateOperators",

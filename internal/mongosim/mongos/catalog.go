@@ -13,11 +13,20 @@ type Shard struct {
 	Name string
 	// Hosts are the members' host:port addresses.
 	Hosts []string
+	// set is the replica set's name where it is not Name (the config
+	// server, named "config" in getShardMap).
+	set string
 }
 
 // host is the shard's connection string as listShards gives it:
 // "rsName/host1,host2,...".
-func (s Shard) host() string { return s.Name + "/" + strings.Join(s.Hosts, ",") }
+func (s Shard) host() string {
+	set := s.Name
+	if s.set != "" {
+		set = s.set
+	}
+	return set + "/" + strings.Join(s.Hosts, ",")
+}
 
 // Catalog is the cluster's sharding metadata, standing in for the config
 // server: every router of a cluster reads the same one. It holds the
@@ -30,6 +39,7 @@ type Catalog struct {
 	databases map[string]int // database -> index of its primary shard
 	placed    []int          // how many databases each shard is primary of
 	colls     map[string]*shardedColl
+	config    Shard // the config server, for getShardMap
 }
 
 // NewCatalog returns the metadata of a cluster of the given shards.
@@ -45,6 +55,19 @@ func NewCatalog(shards []Shard) (*Catalog, error) {
 		seen[s.Name] = true
 	}
 	return &Catalog{shards: shards, databases: map[string]int{}, colls: map[string]*shardedColl{}, placed: make([]int, len(shards))}, nil
+}
+
+// SetConfigServer names the config server getShardMap reports.
+func (c *Catalog) SetConfigServer(s Shard) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.config = s
+}
+
+func (c *Catalog) configServer() Shard {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.config
 }
 
 // Shards returns the cluster's shards.

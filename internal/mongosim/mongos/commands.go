@@ -139,6 +139,8 @@ func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, c
 		return r.okReply(nil)
 	case "listShards":
 		return r.listShards()
+	case "getShardMap":
+		return r.getShardMap()
 	case "getMore":
 		return r.getMore(ctx, req)
 	case "killCursors":
@@ -345,4 +347,25 @@ func int64Value(n int64) bsoncore.Value {
 func nsParts(ns string) (db, coll string) {
 	db, coll, _ = strings.Cut(ns, ".")
 	return db, coll
+}
+
+// getShardMap names every shard's and the config server's connection
+// string (map: name to "rsName/hosts"; hosts: host to name; connStrings:
+// connection string to name), as cluster_get_shard_map_cmd.cpp answers.
+func (r *Router) getShardMap() bsoncore.Document {
+	m, hosts, conns := bsoncore.NewDocumentBuilder(), bsoncore.NewDocumentBuilder(), bsoncore.NewDocumentBuilder()
+	all := r.cat.Shards()
+	if cfg := r.cat.configServer(); cfg.Name != "" {
+		all = append(all[:len(all):len(all)], Shard{Name: "config", Hosts: cfg.Hosts, set: cfg.Name})
+	}
+	for _, s := range all {
+		cs := s.host()
+		m.AppendString(s.Name, cs)
+		for _, h := range s.Hosts {
+			hosts.AppendString(h, s.Name)
+		}
+		conns.AppendString(cs, s.Name)
+	}
+	return r.okReply(bsoncore.NewDocumentBuilder().AppendDocument("map", m.Build()).
+		AppendDocument("hosts", hosts.Build()).AppendDocument("connStrings", conns.Build()))
 }

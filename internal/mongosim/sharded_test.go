@@ -459,3 +459,42 @@ func TestShardedFailCommand(t *testing.T) {
 		{Key: "data", Value: bson.D{{Key: "failCommands", Value: bson.A{"count"}}, {Key: "errorCode", Value: 216}, {Key: "appName", Value: "someone else"}}}}).Err())
 	require.NoError(t, c.Database("a").RunCommand(ctx, bson.D{{Key: "count", Value: "c"}}).Err(), "another appName")
 }
+
+// TestShardedConfigServer: getShardMap names every shard and the config
+// server as "rsName/hosts" (cluster_get_shard_map_cmd.cpp), as the Go
+// driver's test harness reads it to reach the config server, where
+// appendOplogNote writes a no-op that moves its cluster time on
+// (oplog_note.cpp); the config server's own config database is refused,
+// since the catalog, read through mongos, stands in for it.
+func TestShardedConfigServer(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx := context.Background()
+	var m struct {
+		Map bson.M `bson:"map"`
+	}
+	require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "getShardMap", Value: 1}}).Decode(&m))
+	cfgHost := sc.ConfigServer().Member(0).Addr()
+	assert.Equal(t, "configRepl/"+cfgHost, m.Map["config"])
+	assert.Equal(t, "shard1/"+sc.Shard(1).Member(0).Addr(), m.Map["shard1"])
+
+	cfg := connectTo(t, "mongodb://"+cfgHost+"/?directConnection=true")
+	var hello bson.M
+	require.NoError(t, cfg.Database("admin").RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&hello))
+	assert.Equal(t, int32(2), hello["configsvr"])
+	note := func() bson.Timestamp {
+		raw, err := cfg.Database("admin").RunCommand(ctx, bson.D{{Key: "appendOplogNote", Value: 1}, {Key: "data", Value: bson.D{{Key: "x", Value: 1}}}}).Raw()
+		require.NoError(t, err)
+		tt, i := raw.Lookup("$clusterTime", "clusterTime").Timestamp()
+		return bson.Timestamp{T: tt, I: i}
+	}
+	first := note()
+	assert.True(t, first.Before(note()), "each note moves the cluster time on")
+	var se mongo.ServerError
+	err := cfg.Database("admin").RunCommand(ctx, bson.D{{Key: "appendOplogNote", Value: 1}}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(4), "no data: %v", err)
+	err = cfg.Database("config").Collection("chunks").FindOne(ctx, bson.D{}).Err()
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(238), "%v", err)
+}

@@ -79,7 +79,7 @@ ci: deps test
 driver-tests:
 	bash scripts/driver-tests.sh
 
-## interop-node: the official Node.js driver against cmd/mongosim, one member and a three-member set (needs node and npm)
+## interop-node: the official Node.js driver against cmd/mongosim: one member, a three-member set, and 2 shards behind 2 mongos (needs node and npm)
 interop-node:
 	cd scripts/interop-node && npm install --no-audit --no-fund --silent
 	$(GO) build -o bin/mongosim ./cmd/mongosim
@@ -92,4 +92,8 @@ interop-node:
 	bin/mongosim -members 3 > .sim.out 2> .sim.err & pid=$$!; \
 	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
 	node scripts/interop-node/failover.js "$$(head -1 .sim.out)"; status=$$?; \
+	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; [ $$status -eq 0 ] || exit $$status; \
+	bin/mongosim -shards 2 -mongos 2 -noop-interval 1s > .sim.out 2> .sim.err & pid=$$!; \
+	for i in $$(seq 50); do [ -s .sim.out ] && break; sleep 0.1; done; \
+	node scripts/interop-node/sharded.js "$$(head -1 .sim.out)"; status=$$?; \
 	kill -INT $$pid; wait $$pid; rm -f .sim.out .sim.err; exit $$status

@@ -352,13 +352,14 @@ func TestShardedShardDown(t *testing.T) {
 	require.NoError(t, err, "the shard is back")
 }
 
-// TestShardedShardCollection: shardCollection on _id shards a collection
-// (on its primary shard, whole), and a stream with showExpandedEvents
-// reports it with operationDescription {shardKey, unique,
-// numInitialChunks, presplitHashedZones}; sharding it again on the same
-// key is accepted, on another refused. A key other than _id is refused
-// with NotImplemented (documentKeys would need its fields), and a plain
-// replica set refuses the router's internal command.
+// TestShardedShardCollection: shardCollection on a hashed _id shards a
+// collection (on its primary shard, whole), and a stream with
+// showExpandedEvents reports it with operationDescription {shardKey,
+// unique, numInitialChunks, presplitHashedZones}; sharding it again on
+// the same key is accepted, on another refused. A hashed collection is
+// not split (NotImplemented: its hashes are not computed), an unsharded
+// one cannot be (NamespaceNotSharded), and a plain replica set refuses
+// the router's internal command.
 // (create_collection_coordinator.cpp; jstests/change_streams/
 // show_expanded_events.js; the spec's showExpandedEvents test.)
 func TestShardedShardCollection(t *testing.T) {

@@ -222,3 +222,59 @@ func TestShardedMigrationIsNoEvent(t *testing.T) {
 		require.NoError(t, ds.Err())
 	}
 }
+
+// TestShardedTransaction: a transaction through mongos on one shard runs
+// there as on a replica set, its events carrying lsid and txnNumber
+// through the merged stream; a statement on a second shard is refused
+// with NotImplemented (8.0's two-phase commit is not modelled), and the
+// transaction aborts with nothing written. (transaction_router.cpp.)
+func TestShardedTransaction(t *testing.T) {
+	t.Parallel()
+	_, c := startSharded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, db := range []string{"a", "b"} {
+		require.NoError(t, c.Database(db).CreateCollection(ctx, "c"))
+	}
+	cs, err := c.Watch(ctx, mongo.Pipeline{})
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+
+	sess, err := c.StartSession()
+	require.NoError(t, err)
+	defer sess.EndSession(context.Background())
+	a, b := c.Database("a").Collection("c"), c.Database("b").Collection("c")
+	_, err = sess.WithTransaction(ctx, func(ctx context.Context) (any, error) {
+		if _, err := a.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+			return nil, err
+		}
+		return a.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	})
+	require.NoError(t, err)
+
+	require.NoError(t, sess.StartTransaction())
+	sctx := mongo.NewSessionContext(ctx, sess)
+	_, err = a.InsertOne(sctx, bson.D{{Key: "_id", Value: 3}})
+	require.NoError(t, err)
+	_, err = b.InsertOne(sctx, bson.D{{Key: "_id", Value: 4}})
+	var se mongo.ServerError
+	require.ErrorAs(t, err, &se)
+	assert.True(t, se.HasErrorCode(238), "a second shard: %v", err)
+	require.NoError(t, sess.AbortTransaction(ctx))
+	_, err = a.InsertOne(ctx, bson.D{{Key: "_id", Value: 5}})
+	require.NoError(t, err)
+
+	var ids []int32
+	var txn []bool
+	for len(ids) < 3 && cs.Next(ctx) {
+		ids = append(ids, cs.Current.Lookup("documentKey", "_id").Int32())
+		_, inTxn := cs.Current.Lookup("txnNumber").Int64OK()
+		txn = append(txn, inTxn)
+	}
+	require.NoError(t, cs.Err())
+	assert.Equal(t, []int32{1, 2, 5}, ids, "the committed transaction, then the write after the aborted one")
+	assert.Equal(t, []bool{true, true, false}, txn)
+	n, err := a.CountDocuments(ctx, bson.D{{Key: "_id", Value: 3}})
+	require.NoError(t, err)
+	assert.Zero(t, n, "aborted")
+}

@@ -32,7 +32,6 @@ var refused = map[string]string{
 	"balancerStart": "the balancer", "balancerStop": "the balancer", "balancerStatus": "the balancer",
 	"reshardCollection": "resharding", "refineCollectionShardKey": "refineCollectionShardKey",
 	"addShardToZone": "zones", "removeShardFromZone": "zones", "updateZoneKeyRanges": "zones",
-	"commitTransaction": "transactions through mongos", "abortTransaction": "transactions through mongos",
 }
 
 // session is one client connection's state.
@@ -118,9 +117,18 @@ func (r *Router) configureFailPoint(req *wire.Request) bsoncore.Document {
 
 // dispatch runs the command name.
 func (r *Router) dispatch(ctx context.Context, req *wire.Request, name string, connID int64) bsoncore.Document {
-	if _, err := req.Body.LookupErr("startTransaction"); err == nil {
-		return r.notImplemented("transactions through mongos")
+	if inTransaction(req.Body) {
+		return r.txnStatement(ctx, req, name)
 	}
+	if name == "commitTransaction" || name == "abortTransaction" {
+		return r.errorReply(codeInvalidOptions, name+" must be run within a transaction (autocommit: false)")
+	}
+	return r.dispatchPlain(ctx, req, name, connID)
+}
+
+// dispatchPlain runs a command outside a transaction (and a transaction's
+// getMore and killCursors, which go where their cursor lives).
+func (r *Router) dispatchPlain(ctx context.Context, req *wire.Request, name string, connID int64) bsoncore.Document {
 	switch name {
 	case "hello", "isMaster", "ismaster":
 		return r.hello(req, name, connID)

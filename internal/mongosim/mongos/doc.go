@@ -59,6 +59,9 @@
 //     documentKey is the shard key's fields, then _id, as of the write;
 //     a drop goes to the other shards first, fromMigrate, so that the
 //     primary shard's is the one drop event.
+//   - Transactions on one shard: every statement, commitTransaction and
+//     abortTransaction sent to the shard the first statement targeted,
+//     which runs it as a replica set does.
 //   - updateLookup done by the router, routed by the event's documentKey
 //     to the shard that owns the document now, with the client's stages
 //     after $changeStream run after it on the router.
@@ -82,7 +85,8 @@
 // shard key, an upsert without the whole key, distinct across shards,
 // $out, $merge, $lookup, $graphLookup, $unionWith and $facet in an
 // aggregate across shards, $changeStreamSplitLargeEvent with
-// updateLookup; transactions through mongos; renaming a collection into
+// updateLookup; a transaction across shards, or on a sharded collection
+// whose chunks are on several; renaming a collection into
 // a database of another primary shard, renaming a sharded collection;
 // anything but find on config. A
 // command it does not know fails with CommandNotFound (59); a fail point

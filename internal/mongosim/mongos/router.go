@@ -37,6 +37,7 @@ type Router struct {
 	cursors map[int64]cursor
 	serving sync.WaitGroup // the accept loop and the connections
 
+	txns       txnTable
 	connIDs    atomic.Int64
 	failPoints *failpoint.Set
 	pid        bson.ObjectID // this run's topologyVersion.processId; under mu
@@ -77,6 +78,9 @@ func (r *Router) start() error {
 	r.cursors = map[int64]cursor{}
 	r.pid = bson.NewObjectID()
 	r.mu.Unlock()
+	r.txns.mu.Lock()
+	r.txns.open = nil // a restarted router knows no transaction
+	r.txns.mu.Unlock()
 	r.serving.Add(1)
 	go r.accept(ln)
 	return nil

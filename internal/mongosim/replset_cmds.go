@@ -102,12 +102,14 @@ func handleReplSetStepDown(cc *cmdCtx) (bsoncore.Document, error) {
 		return nil, err
 	} else if ok {
 		o.CatchUpPeriod = time.Duration(catch) * time.Second
+		if catch == 0 {
+			// Named and 0: no wait at all, where StepDownOptions' zero
+			// value means the default.
+			o.CatchUpPeriod = time.Nanosecond
+		}
 	}
 	if o.Force, _, err = cc.boolArg("force"); err != nil {
 		return nil, err
-	}
-	if o.CatchUpPeriod == 0 && !o.Force {
-		o.CatchUpPeriod = DefaultCatchUpPeriod
 	}
 	if err := m.rs.stepDown(cc.ctx, m.idx, o); err != nil {
 		return nil, err

@@ -149,16 +149,18 @@ type StepDownOptions struct {
 	StepDownPeriod time.Duration
 	// CatchUpPeriod is how long the primary waits for an electable
 	// secondary to catch up (secondaryCatchUpPeriodSecs; default
-	// DefaultCatchUpPeriod).
+	// DefaultCatchUpPeriod, or none with Force, as the server's default).
 	CatchUpPeriod time.Duration
-	// Force steps down without waiting for a secondary to catch up.
+	// Force steps down at the end of CatchUpPeriod even if no secondary
+	// caught up, instead of failing.
 	Force bool
 }
 
 // StepDown makes the primary step down as replSetStepDown does: it waits
-// for an electable secondary to have every write, steps down, and that
-// secondary is elected at once. It fails with ExceededTimeLimit (262) when
-// no secondary catches up in time, unless Force is set.
+// until a majority of the set and an electable secondary have every
+// write, steps down, and that secondary is elected at once. It fails with
+// ExceededTimeLimit (262) when none catches up in time, unless Force is
+// set, which then steps down regardless.
 func (rs *ReplicaSet) StepDown(ctx context.Context, o StepDownOptions) error {
 	p := rs.Primary()
 	if p == nil {
@@ -171,7 +173,7 @@ func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) er
 	if o.StepDownPeriod == 0 {
 		o.StepDownPeriod = DefaultStepDownPeriod
 	}
-	if o.CatchUpPeriod == 0 {
+	if o.CatchUpPeriod == 0 && !o.Force {
 		o.CatchUpPeriod = DefaultCatchUpPeriod
 	}
 	if o.StepDownPeriod < o.CatchUpPeriod {
@@ -187,8 +189,12 @@ func (rs *ReplicaSet) stepDown(ctx context.Context, p int, o StepDownOptions) er
 	m.steppingDown = true
 	expired := false
 	for {
-		caught := rs.caughtUpSecondaryLocked(p)
-		if caught >= 0 || o.Force {
+		// Force steps down at once only when the catch-up period is
+		// over: until then it waits, as an unforced step-down does, for
+		// it to be safe (topology_coordinator.cpp,
+		// _canCompleteStepDownAttempt).
+		caught := rs.safeToStepDownLocked(p)
+		if caught >= 0 || (o.Force && !time.Now().Before(deadline)) {
 			rs.stepDownLocked(p, o.StepDownPeriod)
 			if caught >= 0 {
 				// The old primary asks a caught-up secondary to stand at
@@ -235,32 +241,49 @@ func (rs *ReplicaSet) nextThawLocked() time.Duration {
 	return next
 }
 
-// caughtUpSecondaryLocked returns an electable secondary that has applied
-// everything the primary p has, or -1.
-func (rs *ReplicaSet) caughtUpSecondaryLocked(p int) int {
+// safeToStepDownLocked returns an electable secondary that has applied
+// everything the primary p has, if a majority of the set (p counted) has
+// too; -1 otherwise. In a three-member set the one implies the other; in
+// a five-member set a caught-up electable secondary is not enough without
+// a second caught-up member (topology_coordinator.cpp,
+// _isSafeToStepDown).
+func (rs *ReplicaSet) safeToStepDownLocked(p int) int {
 	last := rs.appliedLocked(p)
 	now := time.Now()
+	caughtUp, electable := 0, -1
 	for i, s := range rs.members {
 		m := s.member
-		if i == p || !m.up || now.Before(m.frozenUntil) {
+		if i != p && (!m.up || rs.appliedLocked(i).less(last)) {
 			continue
 		}
-		if !rs.appliedLocked(i).less(last) {
-			return i
+		caughtUp++
+		if i != p && electable < 0 && !now.Before(m.frozenUntil) {
+			electable = i
 		}
 	}
-	return -1
+	if caughtUp < rs.majority() {
+		return -1
+	}
+	return electable
 }
 
 // Freeze keeps member i from standing for election for d (replSetFreeze;
-// 0 unfreezes). A primary cannot be frozen.
+// 0 unfreezes). A freeze never shortens one already running, such as a
+// stepped-down primary's stepDownSecs: the later deadline holds
+// (topology_coordinator.cpp, prepareFreezeResponse). A primary cannot be
+// frozen.
 func (rs *ReplicaSet) Freeze(i int, d time.Duration) error {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.primary == i {
 		return cmdErr(codeNotSecondary, "cannot freeze node when primary or running for election. state: Primary")
 	}
-	rs.members[i].member.frozenUntil = time.Now().Add(d)
+	m := rs.members[i].member
+	if d == 0 {
+		m.frozenUntil = time.Time{}
+	} else if until := time.Now().Add(d); until.After(m.frozenUntil) {
+		m.frozenUntil = until
+	}
 	rs.notifyLocked()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/changestream-go/changestream/internal/mongosim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -277,4 +278,68 @@ func TestShardedTransaction(t *testing.T) {
 	n, err := a.CountDocuments(ctx, bson.D{{Key: "_id", Value: 3}})
 	require.NoError(t, err)
 	assert.Zero(t, n, "aborted")
+}
+
+// TestShardedShardFailover: a shard's primary steps down, or is killed,
+// under a stream through mongos; the shard's error reaches the driver
+// labelled resumable (or the router's HostUnreachable does), the driver
+// resumes through the router, which finds the shard's new primary, and
+// every write arrives once and in order.
+// (jstests/sharding/change_stream_shard_failover.js.)
+func TestShardedShardFailover(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		times int // a killed member stays down: of three, one may go
+		fail  func(ctx context.Context, rs *mongosim.ReplicaSet) error
+	}{
+		{"step down", 2, func(ctx context.Context, rs *mongosim.ReplicaSet) error {
+			return rs.StepDown(ctx, mongosim.StepDownOptions{StepDownPeriod: 30 * time.Second})
+		}},
+		{"kill", 1, func(ctx context.Context, rs *mongosim.ReplicaSet) error {
+			for i, m := range rs.Members() {
+				if m == rs.Primary() {
+					rs.Kill(i)
+				}
+			}
+			_, err := rs.WaitForPrimary(ctx)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sc := mongosim.StartShardedClusterTB(t, 2, 3, 1, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)},
+				mongosim.WithElectionTimeout(200*time.Millisecond))
+			require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+			c := connectTo(t, sc.URI())
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			coll := c.Database("a").Collection("c")
+			cs, err := coll.Watch(ctx, mongo.Pipeline{})
+			require.NoError(t, err)
+			defer cs.Close(context.Background())
+			var got []int32
+			next := func() {
+				t.Helper()
+				require.True(t, cs.Next(ctx), "%v", cs.Err())
+				got = append(got, cs.Current.Lookup("documentKey", "_id").Int32())
+			}
+			for i := range 6 {
+				_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}})
+				require.NoError(t, err)
+				if i == 1 || (i == 3 && tc.times == 2) {
+					// A stepped-down primary sits out its stepDownSecs, so
+					// a third step-down would find no electable member.
+					next()
+					next()
+					require.NoError(t, tc.fail(ctx, sc.Shard(0)))
+				}
+			}
+			for len(got) < 6 {
+				next()
+			}
+			assert.Equal(t, []int32{0, 1, 2, 3, 4, 5}, got)
+			assert.GreaterOrEqual(t, sc.Shard(0).Elections(), 1+tc.times)
+		})
+	}
 }

@@ -79,7 +79,7 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, sess *session) (
 			return r.errorReply(p.Code, "Failing command via 'failCommand' failpoint", p.Labels...), nil
 		}
 	}
-	return r.dispatch(ctx, req, name, sess.id), nil
+	return withRetryableWriteLabel(name, req.Body, r.dispatch(ctx, req, name, sess.id)), nil
 }
 
 func isHello(name string) bool { return name == "hello" || name == "isMaster" || name == "ismaster" }

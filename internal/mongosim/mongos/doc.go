@@ -69,6 +69,11 @@
 //     applied to the commands the router receives, matched by name and
 //     by the client's appName, as a member applies it; a shard's members
 //     keep theirs.
+//   - A shard failing over: the router waits for its new primary (up to
+//     15 s while members answer, as a router's findHost waits) and finds
+//     it again after a "not primary" answer or a network error; a
+//     retryable write's retryable error is labelled RetryableWriteError,
+//     the shard's or the router's own, as error_labels.cpp labels it.
 //   - A shard down: a stream's getMore fails with HostUnreachable ("Error
 //     on remote shard host:port"), a new stream with
 //     FailedToSatisfyReadPreference (133), both labelled

@@ -111,3 +111,49 @@ func replaceElements(doc bsoncore.Document, repl map[string]bsoncore.Value) bson
 	}
 	return b.Build()
 }
+
+// retryableCodes are the errors after which a driver may retry a write
+// (the server's RetriableError category, as the Retryable Writes
+// specification lists them).
+var retryableCodes = map[int32]bool{
+	6: true, 7: true, 89: true, 91: true, 189: true, 262: true, 9001: true, 10107: true,
+	11600: true, 11602: true, 13435: true, 13436: true,
+}
+
+// isRetryableWrite reports a command a driver may send again: a write
+// with a txnNumber outside a transaction, or a transaction's commit or
+// abort.
+func isRetryableWrite(name string, body bsoncore.Document) bool {
+	switch name {
+	case "commitTransaction", "abortTransaction":
+		return true
+	case "insert", "update", "delete", "findAndModify", "findandmodify":
+		_, hasTxn := body.LookupErr("txnNumber")
+		_, inTxn := body.LookupErr("autocommit")
+		return hasTxn == nil && inTxn != nil
+	}
+	return false
+}
+
+// withRetryableWriteLabel adds RetryableWriteError to a retryable write's
+// failure with a retryable code, as mongos labels errors
+// (src/mongo/db/error_labels.cpp): the shard's own, or the router's when
+// a shard could not be reached.
+func withRetryableWriteLabel(name string, body, reply bsoncore.Document) bsoncore.Document {
+	code := replyCode(reply)
+	if code == 0 || !retryableCodes[code] || !isRetryableWrite(name, body) {
+		return reply
+	}
+	arr := bsoncore.NewArrayBuilder()
+	if labels, ok := reply.Lookup("errorLabels").ArrayOK(); ok {
+		vals, _ := labels.Values()
+		for _, v := range vals {
+			if s, _ := v.StringValueOK(); s == "RetryableWriteError" {
+				return reply
+			}
+			arr.AppendValue(v)
+		}
+	}
+	arr.AppendString("RetryableWriteError")
+	return replaceElements(reply, map[string]bsoncore.Value{"errorLabels": {Type: bsoncore.TypeArray, Data: arr.Build()}})
+}

@@ -98,8 +98,17 @@ func (sc *shardClient) forgetPrimary(host string) {
 	sc.mu.Unlock()
 }
 
+// findPrimaryWait is how long a router waits for a shard to have a
+// primary, as its replica-set monitor's findHost waits (15 s in the
+// server, bounded by the operation's deadline).
+const findPrimaryWait = 15 * time.Second
+
 // findPrimary returns the primary's address, asking each member with
-// hello when it is not known.
+// hello when it is not known. While members answer without one being
+// primary (an election), it keeps asking, up to findPrimaryWait; when no
+// member answers at all (the whole shard is down) it fails at once,
+// where a real router would wait out findPrimaryWait for the same
+// answer.
 func (sc *shardClient) findPrimary(ctx context.Context) (string, error) {
 	sc.mu.Lock()
 	p := sc.primary
@@ -108,21 +117,35 @@ func (sc *shardClient) findPrimary(ctx context.Context) (string, error) {
 		return p, nil
 	}
 	hello := bsoncore.NewDocumentBuilder().AppendInt32("hello", 1).AppendString("$db", "admin").Build()
-	for _, h := range sc.shard.Hosts {
-		hctx, cancel := context.WithTimeout(ctx, time.Second)
-		reply, err := sc.run(hctx, h, hello, nil)
-		cancel()
-		if err != nil {
-			continue
+	deadline := time.Now().Add(findPrimaryWait)
+	for {
+		answered := false
+		for _, h := range sc.shard.Hosts {
+			hctx, cancel := context.WithTimeout(ctx, time.Second)
+			reply, err := sc.run(hctx, h, hello, nil)
+			cancel()
+			if err != nil {
+				continue
+			}
+			answered = true
+			if primary, _ := reply.Lookup("isWritablePrimary").BooleanOK(); primary {
+				sc.mu.Lock()
+				sc.primary = h
+				sc.mu.Unlock()
+				return h, nil
+			}
 		}
-		if primary, _ := reply.Lookup("isWritablePrimary").BooleanOK(); primary {
-			sc.mu.Lock()
-			sc.primary = h
-			sc.mu.Unlock()
-			return h, nil
+		if !answered || !time.Now().Before(deadline) {
+			return "", errNoPrimary
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", errNoPrimary
+		case <-t.C:
 		}
 	}
-	return "", errNoPrimary
 }
 
 // run sends cmd to host and returns its reply. A network error closes

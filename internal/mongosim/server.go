@@ -109,6 +109,7 @@ type Server struct {
 	nextConnID atomic.Int64
 	awaiting   atomic.Int64 // change-stream getMores waiting for events
 	awaitingWC atomic.Int64 // writes waiting for their write concern
+	noopPaused atomic.Bool  // PauseNoopWriter
 	started    time.Time
 
 	// topo is the server's topologyVersion, which awaitable hellos watch.
@@ -205,7 +206,7 @@ func (s *Server) noopWriter(period time.Duration) {
 			st := s.store
 			st.mu.Lock()
 			last := st.lastEntryTimeLocked()
-			if primary && last == seen {
+			if primary && last == seen && !s.noopPaused.Load() {
 				st.appendNoopLocked()
 				last = st.lastEntryTimeLocked()
 			}
@@ -214,6 +215,14 @@ func (s *Server) noopWriter(period time.Duration) {
 		}
 	}
 }
+
+// PauseNoopWriter stops the member's periodic no-op writer until
+// ResumeNoopWriter, as a primary whose writer is stalled: an idle shard
+// so paused holds a sharded stream back indefinitely.
+func (s *Server) PauseNoopWriter() { s.noopPaused.Store(true) }
+
+// ResumeNoopWriter lets the periodic no-op writer run again.
+func (s *Server) ResumeNoopWriter() { s.noopPaused.Store(false) }
 
 // advertisedAddr is the host:port that hello, the URI and replSetGetStatus
 // name: the listening address, except that a wildcard (0.0.0.0 or ::, or

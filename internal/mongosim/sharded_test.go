@@ -312,6 +312,38 @@ func TestShardedIdleShardHoldsBack(t *testing.T) {
 	assert.Equal(t, "idle", next())
 }
 
+// TestShardedPausedNoopWriter: an idle shard whose no-op writer is
+// paused (PauseNoopWriter) holds a busy shard's event back for as long as
+// it stays paused; resumed, its next no-op releases it. The same
+// mechanism as TestShardedIdleShardHoldsBack, switched at run time.
+func TestShardedPausedNoopWriter(t *testing.T) {
+	t.Parallel()
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(50 * time.Millisecond)})
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	c := connectTo(t, sc.URI())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opened, err := openClusterStream(ctx, t, c)
+	require.NoError(t, err)
+	sc.Shard(1).Member(0).PauseNoopWriter()
+	_, err = c.Database("a").Collection("c").InsertOne(ctx, bson.D{{Key: "_id", Value: "busy"}})
+	require.NoError(t, err)
+	for range 3 {
+		held, err := getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+		require.NoError(t, err)
+		assert.Empty(t, held.Cursor.NextBatch, "held back while shard1's no-op writer is paused")
+	}
+	sc.Shard(1).Member(0).ResumeNoopWriter()
+	for {
+		b, err := getMoreStream(ctx, c, opened.Cursor.ID, 300*time.Millisecond)
+		require.NoError(t, err)
+		if len(b.Cursor.NextBatch) > 0 {
+			assert.Equal(t, "busy", b.Cursor.NextBatch[0].Lookup("documentKey", "_id").StringValue())
+			return
+		}
+	}
+}
+
 // TestShardedShardDown: with a shard's only member down, a stream's
 // getMore through mongos fails with a network error from that shard,
 // labelled ResumableChangeStreamError, and a new stream fails with

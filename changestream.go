@@ -92,6 +92,12 @@ type ChangeStream struct {
 	// mu serializes iteration and Close's cleanup, and guards cur.
 	mu  sync.Mutex
 	cur *cursor // nil once closed or after a failed resume
+	// curStart is the start point cur was opened from, and curReturned
+	// whether it has returned an event since: until it has, a getMore's
+	// refusal of the position is a refusal of that start point (on mongos,
+	// whose first batch is always empty, it comes only then).
+	curStart    startPoint
+	curReturned bool
 
 	// stateMu guards what other goroutines may read while one iterates.
 	stateMu     sync.Mutex
@@ -250,6 +256,7 @@ func (cs *ChangeStream) openCursor(ctx context.Context, sp startPoint) error {
 		return err
 	}
 	cs.cur = cur
+	cs.curStart, cs.curReturned = sp, false
 	now := time.Now()
 	cs.hookBatch(cur, "aggregate", now.Sub(began))
 	cs.noteReply(cur, now, true)
@@ -580,7 +587,11 @@ func (cs *ChangeStream) resume(ctx context.Context, cause error) bool {
 // wrapIterError types an open stream's getMore error: a lost place in the
 // oplog (136), or a resumed stream whose token the server did not find.
 func (cs *ChangeStream) wrapIterError(err error) error {
-	if perr := positionError(err, startPoint{token: cs.ResumeToken()}); perr != nil {
+	sp := startPoint{token: cs.ResumeToken()}
+	if !cs.curReturned && cs.curStart.key != "" {
+		sp = cs.curStart
+	}
+	if perr := positionError(err, sp); perr != nil {
 		return perr
 	}
 	if code, fromServer := serverCode(err); fromServer && code == codeBSONObjectTooLarge {
@@ -637,6 +648,7 @@ func (cs *ChangeStream) accept(c *cursor) (ok, done bool) {
 	cs.stats.LastEvent = now
 	cs.stateMu.Unlock()
 	cs.Current = doc
+	cs.curReturned = true
 	return true, true
 }
 

@@ -139,6 +139,9 @@ func TestEventsInOrderAndTokenTracking(t *testing.T) {
 func TestResumeTokenBeforeIteration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	if e.cluster != nil {
+		t.Skip("prose 14 needs a non-empty first batch, which mongos never returns (the Change Streams spec says so of this test)")
+	}
 	// A token to start from: the first of three inserts.
 	probe := watch(t, e, nil)
 	e.insert(t, 1, 2, 3)

@@ -70,7 +70,9 @@ type HistoryLostError struct {
 	OperationTime *bson.Timestamp
 	// Option is the start option the failed aggregate used: "startAfter",
 	// "resumeAfter" or "startAtOperationTime"; empty when an open stream's
-	// getMore lost its place (Code 136).
+	// getMore lost its place (Code 136). Through mongos, whose first batch
+	// is always empty, a shard's refusal of the start point comes with the
+	// first getMore, and Option names the start option too.
 	Option string
 	// Code is the server's code: 286 (ChangeStreamHistoryLost) for a
 	// start or resume, 136 (CappedPositionLost) for an open stream.
@@ -105,7 +107,10 @@ type UnresumablePositionError struct {
 	// ResumeToken is the token the stream tried to start or resume from.
 	ResumeToken bson.Raw
 	// Option is the start option used: "startAfter" or "resumeAfter";
-	// empty when the server refused the token on a later getMore.
+	// empty when the server refused the token on a later getMore. Through
+	// mongos, whose first batch is always empty, the refusal comes with
+	// the first getMore, before any event, and Option names the start
+	// option too.
 	Option string
 	// Code is the server's code: 280 or 260.
 	Code int32

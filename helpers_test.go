@@ -21,7 +21,10 @@ import (
 // testEnv is one test's deployment: its own simulator, or the real
 // deployment named by MONGODB_URI with a database of the test's own.
 type testEnv struct {
-	sim    *mongosim.Server // nil against a real deployment
+	sim    *mongosim.Server // nil against a real deployment or a sharded cluster
+	// cluster is the simulated sharded cluster the test runs on when
+	// CHANGESTREAM_TEST_TOPOLOGY=sharded.
+	cluster *mongosim.ShardedCluster
 	client *mongo.Client
 	db     *mongo.Database
 	coll   *mongo.Collection
@@ -40,10 +43,24 @@ func newEnv(t testing.TB, simOpts ...mongosim.Option) *testEnv {
 	t.Helper()
 	e := &testEnv{mon: &commandLog{}}
 	e.uri = os.Getenv("MONGODB_URI")
-	if e.uri == "" {
+	switch {
+	case e.uri == "" && testTopology() == "sharded":
+		// The shards' no-op writer at 100 ms: the idle shard holds
+		// every event back until its next no-op (a sharded cluster's
+		// behaviour, measured in the README), which at the default 10 s
+		// would outlast most tests' deadlines.
+		opts := append([]mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)}, simOpts...)
+		e.cluster = mongosim.StartShardedClusterTB(t, 2, 1, 2, opts)
+		// The test's clients talk to the first mongos only, as the Unified
+		// Test Format's useMultipleMongoses: false: a mongos keeps its own
+		// fail points, so one set through a client of both could miss the
+		// mongos the stream's commands go to. What needs two mongos is
+		// tested in sharded_test.go.
+		e.uri = "mongodb://" + e.cluster.Router(0).Addr() + "/"
+	case e.uri == "":
 		e.sim = mongosim.StartTB(t, simOpts...)
 		e.uri = e.sim.URI()
-	} else if len(simOpts) > 0 {
+	case len(simOpts) > 0:
 		t.Skip("needs simulator options that a real deployment cannot take")
 	}
 	var suffix [4]byte
@@ -83,13 +100,21 @@ func (e *testEnv) connect(t testing.TB, appName string) *mongo.Client {
 	return c
 }
 
-// needSim skips a test that needs a fault only the simulator can inject.
+// needSim skips a test that needs a fault only the simulator can inject
+// on the one member it talks to.
 func (e *testEnv) needSim(t testing.TB) {
 	t.Helper()
+	if e.cluster != nil {
+		t.Skip("needs a fault injected on the one member a replica-set client talks to; on a sharded cluster the client talks to mongos")
+	}
 	if e.sim == nil {
 		t.Skip("needs the simulator's Go-level fault injection")
 	}
 }
+
+// testTopology is CHANGESTREAM_TEST_TOPOLOGY: "sharded" runs the tests on
+// a simulated cluster of 2 shards behind 2 mongos, "" on a replica set.
+func testTopology() string { return os.Getenv("CHANGESTREAM_TEST_TOPOLOGY") }
 
 // failPoint configures failCommand (or another fail point) and turns it off
 // when the test ends. failCommand is limited to this test's client; other

@@ -397,11 +397,18 @@ func (src *changeStreamSource) produce(e *oplogEntry, emit func(producedEvent) b
 	if tokErr != nil {
 		return false, asCommandError(tokErr)
 	}
-	if src.verify != nil && src.fromMongos && !src.verify.isFragment() {
-		if tok.key < src.verify.unsplit {
+	if src.verify != nil && src.fromMongos {
+		switch {
+		case tok.key < src.verify.unsplit:
 			return true, nil // before the resume point, at its time
+		case tok.key > src.verify.unsplit || !src.verify.isFragment():
+			// Past it, or the event itself: the router checks, and
+			// swallows a whole event it returned before. A later event
+			// only says this shard does not have it; another may.
+			src.verify = nil
 		}
-		src.verify = nil // at or past it: the router checks
+		// The event a fragment's token names: this shard splits it
+		// again and returns the fragments after the token's, below.
 	}
 	if src.verify != nil {
 		want := *src.verify

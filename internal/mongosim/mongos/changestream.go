@@ -93,7 +93,11 @@ func (r *Router) openChangeStream(ctx context.Context, req *wire.Request) bsonco
 			continue
 		}
 		started = true
-		if tok, ok := v.DocumentOK(); ok && isEventToken(tok) {
+		// A fragment's token is the shards' to check: the one with the
+		// event splits it again and returns the fragments after it, and
+		// after the last one nothing at all, which the router cannot
+		// tell from a shard that never had the event.
+		if tok, ok := v.DocumentOK(); ok && isEventToken(tok) && !isFragmentToken(tok) {
 			// A copy: the request aliases the connection's read buffer.
 			c.verify = append(bsoncore.Document(nil), tok...)
 		}
@@ -481,6 +485,40 @@ func (r *Router) cursorReply(batchKey string, batch []bsoncore.Document, pbrt bs
 	}
 	cur.AppendInt64("id", id).AppendString("ns", ns)
 	return r.okReply(bsoncore.NewDocumentBuilder().AppendDocument("cursor", cur.Build()))
+}
+
+// isFragmentToken reports a token of a fragment of a split event: after
+// the event's identity ({operationType, documentKey} or
+// {operationType, operationDescription}) its KeyString holds a
+// fragmentNum.
+func isFragmentToken(token bsoncore.Document) bool {
+	raw, err := hex.DecodeString(tokenData(token))
+	if err != nil {
+		return false
+	}
+	r := keystring.NewReader(raw)
+	if _, _, err := r.Timestamp(); err != nil {
+		return false
+	}
+	for range 3 { // version, token type, txnOpIndex
+		if _, err := r.Integer(); err != nil {
+			return false
+		}
+	}
+	if _, err := r.Bool(); err != nil { // fromInvalidate
+		return false
+	}
+	if r.IsBinary() {
+		if _, _, err := r.Binary(); err != nil {
+			return false
+		}
+		if r.IsObject() {
+			if _, err := r.Skip(); err != nil {
+				return false
+			}
+		}
+	}
+	return r.IsNumber()
 }
 
 // isEventToken reports whether token names an event rather than a

@@ -21,15 +21,15 @@ import (
 // testEnv is one test's deployment: its own simulator, or the real
 // deployment named by MONGODB_URI with a database of the test's own.
 type testEnv struct {
-	sim    *mongosim.Server // nil against a real deployment or a sharded cluster
+	sim *mongosim.Server // nil against a real deployment or a sharded cluster
 	// cluster is the simulated sharded cluster the test runs on when
 	// CHANGESTREAM_TEST_TOPOLOGY=sharded.
 	cluster *mongosim.ShardedCluster
-	client *mongo.Client
-	db     *mongo.Database
-	coll   *mongo.Collection
-	mon    *commandLog
-	uri    string
+	client  *mongo.Client
+	db      *mongo.Database
+	coll    *mongo.Collection
+	mon     *commandLog
+	uri     string
 	// appName names this test's client, so that a failCommand fail point on
 	// a shared real deployment hits only this test's commands.
 	appName string

@@ -3,15 +3,15 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
+.PHONY: race-sharded driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI), then the command-line tool against cmd/mongosim
 demo:
 	$(GO) run ./examples/quickstart
 	bash scripts/demo-tool.sh
 
-## test: formatting, vet, staticcheck, the spec tests' summary, then every test under the race detector
-test: fmt-check vet lint spec race
+## test: formatting, vet, staticcheck, the spec tests' summary, every test under the race detector, then the package's tests again on a sharded cluster
+test: fmt-check vet lint spec race race-sharded
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -25,6 +25,11 @@ lint:
 
 race:
 	$(GO) test -race -count=1 $(PKGS)
+
+## race-sharded: the root package's, checkpoint's, hub's and the CLI's tests on a simulated sharded cluster (2 shards, 2 mongos)
+SHARDED_PKGS := . ./checkpoint/... ./hub/... ./cmd/changestream/...
+race-sharded:
+	CHANGESTREAM_TEST_TOPOLOGY=sharded $(GO) test -race -count=1 $(SHARDED_PKGS)
 
 ## spec: the Change Streams spec tests on one member, on a three-member set and on a sharded cluster (2 shards, 2 mongos), printing every skip reason and the summaries
 spec:

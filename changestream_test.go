@@ -337,7 +337,7 @@ func TestCursorNotFoundResumes(t *testing.T) {
 	cs := watch(t, e, nil)
 	e.insert(t, 1)
 	assert.Equal(t, int32(1), eventN(t, next(t, cs)))
-	e.sim.KillAllCursors()
+	e.killAllCursors()
 	e.insert(t, 2)
 	assert.Equal(t, int32(2), eventN(t, next(t, cs)))
 }
@@ -542,8 +542,8 @@ func TestHistoryLost(t *testing.T) {
 		e.insert(t, 20, 21)
 		assert.Equal(t, int32(20), eventN(t, next(t, cs)))
 		e.insert(t, 22, 23, 24, 25, 26, 27, 28)
-		e.sim.TruncateOplog()
-		e.sim.KillAllCursors()
+		e.truncateOplog()
+		e.killAllCursors()
 		require.False(t, cs.Next(ctxTimeout(t, 10*time.Second)))
 		require.ErrorIs(t, cs.Err(), changestream.ErrHistoryLost)
 		var ce mongo.CommandError

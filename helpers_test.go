@@ -23,7 +23,7 @@ import (
 type testEnv struct {
 	sim *mongosim.Server // nil against a real deployment or a sharded cluster
 	// cluster is the simulated sharded cluster the test runs on when
-	// CHANGESTREAM_TEST_TOPOLOGY=sharded.
+	// CHANGESTREAM_TEST_TOPOLOGY=sharded (mongosim.TopologyEnv).
 	cluster *mongosim.ShardedCluster
 	client  *mongo.Client
 	db      *mongo.Database
@@ -44,22 +44,9 @@ func newEnv(t testing.TB, simOpts ...mongosim.Option) *testEnv {
 	e := &testEnv{mon: &commandLog{}}
 	e.uri = os.Getenv("MONGODB_URI")
 	switch {
-	case e.uri == "" && testTopology() == "sharded":
-		// The shards' no-op writer at 100 ms: the idle shard holds
-		// every event back until its next no-op (a sharded cluster's
-		// behaviour, measured in the README), which at the default 10 s
-		// would outlast most tests' deadlines.
-		opts := append([]mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)}, simOpts...)
-		e.cluster = mongosim.StartShardedClusterTB(t, 2, 1, 2, opts)
-		// The test's clients talk to the first mongos only, as the Unified
-		// Test Format's useMultipleMongoses: false: a mongos keeps its own
-		// fail points, so one set through a client of both could miss the
-		// mongos the stream's commands go to. What needs two mongos is
-		// tested in sharded_test.go.
-		e.uri = "mongodb://" + e.cluster.Router(0).Addr() + "/"
 	case e.uri == "":
-		e.sim = mongosim.StartTB(t, simOpts...)
-		e.uri = e.sim.URI()
+		d := mongosim.StartDeploymentTB(t, simOpts...)
+		e.uri, e.sim, e.cluster = d.URI, d.Server, d.Cluster
 	case len(simOpts) > 0:
 		t.Skip("needs simulator options that a real deployment cannot take")
 	}
@@ -73,7 +60,7 @@ func newEnv(t testing.TB, simOpts ...mongosim.Option) *testEnv {
 	}
 	e.db = e.client.Database("cs_" + name + "_" + hex.EncodeToString(suffix[:]))
 	e.coll = e.db.Collection("events")
-	if e.sim == nil {
+	if e.sim == nil && e.cluster == nil {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -100,9 +87,9 @@ func (e *testEnv) connect(t testing.TB, appName string) *mongo.Client {
 	return c
 }
 
-// needSim skips a test that needs a fault only the simulator can inject
+// needMember skips a test that needs a fault only the simulator can inject
 // on the one member it talks to.
-func (e *testEnv) needSim(t testing.TB) {
+func (e *testEnv) needMember(t testing.TB) {
 	t.Helper()
 	if e.cluster != nil {
 		t.Skip("needs a fault injected on the one member a replica-set client talks to; on a sharded cluster the client talks to mongos")
@@ -112,9 +99,38 @@ func (e *testEnv) needSim(t testing.TB) {
 	}
 }
 
-// testTopology is CHANGESTREAM_TEST_TOPOLOGY: "sharded" runs the tests on
-// a simulated cluster of 2 shards behind 2 mongos, "" on a replica set.
-func testTopology() string { return os.Getenv("CHANGESTREAM_TEST_TOPOLOGY") }
+// needSim skips a test against a real deployment: it needs the
+// simulator (its faults, such as killed cursors or a truncated oplog, or
+// its answers), on a replica set or a sharded cluster alike.
+func (e *testEnv) needSim(t testing.TB) {
+	t.Helper()
+	if e.sim == nil && e.cluster == nil {
+		t.Skip("needs the simulator's Go-level fault injection")
+	}
+}
+
+// killAllCursors kills every cursor the test's clients hold: the
+// member's, or every mongos's (with the shard cursors behind them).
+func (e *testEnv) killAllCursors() {
+	if e.sim != nil {
+		e.sim.KillAllCursors()
+		return
+	}
+	for _, r := range e.cluster.Routers() {
+		r.KillAllCursors()
+	}
+}
+
+// truncateOplog drops the oplog's history: the member's, or on a sharded
+// cluster one shard's only (shard1), since a stream through mongos must
+// fail when any one shard has lost the point.
+func (e *testEnv) truncateOplog() {
+	if e.sim != nil {
+		e.sim.TruncateOplog()
+		return
+	}
+	e.cluster.Shard(1).Member(0).TruncateOplog()
+}
 
 // failPoint configures failCommand (or another fail point) and turns it off
 // when the test ends. failCommand is limited to this test's client; other
@@ -125,7 +141,7 @@ func (e *testEnv) failPoint(t testing.TB, name string, mode any, data bson.D) {
 	if name == "failCommand" {
 		data = append(data, bson.E{Key: "appName", Value: e.appName})
 	} else {
-		e.needSim(t)
+		e.needMember(t)
 	}
 	ctx := context.Background()
 	admin := e.client.Database("admin")

@@ -62,7 +62,7 @@ func TestHooks(t *testing.T) {
 	assert.Equal(t, 2, events)
 	r.mu.Unlock()
 
-	e.sim.KillAllCursors()
+	e.killAllCursors()
 	e.insert(t, 3)
 	require.True(t, cs.Next(ctx), "%v", cs.Err())
 	r.mu.Lock()
@@ -101,7 +101,7 @@ func TestLogger(t *testing.T) {
 	}
 	assert.Empty(t, buf.String(), "nothing per event")
 
-	e.sim.KillAllCursors()
+	e.killAllCursors()
 	e.insert(t, 4)
 	require.True(t, cs.Next(ctx), "%v", cs.Err())
 	assert.Contains(t, buf.String(), "level=INFO msg=\"changestream: resumed\"")

@@ -185,7 +185,7 @@ func TestUnresumablePosition(t *testing.T) {
 	require.ErrorAs(t, err, &ce, "the server's error stays reachable")
 
 	t.Run("a token the server cannot read", func(t *testing.T) {
-		e.needSim(t) // a 8.0 server still reads version-1 tokens
+		e.needSim(t) // a 8.0 server still reads version-1 tokens; the simulator does not
 		_, err := changestream.WatchCollection(ctx, e.coll, nil,
 			changestream.WithResumeAfter(rawToken(t, "8263F5C1D6000000022B022C0100296E5A1004")))
 		var up *changestream.UnresumablePositionError

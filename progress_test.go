@@ -146,7 +146,7 @@ func TestStatsAndBehind(t *testing.T) {
 
 	t.Run("resumes", func(t *testing.T) {
 		e.needSim(t)
-		e.sim.KillAllCursors()
+		e.killAllCursors()
 		e.insert(t, 6)
 		require.True(t, cs.Next(ctx), "%v", cs.Err())
 		assert.EqualValues(t, 1, cs.Stats().Resumes)

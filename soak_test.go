@@ -88,7 +88,7 @@ func TestFaultSoak(t *testing.T) {
 	t.Cleanup(func() { verifyNoLeaks(t, before) })
 
 	e := newEnv(t)
-	e.needSim(t) // drops a member's sockets and kills its cursors; the sharded soak is TestShardedSoak
+	e.needMember(t) // drops a member's sockets and kills its cursors; the sharded soak is TestShardedSoak
 	// The reader gets a client of its own, whose monitor feeds the test
 	// env's command log and also counts the stream's getMores, so the
 	// injector can tell when an armed fail point has been used. The writer

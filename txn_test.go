@@ -39,7 +39,7 @@ func TestResumeInsideTransaction(t *testing.T) {
 	var times []bson.Timestamp
 	for len(got) < 6 {
 		if len(got) == 2 || len(got) == 3 {
-			e.sim.KillAllCursors() // inside the transaction, twice
+			e.killAllCursors() // inside the transaction, twice
 		}
 		require.True(t, cs.Next(ctx), "%v", cs.Err())
 		var ev changestream.Event[bson.Raw]

@@ -69,10 +69,13 @@ func (m *memStore) saved(key string) changestream.Position {
 // testDeployment is a deployment for one test: the simulator, or the one
 // MONGODB_URI names.
 type testDeployment struct {
-	uri    string
-	sim    *mongosim.Server
-	client *mongo.Client
-	db     *mongo.Database
+	uri string
+	sim *mongosim.Server // nil against a real deployment or a sharded cluster
+	// cluster is the simulated sharded cluster, when
+	// CHANGESTREAM_TEST_TOPOLOGY=sharded (mongosim.TopologyEnv).
+	cluster *mongosim.ShardedCluster
+	client  *mongo.Client
+	db      *mongo.Database
 }
 
 // newDeployment starts a simulator (or connects to MONGODB_URI) and opens
@@ -81,8 +84,8 @@ func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
 	t.Helper()
 	d := &testDeployment{uri: os.Getenv("MONGODB_URI")}
 	if d.uri == "" {
-		d.sim = mongosim.StartTB(t, simOpts...)
-		d.uri = d.sim.URI()
+		dep := mongosim.StartDeploymentTB(t, simOpts...)
+		d.uri, d.sim, d.cluster = dep.URI, dep.Server, dep.Cluster
 	} else if len(simOpts) > 0 {
 		t.Skip("needs simulator options that a real deployment cannot take")
 	}
@@ -94,7 +97,7 @@ func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
 		name = name[:40]
 	}
 	d.db = d.client.Database("cp_" + name + "_" + hex.EncodeToString(suffix[:]))
-	if d.sim == nil {
+	if d.sim == nil && d.cluster == nil {
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -102,6 +105,22 @@ func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
 		})
 	}
 	return d
+}
+
+// truncateOplog drops the oplog's history, skipping the test against a
+// real deployment: the member's, or on a sharded cluster one shard's only
+// (shard1), since a stream through mongos must fail when any one shard
+// has lost the point.
+func (d *testDeployment) truncateOplog(t testing.TB) {
+	t.Helper()
+	switch {
+	case d.sim != nil:
+		d.sim.TruncateOplog()
+	case d.cluster != nil:
+		d.cluster.Shard(1).Member(0).TruncateOplog()
+	default:
+		t.Skip("needs the simulator's TruncateOplog")
+	}
 }
 
 // connect opens another client to the deployment, disconnected at cleanup.

@@ -249,7 +249,7 @@ func TestRunSpecMismatch(t *testing.T) {
 func TestRunHistoryLost(t *testing.T) {
 	t.Parallel()
 	d := newDeployment(t)
-	if d.sim == nil {
+	if d.sim == nil && d.cluster == nil {
 		t.Skip("needs the simulator's TruncateOplog")
 	}
 	coll := d.db.Collection("items")
@@ -264,7 +264,7 @@ func TestRunHistoryLost(t *testing.T) {
 	require.NoError(t, stop())
 
 	insertN(t, coll, 3, 6)
-	d.sim.TruncateOplog()
+	d.truncateOplog(t)
 	insertN(t, coll, 6, 7)
 
 	err = Run(context.Background(), cfg, r.handle)

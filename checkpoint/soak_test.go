@@ -242,8 +242,8 @@ func TestFailoverSoak(t *testing.T) {
 	require.NoError(t, err)
 	// A consumer killed inside its sink transaction leaves it open, holding
 	// the fence, until the server aborts it: after a minute by default.
-	require.NoError(t, client.Database("admin").RunCommand(ctx,
-		bson.D{{Key: "setParameter", Value: 1}, {Key: "transactionLifetimeLimitSeconds", Value: 1}}).Err())
+	// It is a shard's parameter: through mongos, set on every shard.
+	require.NoError(t, onEveryShard(ctx, client, bson.D{{Key: "setParameter", Value: 1}, {Key: "transactionLifetimeLimitSeconds", Value: 1}}))
 
 	began := time.Now()
 	procs := map[string]*consumerProc{}
@@ -390,4 +390,31 @@ func TestSnapshotSIGKILL(t *testing.T) {
 	p.stop()
 	t.Logf("snapshot SIGKILL: %d documents; killed with %d mirrored, the checkpoint at _id %v (seen during: %v); the restart carried on from the checkpoint and the mirror equals the source",
 		docs, mirrored, killedAt.Snapshot.After.Lookup("_id"), during.Snapshot.After.Lookup("_id"))
+}
+
+// onEveryShard runs an admin command on the deployment, or through mongos
+// on each shard's primary (found with listShards), for what a shard
+// keeps, not the router.
+func onEveryShard(ctx context.Context, client *mongo.Client, cmd bson.D) error {
+	var shards struct {
+		Shards []struct {
+			Host string `bson:"host"`
+		} `bson:"shards"`
+	}
+	if err := client.Database("admin").RunCommand(ctx, bson.D{{Key: "listShards", Value: 1}}).Decode(&shards); err != nil {
+		return client.Database("admin").RunCommand(ctx, cmd).Err() // not a mongos
+	}
+	for _, s := range shards.Shards {
+		set, hosts, _ := strings.Cut(s.Host, "/")
+		c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + hosts + "/?replicaSet=" + set))
+		if err != nil {
+			return err
+		}
+		err = c.Database("admin").RunCommand(ctx, cmd).Err()
+		_ = c.Disconnect(ctx)
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", set, err)
+		}
+	}
+	return nil
 }

@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type env struct {
-	sim  *mongosim.Server
+	dep  mongosim.Deployment // a replica set, or a sharded cluster (CHANGESTREAM_TEST_TOPOLOGY=sharded)
 	coll *mongo.Collection
 	hub  *hub.Hub
 }
@@ -29,8 +29,8 @@ type env struct {
 // newEnv starts a simulator and a hub on a collection stream.
 func newEnv(t testing.TB, opts ...changestream.Option) *env {
 	t.Helper()
-	sim := mongosim.StartTB(t)
-	client, err := mongo.Connect(testclient.Options(sim.URI()))
+	dep := mongosim.StartDeploymentTB(t)
+	client, err := mongo.Connect(testclient.Options(dep.URI))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	coll := client.Database("d").Collection("c")
@@ -39,7 +39,30 @@ func newEnv(t testing.TB, opts ...changestream.Option) *env {
 	h, err := hub.New(cs)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = h.Close(context.Background()) })
-	return &env{sim: sim, coll: coll, hub: h}
+	return &env{dep: dep, coll: coll, hub: h}
+}
+
+// killAllCursors kills the member's cursors, or every mongos's.
+func (e *env) killAllCursors() {
+	if e.dep.Server != nil {
+		e.dep.Server.KillAllCursors()
+		return
+	}
+	for _, r := range e.dep.Cluster.Routers() {
+		r.KillAllCursors()
+	}
+}
+
+// closeClientConnections drops the clients' connections to the member,
+// or to every mongos.
+func (e *env) closeClientConnections() {
+	if e.dep.Server != nil {
+		e.dep.Server.CloseClientConnections()
+		return
+	}
+	for _, r := range e.dep.Cluster.Routers() {
+		r.CloseClientConnections()
+	}
 }
 
 // insert writes documents from..to-1, again after an error the test's own
@@ -251,9 +274,9 @@ func TestResumeUnderFaults(t *testing.T) {
 	for i := range 10 {
 		e.insert(t, i*10, i*10+10)
 		if i%2 == 0 {
-			e.sim.KillAllCursors()
+			e.killAllCursors()
 		} else {
-			e.sim.CloseClientConnections()
+			e.closeClientConnections()
 		}
 	}
 	assert.Equal(t, seq(0, 100), read(t, subs[0], 100))
@@ -321,7 +344,13 @@ func TestEvents(t *testing.T) {
 	e := newEnv(t)
 	s := e.subscribe(t)
 	e.insert(t, 0, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	wait := 500 * time.Millisecond
+	if e.dep.Cluster != nil {
+		// Through mongos an event waits for the idle shard's next no-op
+		// and for the router's next getMore to it (up to 1 s).
+		wait = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	var ids []int32
 	var last error

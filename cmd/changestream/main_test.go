@@ -161,12 +161,12 @@ func waitCheckpoint(t *testing.T, dir string) {
 func sim(t *testing.T, args ...string) string {
 	t.Helper()
 	_, bin := binaries(t)
-	return proctest.StartSim(t, bin, args...) + heartbeatParam
+	return proctest.WithOption(proctest.StartSim(t, bin, args...), heartbeatParam)
 }
 
 // heartbeatParam gives the tool's client testclient.Heartbeat through the
 // URI, for the driver races it bounds.
-var heartbeatParam = fmt.Sprintf("&heartbeatFrequencyMS=%d", testclient.Heartbeat.Milliseconds())
+var heartbeatParam = fmt.Sprintf("heartbeatFrequencyMS=%d", testclient.Heartbeat.Milliseconds())
 
 // TestTailEventTypes: each kind of event is printed as relaxed Extended
 // JSON, one per line; a drop invalidates the stream and exits 4.

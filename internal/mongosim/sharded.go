@@ -83,6 +83,11 @@ func (sc *ShardedCluster) Shards() []*ReplicaSet { return append([]*ReplicaSet(n
 // Shard returns shard i.
 func (sc *ShardedCluster) Shard(i int) *ReplicaSet { return sc.shards[i] }
 
+// Routers returns every mongos, in the order of the URI.
+func (sc *ShardedCluster) Routers() []*mongos.Router {
+	return append([]*mongos.Router(nil), sc.routers...)
+}
+
 // Router returns mongos i, to stop and restart it.
 func (sc *ShardedCluster) Router(i int) *mongos.Router { return sc.routers[i] }
 

@@ -38,10 +38,17 @@ func Build(t testing.TB, pkg string) string {
 
 // StartSim starts the simulator binary bin with args (after a loopback
 // address on a free port) and returns its connection string; it is
-// stopped with SIGINT at cleanup.
+// stopped at the test's cleanup. With CHANGESTREAM_TEST_TOPOLOGY=sharded it starts a
+// sharded cluster of 2 shards behind 2 mongos instead, the shards' no-op
+// writer at 100 ms unless args set another (mongosim.StartDeploymentTB
+// says why), and the connection string lists both mongos.
 func StartSim(t testing.TB, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
+	first := []string{"-addr", "127.0.0.1:0"}
+	if os.Getenv("CHANGESTREAM_TEST_TOPOLOGY") == "sharded" {
+		first = []string{"-shards", "2", "-mongos", "2", "-noop-interval", "100ms"}
+	}
+	cmd := exec.Command(bin, append(first, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,4 +65,13 @@ func StartSim(t testing.TB, bin string, args ...string) string {
 		t.Fatalf("mongosim printed no connection string: %v", err)
 	}
 	return strings.TrimSpace(line)
+}
+
+// WithOption returns uri with the option kv ("name=value") added to its
+// query part.
+func WithOption(uri, kv string) string {
+	if strings.Contains(uri, "?") {
+		return uri + "&" + kv
+	}
+	return uri + "?" + kv
 }

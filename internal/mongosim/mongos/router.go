@@ -266,3 +266,28 @@ func (r *Router) dropCursor(id int64) {
 	delete(r.cursors, id)
 	r.mu.Unlock()
 }
+
+// KillAllCursors kills every cursor of the router, as killCursors of each
+// would, with the shard cursors behind them: a client's next getMore
+// fails with CursorNotFound (43), as after a real router's cursor
+// timeout or a killCursors from elsewhere.
+func (r *Router) KillAllCursors() {
+	r.mu.Lock()
+	all := r.cursors
+	r.cursors = map[int64]cursor{}
+	r.mu.Unlock()
+	for _, c := range all {
+		c.kill(context.Background(), r, nil)
+	}
+}
+
+// CloseClientConnections closes every client connection to the router,
+// which keeps listening and keeps its cursors, as a network fault between
+// clients and a mongos does.
+func (r *Router) CloseClientConnections() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		_ = c.Close()
+	}
+}

@@ -86,11 +86,13 @@ type Config struct {
 	CommitInterval time.Duration
 	// Workers is how many handler calls run at once (default 1, in stream
 	// order). With more, events run in parallel across documents and in
-	// stream order for each document key: an event waits only for the
-	// earlier events of its own document, so a slow call holds up no
-	// other document (until MaxInFlight events are waiting). An event
-	// without a document key (DDL, invalidate) waits for all before it
-	// and runs alone.
+	// stream order for each document, known by its namespace and the _id
+	// of its documentKey (so a collection sharded while consumed, whose
+	// documentKeys gain the shard key's fields, keeps each document's
+	// order): an event waits only for the earlier events of its own
+	// document, so a slow call holds up no other document (until
+	// MaxInFlight events are waiting). An event without a document key
+	// (DDL, invalidate) waits for all before it and runs alone.
 	Workers int
 
 	// OnOpen, if set, is called each time Run has opened its stream, with

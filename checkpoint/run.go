@@ -45,7 +45,7 @@ func Run[T any](ctx context.Context, cfg Config, handle func(context.Context, ch
 			return job{}, fmt.Errorf("checkpoint: decoding the event at %v: %w", cs.Position().ClusterTime, err)
 		}
 		return job{
-			key:        ev.DocumentKey,
+			key:        documentIdentity(ev.Namespace.DB, ev.Namespace.Coll, ev.DocumentKey),
 			invalidate: ev.OperationType == changestream.OperationInvalidate,
 			run:        func(ctx context.Context) error { return handle(ctx, ev) },
 		}, nil
@@ -56,7 +56,7 @@ func Run[T any](ctx context.Context, cfg Config, handle func(context.Context, ch
 			return job{}, fmt.Errorf("checkpoint: decoding the document %s of %s.%s: %w", key, ns.DB, ns.Coll, err)
 		}
 		ev := changestream.Event[T]{OperationType: OperationSnapshot, Namespace: ns, DocumentKey: key, FullDocument: &doc, ClusterTime: at}
-		return job{key: key, run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
+		return job{key: documentIdentity(ns.DB, ns.Coll, key), run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
 	}
 	markerJob := func(op changestream.OperationType, at bson.Timestamp) job {
 		ev := changestream.Event[T]{OperationType: op, ClusterTime: at}
@@ -80,8 +80,10 @@ func RunRaw(ctx context.Context, cfg Config, handle func(ctx context.Context, ev
 		ev := append(bson.Raw(nil), cs.Current...)
 		op, _ := ev.Lookup("operationType").StringValueOK()
 		key, _ := ev.Lookup("documentKey").DocumentOK()
+		db, _ := ev.Lookup("ns", "db").StringValueOK()
+		coll, _ := ev.Lookup("ns", "coll").StringValueOK()
 		return job{
-			key:        key,
+			key:        documentIdentity(db, coll, key),
 			invalidate: op == string(changestream.OperationInvalidate),
 			run:        func(ctx context.Context) error { return handle(ctx, ev) },
 		}, nil
@@ -94,7 +96,7 @@ func RunRaw(ctx context.Context, cfg Config, handle func(ctx context.Context, ev
 			AppendDocument("documentKey", bsoncore.Document(key)).
 			AppendDocument("fullDocument", bsoncore.Document(cur.Current))
 		ev := bson.Raw(b.Build())
-		return job{key: key, run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
+		return job{key: documentIdentity(ns.DB, ns.Coll, key), run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
 	}
 	markerJob := func(op changestream.OperationType, at bson.Timestamp) job {
 		ev := bson.Raw(bsoncore.NewDocumentBuilder().AppendString("operationType", string(op)).AppendTimestamp("clusterTime", at.T, at.I).Build())
@@ -145,7 +147,7 @@ func ignoreCancel(ctx context.Context, err error) error {
 
 // job is one decoded event for the handler.
 type job struct {
-	key        bson.Raw // the document key; nil for DDL and invalidate
+	key        bson.Raw // the document's identity (documentIdentity); nil for DDL and invalidate
 	invalidate bool
 	run        func(context.Context) error
 	ack        Ack

@@ -602,3 +602,71 @@ func TestRunSlowDocumentHoldsUpOnlyItself(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, []string{"insert", "update"}, handled[0], "in order")
 }
+
+// TestDocumentIdentity: a document is known by its namespace and _id,
+// whatever else its documentKey carries.
+func TestDocumentIdentity(t *testing.T) {
+	t.Parallel()
+	raw := func(d bson.D) bson.Raw { b, err := bson.Marshal(d); require.NoError(t, err); return b }
+	unsharded := raw(bson.D{{Key: "_id", Value: 1}})
+	sharded := raw(bson.D{{Key: "sku", Value: 5}, {Key: "_id", Value: 1}})
+	assert.Equal(t, documentIdentity("d", "c", unsharded), documentIdentity("d", "c", sharded), "the shard key's fields do not change it")
+	assert.NotEqual(t, documentIdentity("d", "c", unsharded), documentIdentity("d", "c2", unsharded), "another collection's document")
+	assert.NotEqual(t, documentIdentity("d", "c", unsharded), documentIdentity("d", "c", raw(bson.D{{Key: "_id", Value: int64(1)}})), "another type, another _id")
+	assert.Nil(t, documentIdentity("d", "c", nil))
+	noID := raw(bson.D{{Key: "k", Value: 1}})
+	assert.Equal(t, noID, documentIdentity("d", "c", noID))
+}
+
+// TestRunOrderWhenTheCollectionIsSharded: a document's events keep their
+// order among the workers when its collection is sharded while it is
+// consumed and its documentKey gains the shard key's fields: the update
+// after sharding waits for the insert before it. Sharded cluster only:
+// on a replica set a documentKey is {_id} always.
+func TestRunOrderWhenTheCollectionIsSharded(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	if d.cluster == nil {
+		t.Skip("a documentKey changes shape only when a collection is sharded (CHANGESTREAM_TEST_TOPOLOGY=sharded)")
+	}
+	coll := d.db.Collection("items")
+	store, err := NewFileStore(t.TempDir())
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var order []string
+	first := make(chan struct{})
+	opened := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Key: "k", Collection: coll, Store: store, Workers: 4, OnOpen: func(changestream.Position) { close(opened) }},
+			func(_ context.Context, ev changestream.Event[bson.Raw]) error {
+				if ev.OperationType == changestream.OperationInsert {
+					<-first // held until the update has been dispatched
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				order = append(order, string(ev.OperationType)+" "+ev.DocumentKey.String())
+				return nil
+			})
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	<-opened
+	wctx := context.Background()
+	_, err = coll.InsertOne(wctx, bson.D{{Key: "_id", Value: 1}, {Key: "sku", Value: 5}})
+	require.NoError(t, err)
+	require.NoError(t, d.client.Database("admin").RunCommand(wctx, bson.D{{Key: "shardCollection", Value: d.db.Name() + ".items"},
+		{Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}}).Err())
+	_, err = coll.UpdateOne(wctx, bson.D{{Key: "sku", Value: 5}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
+	require.NoError(t, err)
+	time.Sleep(1500 * time.Millisecond) // the update reaches the dispatcher (an idle shard holds it up to a no-op and a getMore)
+	mu.Lock()
+	assert.Empty(t, order, "the update waits behind the insert of the same document")
+	mu.Unlock()
+	close(first)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 2 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, []string{`insert {"_id": {"$numberInt":"1"}}`, `update {"sku": {"$numberInt":"5"},"_id": {"$numberInt":"1"}}`}, order)
+}

@@ -89,12 +89,15 @@ func serverCode(err error) (int32, bool) {
 }
 
 // isTransient reports whether an aggregate failed for a reason that may be
-// gone on the next attempt: a network error, no server to select, or a
-// retryable-read code. The opening aggregate is retried once after such an
-// error; a failed resume leaves the stream alive so the next call tries again.
+// gone on the next attempt: a network error, no server to select, a
+// retryable-read code, or the server's ResumableChangeStreamError label
+// (mongos puts it on a shard it cannot reach, such as a whole shard down:
+// FailedToSatisfyReadPreference, 133). The opening aggregate is retried
+// once after such an error; a failed resume leaves the stream alive so the
+// next call tries again.
 func isTransient(err error) bool {
 	var sse topology.ServerSelectionError
-	if errors.As(err, &sse) || mongo.IsNetworkError(err) {
+	if errors.As(err, &sse) || mongo.IsNetworkError(err) || hasResumableLabel(err) {
 		return true
 	}
 	code, fromServer := serverCode(err)

@@ -88,3 +88,45 @@ func insertRetrying(ctx context.Context, coll *mongo.Collection, id int32) error
 	}
 	return err
 }
+
+// TestShardedShardDown: a whole shard stops under a stream through mongos
+// (its one member killed). The stream stays alive: a call reports the
+// error, naming the shard, and the stream carries on once the shard is
+// back, nothing lost. A stream opened while the shard is down fails with
+// an error that says which shard has no primary. It needs the simulator:
+// a real cluster's shard cannot be stopped from a test.
+func TestShardedShardDown(t *testing.T) {
+	t.Parallel()
+	sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)})
+	require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+	client, err := mongo.Connect(testclient.Options(sc.URI()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	ctx := ctxTimeout(t, 60*time.Second)
+	coll := client.Database("a").Collection("c")
+	cs, err := changestream.WatchCollection(ctx, coll, nil)
+	require.NoError(t, err)
+	defer cs.Close(context.Background())
+	_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+
+	sc.Shard(1).Kill(0) // the idle shard: every event waits for it
+	_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 2}})
+	require.NoError(t, err, "the collection's shard still takes writes")
+	callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	assert.False(t, cs.Next(callCtx), "no event while a shard is down")
+	cancel()
+	require.Error(t, cs.Err())
+	assert.True(t, cs.Alive(), "the stream survives: %v", cs.Err())
+	t.Logf("while the shard is down: %v", cs.Err())
+
+	_, err = changestream.WatchCollection(ctx, coll, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "shard1", "the error names the shard")
+	t.Logf("opening while the shard is down: %v", err)
+
+	require.NoError(t, sc.Shard(1).Restart(0))
+	require.True(t, cs.Next(ctx), "%v", cs.Err())
+	assert.Equal(t, int32(2), cs.Current.Lookup("documentKey", "_id").Int32(), "nothing lost")
+}

@@ -121,6 +121,9 @@ type ChangeStream struct {
 	// clientTimeout is the client's timeoutMS, set once by open.
 	clientTimeout time.Duration
 
+	// heartbeat is WithHeartbeat's writer, nil without one; Close stops it.
+	heartbeat *heartbeat
+
 	alive    atomic.Bool
 	closed   atomic.Bool
 	closeCtx context.Context // done when Close starts, to interrupt a waiting Next
@@ -240,6 +243,13 @@ func (cs *ChangeStream) open(ctx context.Context) (*ChangeStream, error) {
 		return nil, werr
 	}
 	cs.clientTimeout = cs.cur.dec.settings.timeout
+	if err := cs.startHeartbeat(ctx); err != nil {
+		cs.cur.kill(ctx)
+		cs.endSession()
+		cs.closeFn()
+		cs.hookError(err)
+		return nil, err
+	}
 	cs.alive.Store(true)
 	cs.stateMu.Lock()
 	cs.openedAt = time.Now()
@@ -720,6 +730,7 @@ func (cs *ChangeStream) Close(ctx context.Context) error {
 	}
 	cs.alive.Store(false)
 	cs.closeFn()
+	cs.stopHeartbeat()
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.Current = nil

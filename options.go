@@ -83,6 +83,7 @@ type config struct {
 	progressEvery            time.Duration
 	readPreference           *readpref.ReadPref
 	readConcern              *readconcern.ReadConcern
+	heartbeat                *heartbeatConfig
 
 	errs []error // problems found while applying options, reported by validate
 }

@@ -56,6 +56,11 @@ type Stats struct {
 	// LastCaughtUp is when the last reply arrived that had nothing more to
 	// send (see [ChangeStream.Behind]).
 	LastCaughtUp time.Time
+	// Heartbeats counts the heartbeat writes made (WithHeartbeat), one per
+	// shard per interval; HeartbeatErrors those that failed, the last of
+	// which is HeartbeatErr.
+	Heartbeats, HeartbeatErrors int64
+	HeartbeatErr                error
 	// Position is the stream's position.
 	Position Position
 }

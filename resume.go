@@ -219,6 +219,9 @@ func (cs *ChangeStream) command(sp startPoint) bson.D {
 	}
 	pipeline := make(bson.A, 0, len(cs.pipeline)+2)
 	pipeline = append(pipeline, bson.D{{Key: "$changeStream", Value: stage}})
+	if h := cfg.heartbeat; h != nil {
+		pipeline = append(pipeline, h.filterStage())
+	}
 	for _, st := range cs.pipeline {
 		pipeline = append(pipeline, st)
 	}

@@ -343,3 +343,47 @@ func TestShardedShardFailover(t *testing.T) {
 		})
 	}
 }
+
+// TestShardedMigrationUnderWrites: chunks moved back and forth while a
+// writer inserts lose no document and count none twice: the router holds
+// a collection's commands while its migration copies, places and deletes
+// (the server's critical section and orphan filtering, in one step).
+// (The invariant of migration_source_manager.cpp's critical section.)
+func TestShardedMigrationUnderWrites(t *testing.T) {
+	t.Parallel()
+	sc, c := startSharded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	shardOnSku(ctx, t, c)
+	coll := c.Database("a").Collection("c")
+	const writers, each = 4, 250
+	const n = writers * each
+	wrote := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := w * each; i < (w+1)*each; i++ {
+				if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}, {Key: "sku", Value: i % 100}}); err != nil {
+					wrote <- err
+					return
+				}
+			}
+			wrote <- nil
+		}()
+	}
+	for i := range 20 {
+		to := []string{"shard0", "shard1"}[i%2]
+		require.NoError(t, c.Database("admin").RunCommand(ctx, bson.D{{Key: "moveChunk", Value: "a.c"}, {Key: "find", Value: bson.D{{Key: "sku", Value: 60}}},
+			{Key: "to", Value: to}}).Err())
+	}
+	for range writers {
+		require.NoError(t, <-wrote)
+	}
+	got, err := coll.CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.EqualValues(t, n, got, "through mongos")
+	total := 0
+	for i := range 2 {
+		total += len(shardDocs(ctx, t, connectTo(t, sc.Shard(i).URI())))
+	}
+	assert.Equal(t, n, total, "on the shards, each document once")
+}

@@ -40,6 +40,7 @@ type Catalog struct {
 	placed    []int          // how many databases each shard is primary of
 	colls     map[string]*shardedColl
 	config    Shard // the config server, for getShardMap
+	placing   map[string]*sync.RWMutex
 }
 
 // NewCatalog returns the metadata of a cluster of the given shards.

@@ -3,6 +3,7 @@ package mongos
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/shardkey"
@@ -99,6 +100,27 @@ func (sc *shardedColl) nextVersion(major bool) bson.Timestamp {
 		sc.minor++
 	}
 	return bson.Timestamp{T: sc.major, I: sc.minor}
+}
+
+// placementLock returns the lock that orders ns's routed commands (read
+// locked) against its chunk migrations (write locked), on every router
+// of the catalog: a migration's copy, placement and delete happen while no
+// command on the collection runs, so that a write never lands on the
+// donor after its documents were copied, and a query never counts a
+// document on both shards. The server gets there with a critical section
+// at the end of a migration and by filtering orphans out of queries.
+func (c *Catalog) placementLock(ns string) *sync.RWMutex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.placing == nil {
+		c.placing = map[string]*sync.RWMutex{}
+	}
+	l := c.placing[ns]
+	if l == nil {
+		l = &sync.RWMutex{}
+		c.placing[ns] = l
+	}
+	return l
 }
 
 // collection returns a copy of the sharded collection ns, or nil: the

@@ -176,9 +176,15 @@ func (r *Router) dispatchPlain(ctx context.Context, req *wire.Request, name stri
 	}
 	if routed[name] && req.DB != "admin" && req.DB != "local" {
 		if coll, ok := req.Body.Lookup(name).StringValueOK(); ok {
-			if sc := r.cat.collection(req.DB + "." + coll); sc != nil {
+			ns := req.DB + "." + coll
+			l := r.cat.placementLock(ns)
+			l.RLock()
+			sc := r.cat.collection(ns)
+			if sc != nil {
+				defer l.RUnlock()
 				return r.routeSharded(ctx, req, name, sc)
 			}
+			l.RUnlock()
 		}
 		if name == "dropDatabase" {
 			return r.dropDatabase(ctx, req)

@@ -177,6 +177,12 @@ func (r *Router) moveChunk(ctx context.Context, req *wire.Request) bsoncore.Docu
 	if fail != nil {
 		return fail
 	}
+	l := r.cat.placementLock(sc.ns)
+	l.Lock()
+	defer l.Unlock()
+	if sc = r.cat.collection(sc.ns); sc == nil {
+		return r.errorReply(codeNamespaceNotSharded, "the collection was dropped during moveChunk")
+	}
 	to, _ := req.Body.Lookup("to").StringValueOK()
 	dest := -1
 	for i, s := range r.cat.Shards() {

@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
 
-.PHONY: race-sharded driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
+.PHONY: soak-sharded race-sharded driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
 
 ## demo: run the quickstart on an embedded simulator (or MONGODB_URI), then the command-line tool against cmd/mongosim
 demo:
@@ -73,6 +73,10 @@ soak-lease:
 ## soak-failover: 100 elections of a three-member simulated set under a writer; ChangeStream and the driver's Watch side by side
 soak-failover:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestElectionSoak' -count=1 -v .
+
+## soak-sharded: 100 faults of a simulated sharded cluster (shard failovers, mongos restarts, chunk moves, paused no-op writers) under a writer; ChangeStream and the driver's Watch side by side
+soak-sharded:
+	CHANGESTREAM_SOAK=long $(GO) test -run 'TestShardedSoak' -count=1 -v .
 
 deps:
 	$(GO) mod download

@@ -175,7 +175,9 @@ func nextOf(ctx context.Context, cs *changestream.ChangeStream, perCall time.Dur
 // majority writes, moving on only once n is acknowledged (or a retry finds
 // it present), until stop.
 type electionWriter struct {
-	coll    *mongo.Collection
+	coll *mongo.Collection
+	// doc is the document of n, {_id: n} when nil.
+	doc     func(n int32) bson.D
 	stop    atomic.Bool
 	acked   atomic.Int64
 	retries atomic.Int64
@@ -191,7 +193,11 @@ func (w *electionWriter) run(ctx context.Context) {
 		w.mu.Unlock()
 		for {
 			opCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := w.coll.InsertOne(opCtx, bson.D{{Key: "_id", Value: n}})
+			doc := bson.D{{Key: "_id", Value: n}}
+			if w.doc != nil {
+				doc = w.doc(n)
+			}
+			_, err := w.coll.InsertOne(opCtx, doc)
 			cancel()
 			if err == nil || mongo.IsDuplicateKeyError(err) {
 				break

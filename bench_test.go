@@ -64,7 +64,7 @@ func newBenchEnv(b *testing.B, n int) *benchEnv {
 	ctx := context.Background()
 	uri := os.Getenv("MONGODB_URI")
 	if uri == "" {
-		uri = mongosim.StartTB(b).URI()
+		uri = mongosim.StartDeploymentTB(b).URI // CHANGESTREAM_TEST_TOPOLOGY=sharded: through mongos
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(uri))
 	if err != nil {

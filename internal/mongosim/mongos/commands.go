@@ -50,6 +50,12 @@ func (r *Router) handle(ctx context.Context, req *wire.Request, sess *session) (
 		r.sawTime(ts)
 	}
 	name := firstKey(req.Body)
+	if r.clusterTime().IsZero() && !isHello(name) {
+		// A new router learns the cluster's time before it answers, as
+		// a mongos has it from the config server once started: its
+		// operationTime is never 0 (a ping's is a valid start point).
+		_, _ = r.shardsTime(ctx)
+	}
 	if app, ok := req.Body.Lookup("client", "application", "name").StringValueOK(); ok && isHello(name) {
 		sess.appName = app
 	}

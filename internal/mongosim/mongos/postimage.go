@@ -158,9 +158,9 @@ func (r *Router) lookupPostImage(ctx context.Context, req *wire.Request, ev bson
 	if v, err := req.Body.LookupErr("lsid"); err == nil {
 		b.AppendValue("lsid", v)
 	}
-	reply, err := r.runOn(ctx, shard, b.AppendString("$db", db).Build())
-	if err != nil {
-		return nil, err.(*errReply).reply
+	reply, fail := r.runOn(ctx, shard, b.AppendString("$db", db).Build())
+	if fail != nil {
+		return nil, fail
 	}
 	if replyCode(reply) != 0 {
 		return nil, reply

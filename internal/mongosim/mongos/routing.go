@@ -23,18 +23,12 @@ import (
 // changes a document's shard key, an upsert without the whole key, and a
 // distinct across shards.
 
-// errReply is a reply that ends a routed command: the shard's error, or
-// the router's.
-type errReply struct{ reply bsoncore.Document }
-
-func (e *errReply) Error() string { return "routed command failed" }
-
-// runOn sends cmd to shard i's primary: the reply, or an *errReply of a
-// shard that could not answer.
-func (r *Router) runOn(ctx context.Context, i int, cmd bsoncore.Document) (bsoncore.Document, error) {
+// runOn sends cmd to shard i's primary and returns its reply, or the
+// failure to answer with when the shard could not be reached.
+func (r *Router) runOn(ctx context.Context, i int, cmd bsoncore.Document) (reply, fail bsoncore.Document) {
 	reply, host, err := r.shards[i].runOnPrimary(ctx, cmd, nil)
 	if err != nil {
-		return nil, &errReply{r.shardDown(i, host, err, false)}
+		return nil, r.shardDown(i, host, err, false)
 	}
 	r.saw(reply)
 	return reply, nil
@@ -329,9 +323,9 @@ func (r *Router) routeInsert(ctx context.Context, req *wire.Request, sc *sharded
 		for j, i := range idx {
 			part[j] = docs[i]
 		}
-		reply, err := r.runOn(ctx, shardOf[idx[0]], subCommand(req, "documents", part, idx))
-		if err != nil {
-			return err.(*errReply).reply
+		reply, fail := r.runOn(ctx, shardOf[idx[0]], subCommand(req, "documents", part, idx))
+		if fail != nil {
+			return fail
 		}
 		if replyCode(reply) != 0 {
 			return reply
@@ -401,9 +395,9 @@ func (r *Router) routeWrites(ctx context.Context, req *wire.Request, name string
 			}
 		}
 		for _, t := range targets {
-			reply, err := r.runOn(ctx, t, subCommand(req, key, []bsoncore.Document{s}, []int{i}))
-			if err != nil {
-				return err.(*errReply).reply
+			reply, fail := r.runOn(ctx, t, subCommand(req, key, []bsoncore.Document{s}, []int{i}))
+			if fail != nil {
+				return fail
 			}
 			if replyCode(reply) != 0 {
 				return reply
@@ -440,10 +434,10 @@ func (r *Router) routeFindAndModify(ctx context.Context, req *wire.Request, sc *
 }
 
 // collect reads every document of ns matching filter from shard i.
-func (r *Router) collect(ctx context.Context, i int, req *wire.Request, coll string, filter bson.D) ([]bson.D, error) {
+func (r *Router) collect(ctx context.Context, i int, req *wire.Request, coll string, filter bson.D) (docs []bson.D, fail bsoncore.Document) {
 	raw, err := bson.Marshal(filter)
 	if err != nil {
-		return nil, &errReply{r.errorReply(codeBadValue, err.Error())}
+		return nil, r.errorReply(codeBadValue, err.Error())
 	}
 	b := bsoncore.NewDocumentBuilder().AppendString("find", coll).AppendDocument("filter", raw)
 	for _, k := range []string{"readConcern", "lsid", "collation"} {
@@ -451,22 +445,22 @@ func (r *Router) collect(ctx context.Context, i int, req *wire.Request, coll str
 			b.AppendValue(k, v)
 		}
 	}
-	reply, err := r.runOn(ctx, i, b.AppendString("$db", req.DB).Build())
-	if err != nil {
-		return nil, err
+	reply, fail := r.runOn(ctx, i, b.AppendString("$db", req.DB).Build())
+	if fail != nil {
+		return nil, fail
 	}
 	var out []bson.D
 	batchName := "firstBatch"
 	for {
 		if replyCode(reply) != 0 {
-			return nil, &errReply{reply}
+			return nil, reply
 		}
 		arr, _ := reply.Lookup("cursor", batchName).ArrayOK()
 		vals, _ := arr.Values()
 		for _, v := range vals {
 			var d bson.D
 			if err := bson.Unmarshal(v.Document(), &d); err != nil {
-				return nil, &errReply{r.errorReply(codeBadValue, err.Error())}
+				return nil, r.errorReply(codeBadValue, err.Error())
 			}
 			out = append(out, d)
 		}
@@ -479,8 +473,8 @@ func (r *Router) collect(ctx context.Context, i int, req *wire.Request, coll str
 		if v, err := req.Body.LookupErr("lsid"); err == nil {
 			gm.AppendValue("lsid", v)
 		}
-		if reply, err = r.runOn(ctx, i, gm.AppendString("$db", req.DB).Build()); err != nil {
-			return nil, err
+		if reply, fail = r.runOn(ctx, i, gm.AppendString("$db", req.DB).Build()); fail != nil {
+			return nil, fail
 		}
 	}
 }
@@ -491,9 +485,9 @@ func (r *Router) collectAll(ctx context.Context, req *wire.Request, sc *shardedC
 	_, coll := nsParts(sc.ns)
 	var docs []bson.D
 	for _, i := range sc.holders() {
-		part, err := r.collect(ctx, i, req, coll, filter)
-		if err != nil {
-			return nil, err.(*errReply).reply
+		part, fail := r.collect(ctx, i, req, coll, filter)
+		if fail != nil {
+			return nil, fail
 		}
 		docs = append(docs, part...)
 	}
@@ -594,9 +588,9 @@ func (r *Router) toEveryHolder(ctx context.Context, req *wire.Request, sc *shard
 		if i == primary {
 			continue
 		}
-		reply, err := r.runOn(ctx, i, req.Body)
-		if err != nil {
-			return err.(*errReply).reply
+		reply, fail := r.runOn(ctx, i, req.Body)
+		if fail != nil {
+			return fail
 		}
 		if replyCode(reply) != 0 {
 			return reply
@@ -631,9 +625,9 @@ func (r *Router) dropParticipants(ctx context.Context, req *wire.Request, sc *sh
 		if v, err := req.Body.LookupErr("lsid"); err == nil {
 			b.AppendValue("lsid", v)
 		}
-		reply, err := r.runOn(ctx, i, b.AppendString("$db", db).Build())
-		if err != nil {
-			return err.(*errReply).reply
+		reply, fail := r.runOn(ctx, i, b.AppendString("$db", db).Build())
+		if fail != nil {
+			return fail
 		}
 		if replyCode(reply) != 0 {
 			return reply

@@ -56,9 +56,9 @@ func (r *Router) shardCollection(ctx context.Context, req *wire.Request) bsoncor
 		b.AppendValue("lsid", lsid)
 	}
 	i := r.cat.primaryShard(db)
-	reply, err := r.runOn(ctx, i, b.Build())
-	if err != nil {
-		return err.(*errReply).reply
+	reply, fail := r.runOn(ctx, i, b.Build())
+	if fail != nil {
+		return fail
 	}
 	if replyCode(reply) != 0 {
 		return reply
@@ -96,9 +96,9 @@ func (r *Router) collectionUUID(ctx context.Context, i int, db, coll string) ([1
 	var uuid [16]byte
 	cmd := bsoncore.NewDocumentBuilder().AppendInt32("listCollections", 1).
 		AppendDocument("filter", bsoncore.NewDocumentBuilder().AppendString("name", coll).Build()).AppendString("$db", db).Build()
-	reply, err := r.runOn(ctx, i, cmd)
-	if err != nil {
-		return uuid, err.(*errReply).reply
+	reply, fail := r.runOn(ctx, i, cmd)
+	if fail != nil {
+		return uuid, fail
 	}
 	if replyCode(reply) != 0 {
 		return uuid, reply
@@ -233,9 +233,9 @@ func (r *Router) moveChunk(ctx context.Context, req *wire.Request) bsoncore.Docu
 		}
 		return b.AppendString("$db", db).Build()
 	}
-	cloned, err := r.runOn(ctx, ch.shard, rangeCmd("_mongosimCloneRange", nil))
-	if err != nil {
-		return err.(*errReply).reply
+	cloned, fail := r.runOn(ctx, ch.shard, rangeCmd("_mongosimCloneRange", nil))
+	if fail != nil {
+		return fail
 	}
 	if replyCode(cloned) != 0 {
 		return cloned
@@ -244,9 +244,9 @@ func (r *Router) moveChunk(ctx context.Context, req *wire.Request) bsoncore.Docu
 	pat, _ := bson.Marshal(sc.key)
 	recv := bsoncore.NewDocumentBuilder().AppendString("_mongosimReceiveChunk", coll).AppendDocument("keyPattern", pat).
 		AppendBinary("uuid", 4, sc.uuid[:]).AppendArray("documents", docs).AppendString("$db", db).Build()
-	reply, err := r.runOn(ctx, dest, recv)
-	if err != nil {
-		return err.(*errReply).reply
+	reply, fail := r.runOn(ctx, dest, recv)
+	if fail != nil {
+		return fail
 	}
 	if replyCode(reply) != 0 {
 		return reply
@@ -254,11 +254,11 @@ func (r *Router) moveChunk(ctx context.Context, req *wire.Request) bsoncore.Docu
 	newShard := !sc.hasChunkOn(dest)
 	from := r.cat.Shards()[ch.shard].Name
 	r.cat.move(sc.ns, ch.min, dest, r.clusterTime())
-	reply, err = r.runOn(ctx, ch.shard, rangeCmd("_mongosimDeleteRange", func(b *bsoncore.DocumentBuilder) {
+	reply, fail = r.runOn(ctx, ch.shard, rangeCmd("_mongosimDeleteRange", func(b *bsoncore.DocumentBuilder) {
 		b.AppendBoolean("newShard", newShard).AppendString("fromShard", from).AppendString("toShard", to)
 	}))
-	if err != nil {
-		return err.(*errReply).reply
+	if fail != nil {
+		return fail
 	}
 	if replyCode(reply) != 0 {
 		return reply

@@ -27,10 +27,13 @@ import (
 // shards ({k: n % 2, _id: n}, sharded on {k: 1, _id: 1}) with retryable
 // majority writes, each acknowledged before the next; the readers, each
 // with a client of both mongos, are a ChangeStream iterated with blocking
-// Next calls, one with a 50 ms deadline on every call, and the driver's
-// Watch as a control. Every acknowledged write must reach both
-// ChangeStreams exactly once and in order; what the driver's Watch did
-// is reported.
+// Next calls, one with a 50 ms deadline on every call, checkpoint.Run
+// with a lease in two consumer processes whose holder is SIGKILLed at
+// random (leaseReaders), and the driver's Watch as a control. Every
+// acknowledged write must reach both ChangeStreams exactly once and in
+// order, and checkpoint.Run's sink at least once, in order within each
+// holder's tenure, repeating at most MaxInFlight per change of holder;
+// what the driver's Watch did is reported.
 
 // shardedSoakFaults sizes a run: CHANGESTREAM_SOAK=long (make
 // soak-sharded) injects 100 faults; every go test run a few.
@@ -92,10 +95,12 @@ func TestShardedSoak(t *testing.T) {
 	driverWatch, err := collOf(connect()).Watch(openCtx, mongo.Pipeline{})
 	require.NoError(t, err)
 
+	leased := startLeaseReaders(t, sc, admin, "soak", "seq")
+
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	w := &electionWriter{coll: collOf(connect()), doc: func(n int32) bson.D {
-		return bson.D{{Key: "_id", Value: n}, {Key: "k", Value: n % 2}}
+		return bson.D{{Key: "_id", Value: n}, {Key: "k", Value: n % 2}, {Key: "n", Value: n}}
 	}}
 	readers := []*electionReader{
 		{name: "ChangeStream, blocking Next", next: func(ctx context.Context) (bson.Raw, error) { return nextOf(ctx, blocking, 0) }},
@@ -115,7 +120,13 @@ func TestShardedSoak(t *testing.T) {
 		go func() { defer wg.Done(); r.run(ctx, w) }()
 	}
 
+	killCtx, stopKilling := context.WithCancel(ctx)
+	killed := make(chan struct{})
+	go func() { defer close(killed); leased.killAtRandom(killCtx, t) }()
+
 	f := runShardedFaults(t, sc, admin, w, shardedSoakFaults())
+	stopKilling()
+	<-killed
 	w.stop.Store(true)
 	select {
 	case <-written:
@@ -135,6 +146,7 @@ func TestShardedSoak(t *testing.T) {
 	_ = driverWatch.Close(context.Background())
 
 	acked := int(w.acked.Load())
+	lr := leased.wait(t, acked)
 	t.Logf("sharded soak: %d faults (%d shard step-downs, %d shard primaries killed, %d mongos restarts, %d chunk moves (%d refused mid-failover), %d no-op pauses), %d writes acknowledged (%d writer retries)",
 		f.total(), f.stepDowns, f.kills, f.routerRestarts, f.moves, f.moveErrors, f.noopPauses, acked, w.retries.Load())
 	for _, r := range readers {
@@ -147,6 +159,10 @@ func TestShardedSoak(t *testing.T) {
 		require.NoError(t, r.endErr, r.name)
 		require.Zero(t, res.lost+res.dup+res.disorder, "%s: %s", r.name, res.first)
 	}
+	t.Logf("  %-28s effects=%d lost=%d repeated=%d out-of-order=%d tenures-with-effects=%d (holder SIGKILLed %d times)",
+		"checkpoint.Run with a lease", lr.effects, lr.lost, lr.repeated, lr.disorder, lr.epochs, leased.kills)
+	require.Zero(t, lr.lost+lr.disorder, "checkpoint.Run: %s", lr.first)
+	require.LessOrEqual(t, lr.repeated, max(lr.epochs-1, 0)*50, "checkpoint.Run repeats at most MaxInFlight (50) per change of holder")
 }
 
 // shardedFaults is what the fault loop did.

@@ -1,15 +1,12 @@
 package checkpoint
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,70 +39,6 @@ func soakBinaries(t *testing.T) (sim, consumer string) {
 func startSim(t *testing.T, bin string) string {
 	t.Helper()
 	return proctest.StartSim(t, bin, "-noop-interval", "200ms")
-}
-
-// consumerProc is one consumer process, restarted as the soak kills it.
-type consumerProc struct {
-	bin  string
-	args []string
-	logs bytes.Buffer // every incarnation's stderr
-	cmd  *exec.Cmd
-	exit chan struct{}
-	mu   sync.Mutex
-}
-
-func (p *consumerProc) start(t *testing.T) {
-	t.Helper()
-	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Stderr = &lockedWriter{mu: &p.mu, w: &p.logs}
-	require.NoError(t, p.cmd.Start())
-	p.exit = make(chan struct{})
-	go func(cmd *exec.Cmd, exit chan struct{}) {
-		_ = cmd.Wait()
-		close(exit)
-	}(p.cmd, p.exit)
-}
-
-func (p *consumerProc) exited() bool {
-	select {
-	case <-p.exit:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *consumerProc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a paused process dies too
-	_ = p.cmd.Process.Kill()
-	<-p.exit
-}
-
-func (p *consumerProc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGCONT)
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.exit:
-	case <-time.After(20 * time.Second):
-		p.kill()
-	}
-}
-
-func (p *consumerProc) count(s string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Count(p.logs.String(), s)
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 // writeSource inserts n documents {n: i}, ten at a time, spread over
@@ -162,9 +95,9 @@ func TestRestartSoak(t *testing.T) {
 	dir := t.TempDir()
 	// The default commit interval (1s): MaxInFlight alone bounds what a
 	// crash repeats.
-	p := &consumerProc{bin: consumerBin, args: []string{"-uri", uri, "-dir", dir,
+	p := &proctest.Proc{Bin: consumerBin, Args: []string{"-uri", uri, "-dir", dir,
 		"-max-in-flight", fmt.Sprint(bound), "-commit", "0"}}
-	p.start(t)
+	p.Start(t)
 	// The first incarnation saves its starting point; the writer waits
 	// for it, since a stream from now would not see earlier documents.
 	require.Eventually(t, func() bool { return fileCheckpointExists(dir) }, 20*time.Second, 10*time.Millisecond)
@@ -175,14 +108,14 @@ func TestRestartSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for range kills {
 		time.Sleep(time.Duration(30+rng.IntN(170)) * time.Millisecond)
-		p.kill()
-		p.start(t)
+		p.Kill()
+		p.Start(t)
 	}
 	require.NoError(t, <-wrote)
 	require.Eventually(t, func() bool {
 		return len(effectCounts(ctx, t, db.Collection("effects"))) == docs
 	}, 5*time.Minute, 50*time.Millisecond, "every document's effect")
-	p.stop()
+	p.Stop()
 
 	counts := effectCounts(ctx, t, db.Collection("effects"))
 	lost, dups := 0, 0
@@ -246,15 +179,15 @@ func TestFailoverSoak(t *testing.T) {
 	require.NoError(t, onEveryShard(ctx, client, bson.D{{Key: "setParameter", Value: 1}, {Key: "transactionLifetimeLimitSeconds", Value: 1}}))
 
 	began := time.Now()
-	procs := map[string]*consumerProc{}
+	procs := map[string]*proctest.Proc{}
 	for _, owner := range []string{"c1", "c2"} {
-		procs[owner] = &consumerProc{bin: consumerBin, args: []string{"-uri", uri, "-ttl", ttl.String(), "-owner", owner,
+		procs[owner] = &proctest.Proc{Bin: consumerBin, Args: []string{"-uri", uri, "-ttl", ttl.String(), "-owner", owner,
 			"-max-in-flight", "50", "-commit", "20ms"}}
-		procs[owner].start(t)
+		procs[owner].Start(t)
 	}
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	checkpoints := db.Collection("checkpoints")
@@ -269,8 +202,8 @@ func TestFailoverSoak(t *testing.T) {
 	}()
 	restartExited := func() {
 		for _, p := range procs {
-			if p.exited() {
-				p.start(t)
+			if p.Exited() {
+				p.Start(t)
 			}
 		}
 	}
@@ -281,20 +214,20 @@ func TestFailoverSoak(t *testing.T) {
 		owner, epoch := leaseHolder(ctx, t, checkpoints)
 		p := procs[owner]
 		if i%2 == 0 {
-			p.kill()
+			p.Kill()
 			kills++
-			p.start(t)
+			p.Start(t)
 			continue
 		}
-		before := p.count("lease lost") + p.count("stale effect refused")
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGSTOP))
+		before := p.Count("lease lost") + p.Count("stale effect refused")
+		require.NoError(t, p.Signal(syscall.SIGSTOP))
 		pauses++
 		_, next := leaseHolder(ctx, t, checkpoints)
 		require.Eventually(t, func() bool { _, e := leaseHolder(ctx, t, checkpoints); next = e; return e > epoch },
 			time.Minute, 5*time.Millisecond, "the standby takes over from the paused holder")
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGCONT))
+		require.NoError(t, p.Signal(syscall.SIGCONT))
 		require.Eventually(t, func() bool {
-			return p.count("lease lost")+p.count("stale effect refused") > before
+			return p.Count("lease lost")+p.Count("stale effect refused") > before
 		}, time.Minute, 5*time.Millisecond, "the resumed holder (epoch %d, now %d) finds its lease lost", epoch, next)
 		lostReports++
 	}
@@ -325,7 +258,7 @@ func TestFailoverSoak(t *testing.T) {
 	}
 	stale := 0
 	for _, p := range procs {
-		stale += p.count("stale effect refused")
+		stale += p.Count("stale effect refused")
 	}
 	t.Logf("failover soak: %d documents, %d SIGKILLs and %d SIGSTOPs of the holder (lease %v): %d lost, %d repeated, "+
 		"%d effects from an older epoch after a newer one, %d of %d resumed holders found their lease lost (%d stale effects refused), %.1f s",
@@ -354,8 +287,8 @@ func TestSnapshotSIGKILL(t *testing.T) {
 	fill(t, source, docs)
 
 	dir := t.TempDir()
-	p := &consumerProc{bin: consumerBin, args: []string{"-uri", uri, "-dir", dir, "-mirror", "-commit", "20ms"}}
-	p.start(t)
+	p := &proctest.Proc{Bin: consumerBin, Args: []string{"-uri", uri, "-dir", dir, "-mirror", "-commit", "20ms"}}
+	p.Start(t)
 	store, err := NewFileStore(dir)
 	require.NoError(t, err)
 	var during Checkpoint
@@ -370,14 +303,14 @@ func TestSnapshotSIGKILL(t *testing.T) {
 		_, err := churn([]*mongo.Collection{source}, docs, stop, rand.New(rand.NewPCG(3, 4)))
 		wrote <- err
 	}()
-	p.kill()
+	p.Kill()
 	killedAt, _, err := store.Load(context.Background(), "soak")
 	require.NoError(t, err)
 	require.NotNil(t, killedAt.Snapshot, "killed before the snapshot finished")
 	mirrored, err := mirror.CountDocuments(context.Background(), bson.D{})
 	require.NoError(t, err)
 
-	p.start(t)
+	p.Start(t)
 	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	require.NoError(t, <-wrote)
@@ -387,7 +320,7 @@ func TestSnapshotSIGKILL(t *testing.T) {
 		why = w
 		return same
 	}, 5*time.Minute, 500*time.Millisecond, "the mirror equals the source: %s", why)
-	p.stop()
+	p.Stop()
 	t.Logf("snapshot SIGKILL: %d documents; killed with %d mirrored, the checkpoint at _id %v (seen during: %v); the restart carried on from the checkpoint and the mirror equals the source",
 		docs, mirrored, killedAt.Snapshot.After.Lookup("_id"), during.Snapshot.After.Lookup("_id"))
 }

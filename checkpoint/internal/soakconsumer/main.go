@@ -40,6 +40,7 @@ func main() {
 	uri := flag.String("uri", "", "the deployment")
 	dbName := flag.String("db", "soak", "the database")
 	key := flag.String("key", "soak", "the checkpoint key")
+	source := flag.String("source", "source", "the collection consumed, whose documents carry a number n")
 	owner := flag.String("owner", "", "the lease owner (with -ttl)")
 	ttl := flag.Duration("ttl", 0, "lease ttl; 0: no lease, a file store in -dir")
 	dir := flag.String("dir", "", "the file store's directory (without -ttl)")
@@ -52,7 +53,7 @@ func main() {
 	if *mirror {
 		err = runMirror(*uri, *dbName, *key, *dir, *every, log)
 	} else {
-		err = run(*uri, *dbName, *key, *owner, *dir, *ttl, *inFlight, *every, log)
+		err = run(*uri, *dbName, *source, *key, *owner, *dir, *ttl, *inFlight, *every, log)
 	}
 	if err != nil {
 		log.Error("soakconsumer: exiting", "error", err.Error())
@@ -60,7 +61,7 @@ func main() {
 	}
 }
 
-func run(uri, dbName, key, owner, dir string, ttl time.Duration, inFlight int, every time.Duration, log *slog.Logger) error {
+func run(uri, dbName, source, key, owner, dir string, ttl time.Duration, inFlight int, every time.Duration, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	client, err := mongo.Connect(options.Client().ApplyURI(uri))
@@ -70,7 +71,7 @@ func run(uri, dbName, key, owner, dir string, ttl time.Duration, inFlight int, e
 	defer func() { _ = client.Disconnect(context.Background()) }()
 	db := client.Database(dbName)
 	effects, fence := db.Collection("effects"), db.Collection("fence")
-	cfg := checkpoint.Config{Key: key, Collection: db.Collection("source"), MaxInFlight: inFlight,
+	cfg := checkpoint.Config{Key: key, Collection: db.Collection(source), MaxInFlight: inFlight,
 		CommitInterval: every, Logger: log, MinBackoff: 10 * time.Millisecond, MaxBackoff: time.Second}
 
 	if ttl == 0 {

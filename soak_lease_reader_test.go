@@ -1,0 +1,192 @@
+package changestream_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/proctest"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// leaseReaders is the sharded soak's checkpoint.Run reader: two consumer
+// processes (checkpoint/internal/soakconsumer) share one key with a
+// lease in a MongoStore, and write each event's effect in a transaction
+// fenced by the lease's epoch. The soak SIGKILLs the holder at random
+// while the cluster's own faults go on; the standby takes over from the
+// saved checkpoint.
+type leaseReaders struct {
+	db    *mongo.Database
+	procs map[string]*proctest.Proc
+	kills int
+}
+
+// leaseTTL is long enough to outlast a shard's election (the lease lives
+// on the database's primary shard) without the standby stealing it, and
+// short enough that a SIGKILL is taken over quickly.
+const leaseTTL = 2 * time.Second
+
+// startLeaseReaders starts both consumers of ns's collection and waits
+// until the first holder has saved its starting point: the writer must
+// not start before it, since a stream from now misses earlier writes.
+func startLeaseReaders(t *testing.T, sc *mongosim.ShardedCluster, client *mongo.Client, db, coll string) *leaseReaders {
+	t.Helper()
+	bin := proctest.Build(t, "./checkpoint/internal/soakconsumer")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A consumer killed inside its sink transaction leaves it open, holding
+	// the fence, until the server aborts it: after a minute by default.
+	// The parameter is each member's own, as it is a mongod's.
+	for _, rs := range sc.Shards() {
+		for _, m := range rs.Members() {
+			c, err := mongo.Connect(options.Client().ApplyURI("mongodb://" + m.Addr() + "/?directConnection=true"))
+			require.NoError(t, err)
+			err = c.Database("admin").RunCommand(ctx, bson.D{{Key: "setParameter", Value: 1}, {Key: "transactionLifetimeLimitSeconds", Value: 1}}).Err()
+			_ = c.Disconnect(ctx)
+			require.NoError(t, err, m.Addr())
+		}
+	}
+	l := &leaseReaders{db: client.Database(db), procs: map[string]*proctest.Proc{}}
+	_, err := l.db.Collection("fence").InsertOne(ctx, bson.D{{Key: "_id", Value: "soak"}, {Key: "epoch", Value: int64(0)}, {Key: "seq", Value: int64(0)}})
+	require.NoError(t, err)
+	for _, owner := range []string{"c1", "c2"} {
+		l.procs[owner] = &proctest.Proc{Bin: bin, Args: []string{"-uri", sc.URI(), "-db", db, "-source", coll,
+			"-ttl", leaseTTL.String(), "-owner", owner, "-max-in-flight", "50", "-commit", "20ms"}}
+		l.procs[owner].Start(t)
+	}
+	t.Cleanup(func() {
+		for _, p := range l.procs {
+			p.Stop()
+		}
+	})
+	require.Eventually(t, func() bool {
+		var d struct {
+			Token bson.Raw `bson:"token"`
+		}
+		return l.db.Collection("checkpoints").FindOne(ctx, bson.D{{Key: "_id", Value: "soak"}}).Decode(&d) == nil && d.Token != nil
+	}, 30*time.Second, 10*time.Millisecond, "the first holder saved its starting point")
+	return l
+}
+
+// restartExited starts again a consumer that has exited by itself: a
+// handler error ends checkpoint.Run (its default policy), as a sink
+// transaction cut by a failover can.
+func (l *leaseReaders) restartExited(t *testing.T) {
+	for _, p := range l.procs {
+		if p.Exited() {
+			if err := p.Launch(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// killAtRandom SIGKILLs the lease holder every 0.5 to 2.5 seconds and
+// starts it again, until ctx ends. A holder it cannot read (the shard
+// holding the lease is failing over) skips a round.
+func (l *leaseReaders) killAtRandom(ctx context.Context, t *testing.T) {
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(500+rng.IntN(2000)) * time.Millisecond):
+		}
+		l.restartExited(t)
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		var d struct {
+			Owner      string    `bson:"owner"`
+			LeaseUntil time.Time `bson:"leaseUntil"`
+		}
+		err := l.db.Collection("checkpoints").FindOne(rctx, bson.D{{Key: "_id", Value: "soak"}}).Decode(&d)
+		cancel()
+		p := l.procs[d.Owner]
+		if err != nil || p == nil || p.Exited() || !d.LeaseUntil.After(time.Now()) {
+			continue
+		}
+		p.Kill()
+		l.kills++
+		if err := p.Launch(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// leaseResult is what the consumers' effects say.
+type leaseResult struct {
+	effects, lost, repeated, disorder, epochs int
+	first                                     string // the first loss or disorder, for the failure message
+}
+
+// wait waits (a hang guard of two minutes) until every acknowledged write
+// has an effect, and reads the effects in the sink's order (the fence's
+// sequence): nothing may be lost; within an epoch (one holder's tenure)
+// the numbers must rise, and epochs must never go back. Repeats are the
+// events a SIGKILLed holder had handled but not yet saved, handled again
+// by its successor: at-least-once, bounded by MaxInFlight per kill.
+func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type effect struct {
+		N     int32 `bson:"n"`
+		Epoch int64 `bson:"epoch"`
+		Seq   int64 `bson:"seq"`
+	}
+	var effects []effect
+	for {
+		l.restartExited(t)
+		cur, err := l.db.Collection("effects").Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
+		if err == nil {
+			effects = effects[:0]
+			err = cur.All(ctx, &effects)
+		}
+		distinct := map[int32]bool{}
+		for _, e := range effects {
+			if e.N < int32(acked) {
+				distinct[e.N] = true
+			}
+		}
+		if err == nil && len(distinct) >= acked || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var r leaseResult
+	var why strings.Builder
+	seen := map[int32]bool{}
+	for i, e := range effects {
+		switch {
+		case i == 0 || e.Epoch != effects[i-1].Epoch:
+			r.epochs++
+			if i > 0 && e.Epoch < effects[i-1].Epoch {
+				r.disorder++
+				fmt.Fprintf(&why, "epoch %d after %d at seq %d; ", e.Epoch, effects[i-1].Epoch, e.Seq)
+			}
+		case e.N <= effects[i-1].N:
+			r.disorder++
+			fmt.Fprintf(&why, "%d after %d in epoch %d; ", e.N, effects[i-1].N, e.Epoch)
+		}
+		if seen[e.N] {
+			r.repeated++
+		}
+		seen[e.N] = true
+	}
+	for n := range int32(acked) {
+		if !seen[n] {
+			if r.lost == 0 {
+				fmt.Fprintf(&why, "%d lost; ", n)
+			}
+			r.lost++
+		}
+	}
+	r.effects, r.first = len(effects), why.String()
+	return r
+}

@@ -28,10 +28,10 @@ type leaseReaders struct {
 	kills int
 }
 
-// leaseTTL is long enough to outlast a shard's election (the lease lives
-// on the database's primary shard) without the standby stealing it, and
-// short enough that a SIGKILL is taken over quickly.
-const leaseTTL = 2 * time.Second
+// leaseTTL is how long a SIGKILLed holder keeps the key from its
+// standby. A renewal that a shard's election holds up for longer loses
+// the lease to the standby, which the fencing makes safe.
+const leaseTTL = time.Second
 
 // startLeaseReaders starts both consumers of ns's collection and waits
 // until the first holder has saved its starting point: the writer must
@@ -88,30 +88,34 @@ func (l *leaseReaders) restartExited(t *testing.T) {
 	}
 }
 
-// killAtRandom SIGKILLs the lease holder every 0.5 to 2.5 seconds and
-// starts it again, until ctx ends. A holder it cannot read (the shard
+// killAtRandom SIGKILLs the lease holder every 1 to 5 seconds (each kill
+// stops the consumer for a lease's ttl) and starts it again, until ctx
+// ends. A holder it cannot read (the shard
 // holding the lease is failing over) skips a round.
 func (l *leaseReaders) killAtRandom(ctx context.Context, t *testing.T) {
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	var killed int64 // the epoch of the last holder killed, whose lease outlives it
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(500+rng.IntN(2000)) * time.Millisecond):
+		case <-time.After(time.Duration(1000+rng.IntN(4000)) * time.Millisecond):
 		}
 		l.restartExited(t)
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		var d struct {
 			Owner      string    `bson:"owner"`
+			Epoch      int64     `bson:"epoch"`
 			LeaseUntil time.Time `bson:"leaseUntil"`
 		}
 		err := l.db.Collection("checkpoints").FindOne(rctx, bson.D{{Key: "_id", Value: "soak"}}).Decode(&d)
 		cancel()
 		p := l.procs[d.Owner]
-		if err != nil || p == nil || p.Exited() || !d.LeaseUntil.After(time.Now()) {
+		if err != nil || p == nil || p.Exited() || !d.LeaseUntil.After(time.Now()) || d.Epoch == killed {
 			continue
 		}
 		p.Kill()
+		killed = d.Epoch
 		l.kills++
 		if err := p.Launch(); err != nil {
 			t.Error(err)
@@ -122,19 +126,22 @@ func (l *leaseReaders) killAtRandom(ctx context.Context, t *testing.T) {
 // leaseResult is what the consumers' effects say.
 type leaseResult struct {
 	effects, lost, repeated, disorder, epochs int
-	first                                     string // the first loss or disorder, for the failure message
+	catchUp                                   time.Duration // from wait's call to the last effect it needed
+	first                                     string        // the first loss or disorder, for the failure message
 }
 
-// wait waits (a hang guard of two minutes) until every acknowledged write
-// has an effect, and reads the effects in the sink's order (the fence's
+// wait waits until every acknowledged write has an effect (a hang guard:
+// a minute without a new one), and reads the effects in the sink's order (the fence's
 // sequence): nothing may be lost; within an epoch (one holder's tenure)
 // the numbers must rise, and epochs must never go back. Repeats are the
 // events a SIGKILLed holder had handled but not yet saved, handled again
 // by its successor: at-least-once, bounded by MaxInFlight per kill.
 func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	began := time.Now()
+	progress, last := began, 0
 	type effect struct {
 		N     int32 `bson:"n"`
 		Epoch int64 `bson:"epoch"`
@@ -154,7 +161,10 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 				distinct[e.N] = true
 			}
 		}
-		if err == nil && len(distinct) >= acked || ctx.Err() != nil {
+		if len(distinct) > last {
+			progress, last = time.Now(), len(distinct)
+		}
+		if err == nil && len(distinct) >= acked || ctx.Err() != nil || time.Since(progress) > time.Minute {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -187,6 +197,13 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 			r.lost++
 		}
 	}
-	r.effects, r.first = len(effects), why.String()
+	if r.lost > 0 {
+		for name, p := range l.procs {
+			logs := strings.Split(strings.TrimSpace(p.Logs()), "\n")
+			fmt.Fprintf(&why, "\n%s exited %d times; its last lines:\n%s", name, p.Count("soakconsumer: exiting"),
+				strings.Join(logs[max(0, len(logs)-5):], "\n"))
+		}
+	}
+	r.effects, r.first, r.catchUp = len(effects), why.String(), progress.Sub(began)
 	return r
 }

@@ -618,55 +618,82 @@ func TestDocumentIdentity(t *testing.T) {
 	assert.Equal(t, noID, documentIdentity("d", "c", noID))
 }
 
-// TestRunOrderWhenTheCollectionIsSharded: a document's events keep their
-// order among the workers when its collection is sharded while it is
-// consumed and its documentKey gains the shard key's fields: the update
-// after sharding waits for the insert before it. Sharded cluster only:
-// on a replica set a documentKey is {_id} always.
-func TestRunOrderWhenTheCollectionIsSharded(t *testing.T) {
+// TestRunOrderWhenTheDocumentKeyChangesShape: a document's events keep
+// their order among the workers when its documentKey gains fields while
+// it is consumed, its collection sharded ({_id} becomes {sku, _id}) or
+// its shard key refined ({sku, _id} becomes {sku, color, _id}): the
+// update after the change waits for the insert before it. Sharded
+// cluster only: on a replica set a documentKey is {_id} always.
+func TestRunOrderWhenTheDocumentKeyChangesShape(t *testing.T) {
 	t.Parallel()
-	d := newDeployment(t)
-	if d.cluster == nil {
-		t.Skip("a documentKey changes shape only when a collection is sharded (CHANGESTREAM_TEST_TOPOLOGY=sharded)")
+	sku := bson.D{{Key: "sku", Value: 1}}
+	skuColor := bson.D{{Key: "sku", Value: 1}, {Key: "color", Value: 1}}
+	for _, tc := range []struct {
+		name      string
+		before    bson.D                                    // the shard key before the insert, nil for none
+		change    func(*testing.T, *testDeployment, string) // between the insert and the update
+		insertKey string
+		updateKey string
+	}{
+		{name: "sharded", change: func(t *testing.T, d *testDeployment, ns string) {
+			require.NoError(t, d.client.Database("admin").RunCommand(context.Background(), bson.D{{Key: "shardCollection", Value: ns}, {Key: "key", Value: sku}}).Err())
+		}, insertKey: `{"_id": {"$numberInt":"1"}}`, updateKey: `{"sku": {"$numberInt":"5"},"_id": {"$numberInt":"1"}}`},
+		{name: "refined", before: sku, change: func(t *testing.T, d *testDeployment, ns string) {
+			_, err := d.db.Collection("items").Indexes().CreateOne(context.Background(), mongo.IndexModel{Keys: skuColor})
+			require.NoError(t, err)
+			require.NoError(t, d.client.Database("admin").RunCommand(context.Background(), bson.D{{Key: "refineCollectionShardKey", Value: ns}, {Key: "key", Value: skuColor}}).Err())
+		}, insertKey: `{"sku": {"$numberInt":"5"},"_id": {"$numberInt":"1"}}`, updateKey: `{"sku": {"$numberInt":"5"},"color": "red","_id": {"$numberInt":"1"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := newDeployment(t)
+			if d.cluster == nil {
+				t.Skip("a documentKey changes shape only when a collection is sharded (CHANGESTREAM_TEST_TOPOLOGY=sharded)")
+			}
+			coll := d.db.Collection("items")
+			ns := d.db.Name() + ".items"
+			if tc.before != nil {
+				require.NoError(t, d.db.CreateCollection(context.Background(), "items"))
+				require.NoError(t, d.client.Database("admin").RunCommand(context.Background(), bson.D{{Key: "shardCollection", Value: ns}, {Key: "key", Value: tc.before}}).Err())
+			}
+			store, err := NewFileStore(t.TempDir())
+			require.NoError(t, err)
+			var mu sync.Mutex
+			var order []string
+			first := make(chan struct{})
+			opened := make(chan struct{})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- Run(ctx, Config{Key: "k", Collection: coll, Store: store, Workers: 4, OnOpen: func(changestream.Position) { close(opened) }},
+					func(_ context.Context, ev changestream.Event[bson.Raw]) error {
+						if ev.OperationType == changestream.OperationInsert {
+							<-first // held until the update has been dispatched
+						}
+						mu.Lock()
+						defer mu.Unlock()
+						order = append(order, string(ev.OperationType)+" "+ev.DocumentKey.String())
+						return nil
+					})
+			}()
+			defer func() {
+				cancel()
+				require.NoError(t, <-done)
+			}()
+			<-opened
+			wctx := context.Background()
+			_, err = coll.InsertOne(wctx, bson.D{{Key: "_id", Value: 1}, {Key: "sku", Value: 5}, {Key: "color", Value: "red"}})
+			require.NoError(t, err)
+			tc.change(t, d, ns)
+			_, err = coll.UpdateOne(wctx, bson.D{{Key: "sku", Value: 5}, {Key: "color", Value: "red"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
+			require.NoError(t, err)
+			time.Sleep(1500 * time.Millisecond) // the update reaches the dispatcher (an idle shard holds it up to a no-op and a getMore)
+			mu.Lock()
+			assert.Empty(t, order, "the update waits behind the insert of the same document")
+			mu.Unlock()
+			close(first)
+			require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 2 }, 10*time.Second, 5*time.Millisecond)
+			assert.Equal(t, []string{"insert " + tc.insertKey, "update " + tc.updateKey}, order)
+		})
 	}
-	coll := d.db.Collection("items")
-	store, err := NewFileStore(t.TempDir())
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var order []string
-	first := make(chan struct{})
-	opened := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Key: "k", Collection: coll, Store: store, Workers: 4, OnOpen: func(changestream.Position) { close(opened) }},
-			func(_ context.Context, ev changestream.Event[bson.Raw]) error {
-				if ev.OperationType == changestream.OperationInsert {
-					<-first // held until the update has been dispatched
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				order = append(order, string(ev.OperationType)+" "+ev.DocumentKey.String())
-				return nil
-			})
-	}()
-	defer func() {
-		cancel()
-		require.NoError(t, <-done)
-	}()
-	<-opened
-	wctx := context.Background()
-	_, err = coll.InsertOne(wctx, bson.D{{Key: "_id", Value: 1}, {Key: "sku", Value: 5}})
-	require.NoError(t, err)
-	require.NoError(t, d.client.Database("admin").RunCommand(wctx, bson.D{{Key: "shardCollection", Value: d.db.Name() + ".items"},
-		{Key: "key", Value: bson.D{{Key: "sku", Value: 1}}}}).Err())
-	_, err = coll.UpdateOne(wctx, bson.D{{Key: "sku", Value: 5}}, bson.D{{Key: "$set", Value: bson.D{{Key: "x", Value: 1}}}})
-	require.NoError(t, err)
-	time.Sleep(1500 * time.Millisecond) // the update reaches the dispatcher (an idle shard holds it up to a no-op and a getMore)
-	mu.Lock()
-	assert.Empty(t, order, "the update waits behind the insert of the same document")
-	mu.Unlock()
-	close(first)
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 2 }, 10*time.Second, 5*time.Millisecond)
-	assert.Equal(t, []string{`insert {"_id": {"$numberInt":"1"}}`, `update {"sku": {"$numberInt":"5"},"_id": {"$numberInt":"1"}}`}, order)
 }

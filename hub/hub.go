@@ -15,6 +15,11 @@
 // [Coalesce]: only the newest event is kept, for subscribers that need a
 // signal). No event is lost silently. A Hub runs one goroutine, and none
 // per subscriber.
+//
+// A subscription receives the events it takes in the stream's order.
+// Nothing in a Hub is keyed by an event's documentKey, so a document
+// whose key gains fields as it is consumed (its collection sharded, its
+// shard key refined) keeps the order of its events.
 package hub
 
 import (

@@ -349,7 +349,7 @@ func (src *changeStreamSource) classify(e *oplogEntry) visibility {
 			if mine || (e.toDB == src.db && e.toColl == src.coll) {
 				return invalidating
 			}
-		case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection:
+		case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection, opRefineShardKey:
 			if mine && src.opts.expanded {
 				return visible
 			}
@@ -373,7 +373,7 @@ func (src *changeStreamSource) classify(e *oplogEntry) visibility {
 		return hidden
 	}
 	switch e.op {
-	case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection:
+	case opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection, opRefineShardKey:
 		if !src.opts.expanded {
 			return hidden
 		}

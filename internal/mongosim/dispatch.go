@@ -72,6 +72,8 @@ func init() {
 		"_shardsvrCreateCollection":          handleShardsvrCreateCollection,
 		"_mongosimCloneRange":                handleCloneRange,
 		"_mongosimReceiveChunk":              handleReceiveChunk,
+		"_shardsvrRefineCollectionShardKey":  handleShardsvrRefineCollectionShardKey,
+		"_mongosimRefreshShardKey":           handleRefreshShardKey,
 		"_mongosimDeleteRange":               handleDeleteRange,
 		"appendOplogNote":                    handleAppendOplogNote,
 		"_shardsvrDropCollectionParticipant": handleDropCollectionParticipant,

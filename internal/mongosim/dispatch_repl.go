@@ -17,6 +17,7 @@ var writeCommands = map[string]bool{
 	"create": true, "drop": true, "createIndexes": true, "dropIndexes": true, "collMod": true,
 	"dropDatabase": true, "renameCollection": true, "commitTransaction": true, "abortTransaction": true,
 	"_shardsvrCreateCollection": true, "_mongosimReceiveChunk": true, "_mongosimDeleteRange": true, "appendOplogNote": true, "_shardsvrDropCollectionParticipant": true,
+	"_shardsvrRefineCollectionShardKey": true, "_mongosimRefreshShardKey": true,
 }
 
 // readCommands read data: a secondary runs them only for a client whose

@@ -27,6 +27,7 @@ const (
 	codeImmutableField             int32 = 66
 	codeInvalidOptions             int32 = 72
 	codeOperationFailed            int32 = 96
+	codeNamespaceNotSharded        int32 = 118
 	codeConflictingUpdateOperators int32 = 40
 	codeCursorKilled               int32 = 237
 	codeInterruptedAtShutdown      int32 = 11600

@@ -130,7 +130,7 @@ func renderEvent(st *store, e *oplogEntry, o eventOptions) (bsoncore.Document, e
 	}
 	if o.expanded {
 		switch e.op {
-		case opRename, opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection, opNewShardDetected:
+		case opRename, opCreate, opCreateIndexes, opDropIndexes, opModify, opShardCollection, opRefineShardKey, opNewShardDetected:
 			// A rename's description is the oplog entry's, less the
 			// source namespace: {to: {db, coll}, dropTarget: <uuid>} when
 			// the rename replaced an existing collection.

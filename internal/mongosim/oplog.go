@@ -29,6 +29,10 @@ const (
 	// opShardCollection is the no-op a shard writes when a collection is
 	// sharded, which streams with showExpandedEvents report.
 	opShardCollection = "shardCollection"
+	// opRefineShardKey is the no-op the primary shard writes when a
+	// collection's shard key is refined (refineCollectionShardKey), and
+	// the fromMigrate entry the others write as they learn the new key.
+	opRefineShardKey = "refineCollectionShardKey"
 	// opNoop is a no-op entry ("n" in a real oplog): the entry that
 	// initiates the replica set, and the periodic no-op writer's. It is
 	// never an event, but a stream that scans it moves its

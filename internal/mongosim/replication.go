@@ -255,7 +255,7 @@ func (st *store) applyLocked(e *oplogEntry) {
 		c.indexes = slices.DeleteFunc(slices.Clone(c.indexes), func(ix bson.D) bool {
 			return slices.ContainsFunc(dropped, func(spec bson.D) bool { return ix[2].Value == spec[2].Value })
 		})
-	case opShardCollection:
+	case opShardCollection, opRefineShardKey:
 		key, _ := query.Lookup(e.opDesc, "shardKey")
 		coll().shardKey, _ = key.(bson.D)
 	case opModify:

@@ -30,8 +30,8 @@ var refused = map[string]string{
 	"mergeChunks": "merging chunks (mergeChunks)",
 	"movePrimary": "movePrimary", "addShard": "adding shards (addShard)", "removeShard": "removing shards (removeShard)",
 	"balancerStart": "the balancer", "balancerStop": "the balancer", "balancerStatus": "the balancer",
-	"reshardCollection": "resharding", "refineCollectionShardKey": "refineCollectionShardKey",
-	"addShardToZone": "zones", "removeShardFromZone": "zones", "updateZoneKeyRanges": "zones",
+	"reshardCollection": "resharding",
+	"addShardToZone":    "zones", "removeShardFromZone": "zones", "updateZoneKeyRanges": "zones",
 }
 
 // session is one client connection's state.
@@ -167,6 +167,8 @@ func (r *Router) dispatchPlain(ctx context.Context, req *wire.Request, name stri
 		return r.split(ctx, req)
 	case "moveChunk":
 		return r.moveChunk(ctx, req)
+	case "refineCollectionShardKey":
+		return r.refineCollectionShardKey(ctx, req)
 	}
 	if what, ok := refused[name]; ok {
 		return r.notImplemented(what)

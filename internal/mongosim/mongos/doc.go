@@ -47,7 +47,12 @@
 //     key: the migration's writes on both shards are fromMigrate and
 //     never events; when the recipient had no chunk, the donor's
 //     migrateChunkToNewShard note reaches the router's streams, which
-//     swallow it. config.shards, config.databases, config.collections
+//     swallow it. refineCollectionShardKey on a range key (the new key
+//     extends the current one, an index starts with it): the primary
+//     shard writes the no-op behind the refineCollectionShardKey event
+//     ({shardKey, oldShardKey}), every shard's later documentKeys carry
+//     the new fields, the chunk bounds gain them as MinKey (MaxKey at
+//     the top). config.shards, config.databases, config.collections
 //     and config.chunks are readable with find.
 //   - CRUD on a sharded collection: an insert to the shard of its key's
 //     chunk (runs of one shard, in order, for an ordered insert; stmtIds
@@ -83,7 +88,8 @@
 // hashed key; split and moveChunk of a hashed collection (its documents
 // are placed by a hash the simulator does not compute, so it stays in
 // one chunk on its primary shard); split by find or bounds; moveRange,
-// mergeChunks, refineCollectionShardKey, reshardCollection, zones, the
+// mergeChunks, refineCollectionShardKey with a hashed field,
+// reshardCollection, zones, the
 // balancer, addShard, removeShard, movePrimary; a single-document
 // update, delete or findAndModify without the whole shard key (8.0's
 // write without shard key), an update that may change a document's

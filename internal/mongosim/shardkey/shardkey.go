@@ -101,3 +101,33 @@ func Check(key, pattern bson.D) error {
 	}
 	return nil
 }
+
+// SamePattern reports whether two key patterns name the same fields in
+// the same order with the same kinds: 1 however it is typed (1, 1.0,
+// NumberLong(1)) or "hashed", as the server compares key patterns.
+func SamePattern(a, b bson.D) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Key != b[i].Key || !sameKind(a[i].Value, b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// Extends reports whether pattern refined extends pattern current: the
+// current fields first, as they are, then at least one more.
+func Extends(refined, current bson.D) bool {
+	return len(refined) > len(current) && SamePattern(refined[:len(current)], current)
+}
+
+func sameKind(a, b any) bool {
+	if query.IsNumber(a) && query.IsNumber(b) {
+		return query.NumberFloat(a) == query.NumberFloat(b)
+	}
+	sa, okA := a.(string)
+	sb, okB := b.(string)
+	return okA && okB && sa == sb
+}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream"
+	"github.com/changestream-go/changestream/internal/mongosim"
+	"github.com/changestream-go/changestream/internal/testclient"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -154,5 +156,59 @@ func TestComparisonStartAfterResume(t *testing.T) {
 			assert.True(t, usedStartAfter)
 		}
 		_ = s.Close(context.Background())
+	}
+}
+
+// TestComparisonShardDown puts both streams through TestShardedShardDown's
+// outage: a collection stream through mongos while the other shard (its
+// one member) is down for two seconds, the calls TryNext with no
+// deadline, then a write once it is back. It logs what the driver's
+// stream did and asserts that this package's carried on with nothing
+// lost. Simulator only: a real cluster's shard cannot be stopped from a
+// test.
+func TestComparisonShardDown(t *testing.T) {
+	t.Parallel()
+	for _, impl := range []string{"driver", "changestream"} {
+		t.Run(impl, func(t *testing.T) {
+			t.Parallel()
+			sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)})
+			require.NoError(t, sc.Catalog().SetPrimaryShard("a", "shard0"))
+			client, err := mongo.Connect(testclient.Options(sc.URI()))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+			ctx := ctxTimeout(t, 60*time.Second)
+			coll := client.Database("a").Collection("c")
+			var s interface {
+				comparedStream
+				TryNext(context.Context) bool
+			}
+			if impl == "driver" {
+				s, err = coll.Watch(ctx, mongo.Pipeline{})
+			} else {
+				s, err = changestream.WatchCollection(ctx, coll, nil)
+			}
+			require.NoError(t, err)
+			defer s.Close(context.Background())
+
+			sc.Shard(1).Kill(0)
+			var outageErr error
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+				if s.TryNext(context.Background()) {
+					t.Fatal("an event arrived, but none was written")
+				}
+				if outageErr == nil {
+					outageErr = s.Err()
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			require.NoError(t, sc.Shard(1).Restart(0))
+			_, err = coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 1}})
+			require.NoError(t, err)
+			got := s.Next(ctxTimeout(t, 20*time.Second))
+			t.Logf("%s: with a shard down, the first error was %v; once it was back, the next event arrived: %v (err %v)", impl, outageErr, got, s.Err())
+			if impl == "changestream" {
+				assert.True(t, got, "this package must carry on: %v", s.Err())
+			}
+		})
 	}
 }

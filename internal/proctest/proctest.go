@@ -48,7 +48,15 @@ func StartSim(t testing.TB, bin string, args ...string) string {
 	if os.Getenv("CHANGESTREAM_TEST_TOPOLOGY") == "sharded" {
 		first = []string{"-shards", "2", "-mongos", "2", "-noop-interval", "100ms"}
 	}
-	cmd := exec.Command(bin, append(first, args...)...)
+	return StartSimArgs(t, bin, append(first, args...)...)
+}
+
+// StartSimArgs starts the simulator binary bin with exactly args, whatever
+// CHANGESTREAM_TEST_TOPOLOGY says, and returns its connection string; it
+// is stopped at the test's cleanup.
+func StartSimArgs(t testing.TB, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

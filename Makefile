@@ -74,7 +74,7 @@ soak-lease:
 soak-failover:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestElectionSoak' -count=1 -v .
 
-## soak-sharded: 100 faults of a simulated sharded cluster (shard failovers, mongos restarts, chunk moves, paused no-op writers) under a writer; ChangeStream and the driver's Watch side by side
+## soak-sharded: 100 faults of a simulated sharded cluster (shard failovers, mongos restarts, chunk moves, paused no-op writers) under a writer; ChangeStream, checkpoint.Run with a lease (its holder SIGKILLed) and the driver's Watch side by side
 soak-sharded:
 	CHANGESTREAM_SOAK=long $(GO) test -run 'TestShardedSoak' -count=1 -v .
 

@@ -24,6 +24,7 @@ const (
 	codeShardKeyNotFound              = 61
 	codeNamespaceNotFound             = 26
 	codeNamespaceNotSharded           = 118
+	codeNoSuchTransaction             = 251
 	codeShardNotFound                 = 70
 )
 

@@ -2,6 +2,7 @@ package mongos
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/changestream-go/changestream/internal/mongosim/wire"
@@ -18,11 +19,35 @@ import (
 // 8.0 commits such a transaction with two-phase commit, each shard's part
 // at its own cluster time, which the simulator does not run.
 
+// A transaction's commit can reach a router that never saw the
+// transaction: the driver retries a commit whose connection broke on any
+// mongos, and a restarted one knows nothing. As 8.0's router does, every
+// reply to a write statement carries recoveryToken {recoveryShardId},
+// which the driver sends back with commitTransaction; a router without
+// the transaction asks that shard for the decision
+// (TransactionRouter::_commitWithRecoveryToken). Without a token, or with
+// an empty one (the transaction only read), the answer is
+// NoSuchTransaction, labelled TransientTransactionError so that the
+// driver runs the transaction again (error_labels.cpp). Where the server
+// sends coordinateCommitTransaction, which aborts a transaction still in
+// progress and answers NoSuchTransaction, the simulator sends the shard
+// commitTransaction: a committed transaction answers ok again, an
+// unknown or aborted one NoSuchTransaction, and one still in progress
+// (every statement of which succeeded, or the driver would not commit)
+// commits. Answering ok for a transaction it never saw, as this router
+// once did, lost the transaction's writes while the client counted them
+// done (the sharded soak's checkpoint.Run reader found it).
+
 // routerTxn is a session's transaction as the router tracks it.
 type routerTxn struct {
 	txnNumber int64
-	shard     int // the participant; -1 before the first statement
+	shard     int  // the participant; -1 before the first statement
+	wrote     bool // a statement wrote: the participant is the recovery shard
 }
+
+// writeStatements are the statements that make their shard a
+// transaction's recovery shard.
+var writeStatements = map[string]bool{"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true}
 
 // txnTable holds the open transactions by session.
 type txnTable struct {
@@ -61,16 +86,26 @@ func (r *Router) txnStatement(ctx context.Context, req *wire.Request, name strin
 		r.txns.open = map[string]*routerTxn{}
 	}
 	t := r.txns.open[key]
-	if start, _ := req.Body.Lookup("startTransaction").BooleanOK(); start || t == nil || t.txnNumber != n {
+	known := t != nil && t.txnNumber == n
+	if start, _ := req.Body.Lookup("startTransaction").BooleanOK(); start || !known {
 		t = &routerTxn{txnNumber: n, shard: -1}
 		r.txns.open[key] = t
 	}
 	r.txns.mu.Unlock()
 
 	switch name {
-	case "commitTransaction", "abortTransaction":
+	case "commitTransaction":
+		if t.shard >= 0 {
+			return r.forward(ctx, t.shard, req)
+		}
+		if known {
+			return r.okReply(nil) // nothing ran: nothing to commit on any shard
+		}
+		return r.recoverCommit(ctx, req)
+	case "abortTransaction":
 		if t.shard < 0 {
-			// Nothing ran: nothing to commit or abort on any shard.
+			// Nothing ran here: a shard that has the transaction aborts it
+			// at its lifetime limit.
 			return r.okReply(nil)
 		}
 		return r.forward(ctx, t.shard, req)
@@ -86,7 +121,31 @@ func (r *Router) txnStatement(ctx context.Context, req *wire.Request, name strin
 	} else if t.shard != target {
 		return r.notImplemented("a transaction across shards (8.0 commits it with two-phase commit, which the simulator does not run)")
 	}
-	return r.forward(ctx, target, req)
+	reply := r.forward(ctx, target, req)
+	t.wrote = t.wrote || writeStatements[name]
+	token := bsoncore.NewDocumentBuilder()
+	if t.wrote {
+		token.AppendString("recoveryShardId", r.cat.Shards()[target].Name)
+	}
+	return replaceElements(reply, map[string]bsoncore.Value{"recoveryToken": {Type: bsoncore.TypeEmbeddedDocument, Data: token.Build()}})
+}
+
+// recoverCommit answers a commitTransaction for a transaction this router
+// never saw, from the shard its recoveryToken names.
+func (r *Router) recoverCommit(ctx context.Context, req *wire.Request) bsoncore.Document {
+	if shard, ok := req.Body.Lookup("recoveryToken", "recoveryShardId").StringValueOK(); ok {
+		for i, s := range r.cat.Shards() {
+			if s.Name == shard {
+				return r.forward(ctx, i, req)
+			}
+		}
+		return r.errorReply(codeShardNotFound, fmt.Sprintf("the recovery token names shard %s, which the cluster does not have", shard))
+	}
+	msg := "no known command has been sent by this router for this transaction, and it has no recovery token"
+	if _, err := req.Body.LookupErr("recoveryToken"); err == nil {
+		msg = "Recovery token is empty, meaning the transaction only performed reads and can be safely retried"
+	}
+	return r.errorReply(codeNoSuchTransaction, msg, "TransientTransactionError")
 }
 
 // txnTarget is the one shard a transaction's statement can run on.

@@ -5,6 +5,7 @@ package changestream_test
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/changestream-go/changestream/internal/proctest"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -25,7 +27,9 @@ import (
 // benchmark's b.N Next calls read them. It reports the insert-to-Next
 // latency (p50 and p99), the reading process's CPU per event (user and
 // system, from getrusage: the simulator and the writer are processes of
-// their own), and the events a second it kept up with. Run it with a
+// their own), the events a second it kept up with, and the events each
+// getMore brought (a router answers with what it can release, so more
+// often with less). Run it with a
 // fixed count, such as -benchtime 20000x (10 s each).
 func BenchmarkLive(b *testing.B) {
 	sim := proctest.Build(b, "./cmd/mongosim")
@@ -40,7 +44,13 @@ func BenchmarkLive(b *testing.B) {
 		for _, impl := range []string{"driver", "changestream"} {
 			b.Run(dep.name+"/"+impl, func(b *testing.B) {
 				uri := proctest.StartSimArgs(b, sim, dep.args...)
-				client, err := mongo.Connect(options.Client().ApplyURI(uri))
+				var getMores atomic.Int64
+				mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+					if e.CommandName == "getMore" {
+						getMores.Add(1)
+					}
+				}}
+				client, err := mongo.Connect(options.Client().ApplyURI(uri).SetMonitor(mon))
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 				ctx := context.Background()
@@ -60,7 +70,7 @@ func BenchmarkLive(b *testing.B) {
 				}
 
 				lat := make([]time.Duration, 0, b.N)
-				cpu0 := processCPU()
+				cpu0, gm0 := processCPU(), getMores.Load()
 				b.ResetTimer()
 				for range b.N {
 					sent, err := next(ctx)
@@ -70,12 +80,13 @@ func BenchmarkLive(b *testing.B) {
 					lat = append(lat, time.Since(time.Unix(0, sent)))
 				}
 				b.StopTimer()
-				cpu := processCPU() - cpu0
+				cpu, gm := processCPU()-cpu0, getMores.Load()-gm0
 				slices.Sort(lat)
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 				b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/event")
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(float64(b.N)/float64(max(gm, 1)), "events/getMore")
 			})
 		}
 	}

@@ -66,7 +66,9 @@
 //     primary shard's is the one drop event.
 //   - Transactions on one shard: every statement, commitTransaction and
 //     abortTransaction sent to the shard the first statement targeted,
-//     which runs it as a replica set does.
+//     which runs it as a replica set does; a write's reply carries the
+//     recoveryToken with which another router (or this one, restarted)
+//     has that shard decide the commit (txn.go).
 //   - updateLookup done by the router, routed by the event's documentKey
 //     to the shard that owns the document now, with the client's stages
 //     after $changeStream run after it on the router.

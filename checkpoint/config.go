@@ -120,6 +120,24 @@ type Config struct {
 	// collection or database was dropped or renamed).
 	OnInvalidate InvalidatePolicy
 
+	// HandlerRetries is how many more times Run calls the handler on an
+	// event it failed on, waiting from MinBackoff, doubling up to
+	// MaxBackoff, between calls (default 0). The event's document's later
+	// events wait meanwhile. When the retries are spent, Run stops with
+	// the handler's error (the event is delivered again by the next Run),
+	// unless DeadLetter is set.
+	HandlerRetries int
+	// DeadLetter, if set, receives an event the handler still fails on
+	// after HandlerRetries, or that Run cannot decode into the handler's
+	// type, with its position and the error; once it returns nil the
+	// event is acknowledged and Run carries on. An error from it ends Run,
+	// the event not acknowledged. Each dead-lettered event is logged and
+	// counted (Stats). Setting it keeps a copy of every event until it is
+	// handled. The default, nil, stops Run on such an event.
+	DeadLetter func(ctx context.Context, dl DeadLetter) error
+	// Stats, if set, counts the retries and the dead-lettered events.
+	Stats *Stats
+
 	// MinBackoff and MaxBackoff bound the wait after a transient error
 	// (defaults 100ms and 30s); the wait doubles up to MaxBackoff and
 	// starts again from MinBackoff after an event.
@@ -184,9 +202,10 @@ const (
 // settings is a checked Config with its defaults applied.
 type settings struct {
 	Config
-	spec StreamSpec
-	fp   string
-	log  *slog.Logger
+	spec  StreamSpec
+	fp    string
+	log   *slog.Logger
+	stats *Stats // Config.Stats, or Run's own
 }
 
 func (c Config) check() (*settings, error) {
@@ -225,8 +244,12 @@ func (c Config) check() (*settings, error) {
 		}
 		s.Lease = &l
 	}
-	if c.MaxInFlight < 0 || c.Workers < 0 || c.CommitInterval < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 {
-		return nil, errors.New("checkpoint: Config: MaxInFlight, Workers, CommitInterval and the backoffs cannot be negative")
+	if c.MaxInFlight < 0 || c.Workers < 0 || c.CommitInterval < 0 || c.MinBackoff < 0 || c.MaxBackoff < 0 || c.HandlerRetries < 0 {
+		return nil, errors.New("checkpoint: Config: MaxInFlight, Workers, CommitInterval, HandlerRetries and the backoffs cannot be negative")
+	}
+	s.stats = c.Stats
+	if s.stats == nil {
+		s.stats = &Stats{}
 	}
 	if s.MaxInFlight == 0 {
 		s.MaxInFlight = DefaultMaxInFlight

@@ -43,6 +43,7 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 		}()
 	}
 	d := newDispatcher(runCtx, cancel, s.Workers)
+	d.guard = r.guard
 	defer func() {
 		d.stop()
 		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
@@ -220,7 +221,14 @@ func (r *runner) iterate(ctx context.Context, cs *changestream.ChangeStream, cp 
 			b.reset()
 			j, err := r.decode(cs)
 			if err != nil {
-				return err
+				if r.s.DeadLetter == nil {
+					return err
+				}
+				j = undecodableJob(err)
+			}
+			j.pos = cs.Position()
+			if r.s.DeadLetter != nil {
+				j.event = append(bson.Raw(nil), cs.Current...)
 			}
 			if lease != nil && lease.Remaining() == 0 {
 				// The lease ran out while this process was not looking

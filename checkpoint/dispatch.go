@@ -30,6 +30,8 @@ type dispatcher struct {
 	queued  map[string]*jobQueue
 	free    []*jobQueue
 	stopped bool
+	// guard, if set, wraps each job in the handler policy (runner.guard).
+	guard func(job) job
 }
 
 // jobQueue is a FIFO of jobs that reuses its array once emptied.
@@ -74,6 +76,9 @@ func handlerError(err error) error {
 // dispatch hands j to the handler: it returns the handler's error when j
 // runs inline, or the cause that stopped the workers.
 func (d *dispatcher) dispatch(j job) error {
+	if d.guard != nil {
+		j = d.guard(j)
+	}
 	if !d.pool || j.key == nil {
 		// One worker, or an event without a document key: after every
 		// event before it, alone.

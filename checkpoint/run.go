@@ -89,20 +89,30 @@ func RunRaw(ctx context.Context, cfg Config, handle func(ctx context.Context, ev
 		}, nil
 	}
 	snapshotJob := func(ns changestream.Namespace, key bson.Raw, cur *mongo.Cursor, at bson.Timestamp) (job, error) {
-		b := bsoncore.NewDocumentBuilder().
-			AppendString("operationType", string(OperationSnapshot)).
-			AppendTimestamp("clusterTime", at.T, at.I).
-			AppendDocument("ns", bsoncore.NewDocumentBuilder().AppendString("db", ns.DB).AppendString("coll", ns.Coll).Build()).
-			AppendDocument("documentKey", bsoncore.Document(key)).
-			AppendDocument("fullDocument", bsoncore.Document(cur.Current))
-		ev := bson.Raw(b.Build())
+		ev := snapshotEvent(ns, key, cur.Current, at)
 		return job{key: documentIdentity(ns.DB, ns.Coll, key), run: func(ctx context.Context) error { return handle(ctx, ev) }}, nil
 	}
 	markerJob := func(op changestream.OperationType, at bson.Timestamp) job {
-		ev := bson.Raw(bsoncore.NewDocumentBuilder().AppendString("operationType", string(op)).AppendTimestamp("clusterTime", at.T, at.I).Build())
+		ev := markerEvent(op, at)
 		return job{run: func(ctx context.Context) error { return handle(ctx, ev) }}
 	}
 	return run(ctx, s, decode, snapshotJob, markerJob)
+}
+
+// snapshotEvent is a snapshot's document as an event: what RunRaw hands
+// over, and what a dead letter holds.
+func snapshotEvent(ns changestream.Namespace, key, doc bson.Raw, at bson.Timestamp) bson.Raw {
+	return bson.Raw(bsoncore.NewDocumentBuilder().
+		AppendString("operationType", string(OperationSnapshot)).
+		AppendTimestamp("clusterTime", at.T, at.I).
+		AppendDocument("ns", bsoncore.NewDocumentBuilder().AppendString("db", ns.DB).AppendString("coll", ns.Coll).Build()).
+		AppendDocument("documentKey", bsoncore.Document(key)).
+		AppendDocument("fullDocument", bsoncore.Document(doc)).Build())
+}
+
+// markerEvent is a snapshot's start or end event.
+func markerEvent(op changestream.OperationType, at bson.Timestamp) bson.Raw {
+	return bson.Raw(bsoncore.NewDocumentBuilder().AppendString("operationType", string(op)).AppendTimestamp("clusterTime", at.T, at.I).Build())
 }
 
 // run is Run once the handler is wrapped in decode and snapshotJob.
@@ -151,6 +161,8 @@ type job struct {
 	invalidate bool
 	run        func(context.Context) error
 	ack        Ack
+	pos        changestream.Position // where the event is, for the handler policy
+	event      bson.Raw              // the event, kept only for Config.DeadLetter
 }
 
 type runner struct {

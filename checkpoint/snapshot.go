@@ -146,7 +146,7 @@ func (r *runner) snapshot(ctx context.Context, cp *Checkpointer, d *dispatcher, 
 	}
 	batch := s.SnapshotBatch
 	if state.Namespace == "" && state.After == nil {
-		if err := d.dispatch(r.markerJob(OperationSnapshotStart, at.ClusterTime)); err != nil {
+		if err := d.dispatch(r.marker(OperationSnapshotStart, at)); err != nil {
 			return err
 		}
 	}
@@ -197,8 +197,15 @@ func (r *runner) snapshot(ctx context.Context, cp *Checkpointer, d *dispatcher, 
 				}
 				j, err := r.snapshotJob(namespace, key, cur, at.ClusterTime)
 				if err != nil {
-					_ = cur.Close(ctx)
-					return err
+					if s.DeadLetter == nil {
+						_ = cur.Close(ctx)
+						return err
+					}
+					j = undecodableJob(err)
+				}
+				j.pos = at
+				if s.DeadLetter != nil {
+					j.event = snapshotEvent(namespace, key, cur.Current, at.ClusterTime)
 				}
 				if err := d.dispatch(j); err != nil {
 					_ = cur.Close(ctx)
@@ -227,7 +234,7 @@ func (r *runner) snapshot(ctx context.Context, cp *Checkpointer, d *dispatcher, 
 			}
 		}
 	}
-	if err := d.dispatch(r.markerJob(OperationSnapshotEnd, at.ClusterTime)); err != nil {
+	if err := d.dispatch(r.marker(OperationSnapshotEnd, at)); err != nil {
 		return err
 	}
 	if err := d.wait(); err != nil {
@@ -240,4 +247,15 @@ func (r *runner) snapshot(ctx context.Context, cp *Checkpointer, d *dispatcher, 
 		s.OnSnapshot(SnapshotReport{Done: true})
 	}
 	return nil
+}
+
+// marker is the job of a snapshot's start or end event, at the position
+// the snapshot reads at.
+func (r *runner) marker(op changestream.OperationType, at changestream.Position) job {
+	j := r.markerJob(op, at.ClusterTime)
+	j.pos = at
+	if r.s.DeadLetter != nil {
+		j.event = markerEvent(op, at.ClusterTime)
+	}
+	return j
 }

@@ -113,6 +113,11 @@ type ChangeStream struct {
 	openedAt      time.Time
 	replyCaughtUp bool
 	unreturned    int
+	// What Health needs besides: a call in progress, when the last one
+	// ended, and when the last reply arrived.
+	calling   bool
+	callEnded time.Time
+	lastReply time.Time
 	// The last progress reported; only the iterating goroutine touches
 	// these.
 	lastProgress   []byte
@@ -381,6 +386,8 @@ func (cs *ChangeStream) next(ctx context.Context, block bool) bool {
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	cs.noteCall(true)
+	defer cs.noteCall(false)
 	cs.Current = nil
 	if !cs.opened() {
 		cs.setErr(errNotOpened)

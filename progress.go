@@ -132,7 +132,7 @@ func (cs *ChangeStream) noteReply(c *cursor, at time.Time, first bool) {
 		caught = c.scannedPastLast()
 	}
 	cs.stateMu.Lock()
-	cs.replyCaughtUp, cs.unreturned = caught, n
+	cs.replyCaughtUp, cs.unreturned, cs.lastReply = caught, n, at
 	if caught {
 		cs.stats.LastCaughtUp = at
 	}
@@ -165,4 +165,14 @@ func (cs *ChangeStream) reportProgress(at time.Time) {
 	}
 	cs.lastProgress, cs.lastProgressAt = p.Token, at
 	fn(Progress{Position: p, CaughtUp: true, Received: at})
+}
+
+// noteCall records a Next or TryNext call starting or ending, for Health.
+func (cs *ChangeStream) noteCall(starting bool) {
+	cs.stateMu.Lock()
+	cs.calling = starting
+	if !starting {
+		cs.callEnded = time.Now()
+	}
+	cs.stateMu.Unlock()
 }

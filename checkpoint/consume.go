@@ -78,6 +78,7 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 	var resync error // why the next stream from now must call Resync first
 	for {
 		if snap != nil {
+			s.stats.set(HealthSnapshot, nil)
 			err := r.runSnapshot(runCtx, cp, d, lease, &snap, &snapAt)
 			if err != nil {
 				if runCtx.Err() != nil {
@@ -116,6 +117,7 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 				return err
 			}
 			s.log.Warn("checkpoint: opening the stream", "key", s.Key, "error", err)
+			s.stats.set(HealthStarting, err)
 			if err := sleep(runCtx, b.next()); err != nil {
 				return err
 			}
@@ -149,9 +151,11 @@ func (r *runner) consume(ctx context.Context, store Store, lease *Lease) (err er
 				return err
 			}
 		}
+		s.stats.streaming(cs)
 		err = r.iterate(runCtx, cs, cp, d, lease, b)
 		invalidateToken := cs.ResumeToken()
 		closeStream(ctx, cs)
+		s.stats.set(HealthStarting, nil)
 		switch {
 		case runCtx.Err() != nil:
 			return context.Cause(runCtx)

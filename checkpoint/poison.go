@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/changestream-go/changestream"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -45,22 +44,6 @@ type errUndecodable struct{ err error }
 
 func (e errUndecodable) Error() string { return e.err.Error() }
 func (e errUndecodable) Unwrap() error { return e.err }
-
-// Stats counts what Run did with failing events. Give Run one in
-// Config.Stats and read it from any goroutine, for metrics and health
-// checks; one Stats may serve several Runs (their sum). The zero value is
-// ready to use.
-type Stats struct {
-	retries, deadLettered atomic.Int64
-}
-
-// HandlerRetries returns how many times a failed handler call was tried
-// again (Config.HandlerRetries).
-func (st *Stats) HandlerRetries() int64 { return st.retries.Load() }
-
-// DeadLettered returns how many events went to Config.DeadLetter, and
-// were acknowledged without the handler.
-func (st *Stats) DeadLettered() int64 { return st.deadLettered.Load() }
 
 // guard wraps j's run in the handler policy: retries, then the dead
 // letter or the error that ends Run. Without a policy j is unchanged.

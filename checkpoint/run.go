@@ -118,8 +118,17 @@ func markerEvent(op changestream.OperationType, at bson.Timestamp) bson.Raw {
 // run is Run once the handler is wrapped in decode and snapshotJob.
 func run(ctx context.Context, s *settings, decode func(*changestream.ChangeStream) (job, error),
 	snapshotJob func(changestream.Namespace, bson.Raw, *mongo.Cursor, bson.Timestamp) (job, error),
-	markerJob func(changestream.OperationType, bson.Timestamp) job) error {
+	markerJob func(changestream.OperationType, bson.Timestamp) job) (err error) {
 	r := &runner{s: s, decode: decode, snapshotJob: snapshotJob, markerJob: markerJob}
+	s.stats.set(HealthStarting, nil)
+	defer func() {
+		s.stats.leased(0)
+		if err != nil {
+			s.stats.set(changestream.HealthFailed, err)
+		} else {
+			s.stats.set(HealthStopped, nil)
+		}
+	}()
 	if s.Lease == nil {
 		return ignoreCancel(ctx, r.consume(ctx, s.Store, nil))
 	}
@@ -129,7 +138,10 @@ func run(ctx context.Context, s *settings, decode func(*changestream.ChangeStrea
 			return ignoreCancel(ctx, err)
 		}
 		s.log.Info("checkpoint: lease acquired", "key", s.Key, "owner", lease.Owner(), "epoch", lease.Epoch())
+		s.stats.leased(lease.Epoch())
+		s.stats.set(HealthStarting, nil)
 		err = r.consume(ctx, s.Lease.Store.Fenced(lease), lease)
+		s.stats.leased(0)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lease.ttl)
 		rerr := lease.Release(rctx)
 		cancel()
@@ -185,11 +197,13 @@ func (r *runner) acquire(ctx context.Context) (*Lease, error) {
 			return l, nil
 		}
 		wait := lc.RetryEvery
+		r.s.stats.set(HealthStandby, nil)
 		if !errors.Is(err, ErrLeaseHeld) {
 			if !isTransient(ctx, err) {
 				return nil, err
 			}
 			r.s.log.Warn("checkpoint: acquiring the lease", "key", r.s.Key, "error", err)
+			r.s.stats.set(HealthStarting, err)
 			wait = b.next()
 		}
 		if err := sleep(ctx, wait); err != nil {

@@ -2,6 +2,7 @@ package changestream_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -58,7 +59,7 @@ func startLeaseReaders(t *testing.T, sc *mongosim.ShardedCluster, client *mongo.
 	require.NoError(t, err)
 	for _, owner := range []string{"c1", "c2"} {
 		l.procs[owner] = &proctest.Proc{Bin: bin, Args: []string{"-uri", sc.URI(), "-db", db, "-source", coll,
-			"-ttl", leaseTTL.String(), "-owner", owner, "-max-in-flight", "50", "-commit", "20ms"}}
+			"-ttl", leaseTTL.String(), "-owner", owner, "-trace", "-max-in-flight", "50", "-commit", "20ms"}}
 		l.procs[owner].Start(t)
 	}
 	t.Cleanup(func() {
@@ -172,6 +173,7 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 	var r leaseResult
 	var why strings.Builder
 	seen := map[int32]bool{}
+	var focus int32 = -1 // the first lost or disordered number, for the failure message
 	for i, e := range effects {
 		switch {
 		case i == 0 || e.Epoch != effects[i-1].Epoch:
@@ -183,6 +185,9 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 		case e.N <= effects[i-1].N:
 			r.disorder++
 			fmt.Fprintf(&why, "%d after %d in epoch %d; ", e.N, effects[i-1].N, e.Epoch)
+			if focus < 0 {
+				focus = e.N
+			}
 		}
 		if seen[e.N] {
 			r.repeated++
@@ -197,11 +202,34 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 			r.lost++
 		}
 	}
-	if r.lost > 0 {
+	for n := range int32(acked) {
+		if !seen[n] {
+			focus = n
+			break
+		}
+	}
+	if r.lost+r.disorder > 0 {
+		// The effects around the first loss (or disorder), and what each
+		// consumer said: every line but the effects of other numbers.
+		firstLost := focus
+		for _, e := range effects {
+			if e.N >= firstLost-3 && e.N <= firstLost+3 {
+				fmt.Fprintf(&why, "\neffect n=%d epoch=%d seq=%d", e.N, e.Epoch, e.Seq)
+			}
+		}
 		for name, p := range l.procs {
-			logs := strings.Split(strings.TrimSpace(p.Logs()), "\n")
-			fmt.Fprintf(&why, "\n%s exited %d times; its last lines:\n%s", name, p.Count("soakconsumer: exiting"),
-				strings.Join(logs[max(0, len(logs)-5):], "\n"))
+			fmt.Fprintf(&why, "\n%s exited %d times; its lines near the loss:", name, p.Count("soakconsumer: exiting"))
+			for _, line := range strings.Split(strings.TrimSpace(p.Logs()), "\n") {
+				var rec struct {
+					Msg string `json:"msg"`
+					N   *int32 `json:"n"`
+				}
+				_ = json.Unmarshal([]byte(line), &rec)
+				if rec.Msg == "soakconsumer: effect" && rec.N != nil && (*rec.N < firstLost-3 || *rec.N > firstLost+3) {
+					continue
+				}
+				why.WriteString("\n" + line)
+			}
 		}
 	}
 	r.effects, r.first, r.catchUp = len(effects), why.String(), progress.Sub(began)

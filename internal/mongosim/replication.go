@@ -266,6 +266,9 @@ func (st *store) applyLocked(e *oplogEntry) {
 	if e.retry != nil {
 		st.recordRetryLocked(*e.retry)
 	}
+	if e.txnLast && e.lsid != nil {
+		st.recordTxnCommitLocked(sessionKey(e.lsid), e.txnNumber)
+	}
 	st.oplog.append(e)
 	if tsLess(st.clock, e.ts) {
 		st.clock = e.ts

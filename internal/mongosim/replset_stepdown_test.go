@@ -2,6 +2,7 @@ package mongosim_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
@@ -116,4 +118,47 @@ func TestFreezeKeepsTheLaterDeadline(t *testing.T) {
 	require.NoError(t, rs.Freeze(0, 0), "0 unfreezes")
 	require.NoError(t, rs.StepDown(ctx, mongosim.StepDownOptions{StepDownPeriod: time.Minute}))
 	assert.Same(t, rs.Member(0), rs.Primary())
+}
+
+// TestCommitRetriedAfterFailover: a transaction committed (majority) on
+// the primary, which then steps down: the driver's commitTransaction sent
+// again reaches the new primary, which knows from the replicated session
+// record that the transaction committed, and succeeds
+// (jstests/replsets/retryable_commit_transaction_after_failover.js). It
+// answered NoSuchTransaction, labelled TransientTransactionError, and
+// WithTransaction then ran the transaction a second time.
+func TestCommitRetriedAfterFailover(t *testing.T) {
+	t.Parallel()
+	rs := mongosim.StartReplicaSetTB(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := rsClient(t, rs)
+	coll := c.Database("db").Collection("c")
+	require.NoError(t, c.Database("db").CreateCollection(ctx, "c"))
+	sess, err := c.StartSession()
+	require.NoError(t, err)
+	defer sess.EndSession(context.Background())
+	require.NoError(t, sess.StartTransaction())
+	_, err = coll.InsertOne(mongo.NewSessionContext(ctx, sess), bson.D{{Key: "_id", Value: 1}})
+	require.NoError(t, err)
+	require.NoError(t, sess.CommitTransaction(ctx))
+
+	require.NoError(t, rs.StepDown(ctx, mongosim.StepDownOptions{StepDownPeriod: 10 * time.Second, CatchUpPeriod: time.Second}))
+	_, err = rs.WaitForPrimary(ctx)
+	require.NoError(t, err)
+	var cerr error
+	for range 20 { // until the client has found the new primary
+		if cerr = sess.CommitTransaction(ctx); cerr == nil {
+			break
+		}
+		var le mongo.LabeledError
+		if !errors.As(cerr, &le) || !le.HasErrorLabel("UnknownTransactionCommitResult") && !le.HasErrorLabel("RetryableWriteError") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.NoError(t, cerr, "the retried commit of a committed transaction succeeds on the new primary")
+	n, err := coll.CountDocuments(ctx, bson.D{})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
 }

@@ -26,14 +26,43 @@ type retryTag struct {
 	stmtID    int32
 }
 
-// retrySession is what a session's newest retryable write executed.
+// retrySession is what a session's newest retryable write executed, or
+// that its newest transaction committed: the server's config.transactions
+// entry for the session, which replicates with the oplog.
 type retrySession struct {
 	txnNumber int64
 	stmts     map[int32]bool
+	// committedTxn: txnNumber is a transaction that committed.
+	committedTxn bool
 }
 
 func (r *retrySession) clone() *retrySession {
-	return &retrySession{txnNumber: r.txnNumber, stmts: maps.Clone(r.stmts)}
+	return &retrySession{txnNumber: r.txnNumber, stmts: maps.Clone(r.stmts), committedTxn: r.committedTxn}
+}
+
+// A transaction's commit is recorded with the session too, from its last
+// oplog entry, so that the record replicates: a commitTransaction retried
+// on a member that did not run the transaction (a new primary after a
+// failover) finds it committed and succeeds, where answering
+// NoSuchTransaction would have the driver run the transaction again and
+// apply its writes twice (transaction_participant.cpp refreshes a
+// session's state from config.transactions;
+// jstests/replsets/retryable_commit_transaction_after_failover.js).
+
+// recordTxnCommitLocked notes that session's transaction n committed.
+func (st *store) recordTxnCommitLocked(session string, n int64) {
+	if st.sessions == nil {
+		st.sessions = make(map[string]*retrySession)
+	}
+	if r := st.sessions[session]; r == nil || r.txnNumber <= n {
+		st.sessions[session] = &retrySession{txnNumber: n, stmts: map[int32]bool{}, committedTxn: true}
+	}
+}
+
+// txnCommittedLocked reports whether session's transaction n committed.
+func (st *store) txnCommittedLocked(session string, n int64) bool {
+	r := st.sessions[session]
+	return r != nil && r.txnNumber == n && r.committedTxn
 }
 
 // recordRetryLocked notes that a statement executed.

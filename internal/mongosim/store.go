@@ -177,6 +177,9 @@ func (st *store) logLocked(e *oplogEntry) {
 		e.retry = st.stmt
 		st.recordRetryLocked(*st.stmt)
 	}
+	if e.txnLast && e.lsid != nil {
+		st.recordTxnCommitLocked(sessionKey(e.lsid), e.txnNumber)
+	}
 	st.oplog.append(e)
 	if st.autoCommit {
 		st.commit = e.pos()

@@ -212,6 +212,16 @@ func (s *Server) enterTxn(cc *cmdCtx) (*transaction, error) {
 		}
 		s.store.mu.Unlock()
 	}
+	if (cur == nil || cur.number < args.number) && cc.name == "commitTransaction" {
+		s.store.mu.Lock()
+		committed := s.store.txnCommittedLocked(key, args.number)
+		s.store.mu.Unlock()
+		if committed {
+			// Committed on another member (before a failover): the retried
+			// commit succeeds.
+			return &transaction{lsid: sessionLSID(cc.lsid), number: args.number, parent: s.store, state: txnCommitted}, nil
+		}
+	}
 	if cur == nil || cur.number != args.number {
 		active := int64(-1)
 		if cur != nil {

@@ -46,9 +46,14 @@ func main() {
 	dir := flag.String("dir", "", "the file store's directory (without -ttl)")
 	inFlight := flag.Int("max-in-flight", 100, "the checkpointer's in-flight bound")
 	every := flag.Duration("commit", 50*time.Millisecond, "the commit interval")
+	trace := flag.Bool("trace", false, "log each effect written (n, epoch, the event's cluster time)")
 	mirror := flag.Bool("mirror", false, "snapshot the source first, and mirror it into the mirror collection (without -ttl)")
 	flag.Parse()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	level := slog.LevelInfo
+	if *trace {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	var err error
 	if *mirror {
 		err = runMirror(*uri, *dbName, *key, *dir, *every, log)
@@ -123,6 +128,11 @@ func run(uri, dbName, source, key, owner, dir string, ttl time.Duration, inFligh
 		if errors.Is(err, errStale) {
 			log.Warn("soakconsumer: stale effect refused", "epoch", epoch, "n", ev.FullDocument.N)
 			return fmt.Errorf("%w (epoch %d)", err, epoch)
+		}
+		if err == nil {
+			log.Debug("soakconsumer: effect", "n", ev.FullDocument.N, "epoch", epoch, "clusterTime", ev.ClusterTime.T, "inc", ev.ClusterTime.I)
+		} else {
+			log.Debug("soakconsumer: handler failed", "n", ev.FullDocument.N, "epoch", epoch, "error", err.Error())
 		}
 		return err
 	})

@@ -2,6 +2,9 @@
 GO          ?= go
 STATICCHECK := $(GO) tool -modfile=tools/go.mod staticcheck
 PKGS        := ./...
+# PLUGINS are the adapter modules of their own (plugin/*), each tested in
+# its directory.
+PLUGINS     := plugin/csprom
 
 .PHONY: soak-sharded race-sharded driver-tests interop-node demo test fmt-check vet lint race spec spec-driver sim bench soak soak-restart soak-lease soak-failover ci deps
 
@@ -19,12 +22,15 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+	@for p in $(PLUGINS); do (cd $$p && echo "$$p: go vet" && $(GO) vet ./...) || exit 1; done
 
 lint:
 	$(STATICCHECK) $(PKGS)
+	@for p in $(PLUGINS); do (cd $$p && echo "$$p: staticcheck" && $(GO) tool -modfile=$(CURDIR)/tools/go.mod staticcheck ./...) || exit 1; done
 
 race:
 	$(GO) test -race -count=1 $(PKGS)
+	@for p in $(PLUGINS); do (cd $$p && $(GO) test -race -count=1 ./...) || exit 1; done
 
 ## race-sharded: the root package's, checkpoint's, hub's and the CLI's tests on a simulated sharded cluster (2 shards, 2 mongos)
 SHARDED_PKGS := . ./checkpoint/... ./hub/... ./cmd/changestream/...
@@ -81,6 +87,7 @@ soak-sharded:
 deps:
 	$(GO) mod download
 	$(GO) mod download -modfile=tools/go.mod
+	@for p in $(PLUGINS); do (cd $$p && $(GO) mod download) || exit 1; done
 
 ci: deps test
 

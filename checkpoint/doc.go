@@ -23,10 +23,15 @@
 //     standby), load the checkpoint, open the stream after it, call the
 //     handler, commit, renew, and commit and release on the way out, with
 //     explicit policies for a position the server cannot resume from, for
-//     invalidation and for transient errors.
+//     invalidation, for transient errors, and for an event the handler
+//     fails on (Config.HandlerRetries, [DeadLetter]).
+//   - [Stats] counts what a Run did with failing events and says how it
+//     is ([Stats.Health]: starting, standby, snapshot, its stream's state,
+//     stopped, failed), for a readiness or liveness probe.
 //
 // Delivery is at least once: after a crash, even a SIGKILL, the events
 // that were marked since the last save are delivered again, at most the
-// Checkpointer's in-flight bound whatever the commit interval. A handler whose effects are idempotent, or that
-// writes them with the lease's epoch, turns that into exactly once.
+// Checkpointer's in-flight bound whatever the commit interval. A handler
+// whose effects are idempotent, or that writes them with the lease's
+// epoch, turns that into exactly once.
 package checkpoint

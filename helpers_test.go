@@ -129,7 +129,9 @@ func (e *testEnv) truncateOplog() {
 		e.sim.TruncateOplog()
 		return
 	}
-	e.cluster.Shard(1).Member(0).TruncateOplog()
+	if err := e.cluster.LoseHistory(1); err != nil {
+		panic(err) // a one-member shard always has a primary
+	}
 }
 
 // failPoint configures failCommand (or another fail point) and turns it off

@@ -109,15 +109,15 @@ func newDeployment(t testing.TB, simOpts ...mongosim.Option) *testDeployment {
 
 // truncateOplog drops the oplog's history, skipping the test against a
 // real deployment: the member's, or on a sharded cluster one shard's only
-// (shard1), since a stream through mongos must fail when any one shard
-// has lost the point.
+// (shard1, with LoseHistory), since a stream through mongos must fail
+// when any one shard has lost the point.
 func (d *testDeployment) truncateOplog(t testing.TB) {
 	t.Helper()
 	switch {
 	case d.sim != nil:
 		d.sim.TruncateOplog()
 	case d.cluster != nil:
-		d.cluster.Shard(1).Member(0).TruncateOplog()
+		require.NoError(t, d.cluster.LoseHistory(1))
 	default:
 		t.Skip("needs the simulator's TruncateOplog")
 	}

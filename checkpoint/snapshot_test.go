@@ -324,7 +324,8 @@ func TestSnapshotWhenNeeded(t *testing.T) {
 	second.docs = s.docs // the sink as the first run left it
 	ctx, cancel = context.WithCancel(context.Background())
 	go func() { done <- Run(ctx, cfg, second.handle) }()
-	require.Eventually(t, func() bool { ok, _ := second.equals(t, coll); return ok && dones() == 2 }, time.Minute, 10*time.Millisecond)
+	var why string
+	require.Eventually(t, func() bool { ok, w := second.equals(t, coll); why = w; return ok && dones() == 2 }, time.Minute, 10*time.Millisecond, "snapshots done: %d; %s", dones(), why)
 	_, err = coll.InsertOne(ctxw, bson.D{{Key: "_id", Value: 1001}})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { ok, _ := second.equals(t, coll); return ok }, time.Minute, 10*time.Millisecond, "and streams after it")

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/changestream-go/changestream/internal/mongosim/mongos"
+	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // ShardedCluster is a simulated sharded cluster: shards that are each a
@@ -118,4 +119,35 @@ func (sc *ShardedCluster) Close() error {
 		errs = append(errs, sc.config.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// LoseHistory makes shard i's primary lose its oplog history up to now,
+// as an oplog overtaking an idle consumer does: it logs a no-op past
+// every cluster time any shard has reached, then drops every entry before
+// it. A stream through mongos from any position handed out so far then
+// fails with ChangeStreamHistoryLost (286) from that shard. (A plain
+// TruncateOplog of an idle shard could keep an entry older than a
+// position another shard's writes made, and so lose nothing that
+// position needs.)
+func (sc *ShardedCluster) LoseHistory(i int) error {
+	p := sc.shards[i].Primary()
+	if p == nil {
+		return fmt.Errorf("mongosim: shard%d has no primary", i)
+	}
+	var latest bson.Timestamp
+	for _, rs := range sc.shards {
+		for _, m := range rs.Members() {
+			if ct := m.store.clusterTime(); latest.Before(ct) {
+				latest = ct
+			}
+		}
+	}
+	if err := p.store.advanceClock(latest); err != nil {
+		return err
+	}
+	p.store.mu.Lock()
+	p.store.appendNoopLocked()
+	p.store.oplog.truncate()
+	p.store.mu.Unlock()
+	return nil
 }

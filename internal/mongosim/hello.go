@@ -239,8 +239,37 @@ func handleServerStatus(cc *cmdCtx) (bsoncore.Document, error) {
 	dst = bsoncore.AppendStringElement(dst, "host", cc.s.addr)
 	dst = bsoncore.AppendStringElement(dst, "version", ServerVersion)
 	dst = bsoncore.AppendStringElement(dst, "process", "mongod")
+	if v, ok := cc.field("oplog"); ok && truthy(v) && !cc.s.cfg.standalone {
+		// The section a replica-set member adds when asked for it
+		// ({serverStatus: 1, oplog: 1}): its newest and oldest oplog
+		// entries' times (src/mongo/db/repl/replication_info.cpp,
+		// OplogInfoServerStatus, not included by default).
+		st := cc.s.store
+		st.mu.Lock()
+		var earliest, latest bson.Timestamp
+		if n := len(st.oplog.entries); n > 0 {
+			earliest, latest = st.oplog.entries[0].ts, st.oplog.entries[n-1].ts
+		}
+		st.mu.Unlock()
+		sub := bsoncore.NewDocumentBuilder().AppendTimestamp("latestOptime", latest.T, latest.I).
+			AppendTimestamp("earliestOptime", earliest.T, earliest.I).Build()
+		dst = bsoncore.AppendDocumentElement(dst, "oplog", sub)
+	}
 	dst, _ = bsoncore.AppendDocumentEnd(dst, idx)
 	return dst, nil
+}
+
+// truthy is a command option's value read as a boolean, as the server
+// reads {section: 1} or {section: true}.
+func truthy(v bsoncore.Value) bool {
+	switch v.Type {
+	case bsoncore.TypeBoolean:
+		return v.Boolean()
+	case bsoncore.TypeInt32, bsoncore.TypeInt64, bsoncore.TypeDouble:
+		f, _ := v.AsFloat64OK()
+		return f != 0
+	}
+	return false
 }
 
 // versionAtLeast reports whether version ("8.0.4") is at least

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/changestream-go/changestream/internal/mongosim/failpoint"
+	"github.com/changestream-go/changestream/internal/mongosim/wire"
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Version facts the simulator claims. Change streams behave as on 8.0.
 const (
 	// ServerVersion is reported by buildInfo.
-	ServerVersion = "8.0.4"
+	ServerVersion = wire.ServerVersion
 	// MaxWireVersion is reported by hello; 25 is MongoDB 8.0.
 	MaxWireVersion = 25
 )

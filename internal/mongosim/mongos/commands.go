@@ -155,6 +155,11 @@ func (r *Router) dispatchPlain(ctx context.Context, req *wire.Request, name stri
 		return r.listShards()
 	case "getShardMap":
 		return r.getShardMap()
+	case "serverStatus":
+		// A router's own status: it has no oplog, so a section asked for
+		// that it does not have ({oplog: 1}) is left out, as mongos does.
+		return r.okReply(bsoncore.NewDocumentBuilder().AppendString("host", r.addr).
+			AppendString("version", wire.ServerVersion).AppendString("process", "mongos"))
 	case "getMore":
 		return r.getMore(ctx, req)
 	case "killCursors":

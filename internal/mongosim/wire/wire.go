@@ -26,6 +26,9 @@ const (
 	HeaderLen           = 16
 )
 
+// ServerVersion is the MongoDB version members and routers report.
+const ServerVersion = "8.0.4"
+
 // OP_MSG flag bits (MongoDB wire protocol).
 const (
 	msgChecksumPresent uint32 = 1 << 0

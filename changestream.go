@@ -113,10 +113,7 @@ type ChangeStream struct {
 	openedAt      time.Time
 	replyCaughtUp bool
 	unreturned    int
-	// What Health needs besides: a call in progress, when the last one
-	// ended, and when the last reply arrived.
-	calling   bool
-	callEnded time.Time
+	// lastReply is when the last reply arrived, for Health.
 	lastReply time.Time
 	// The last progress reported; only the iterating goroutine touches
 	// these.
@@ -129,10 +126,15 @@ type ChangeStream struct {
 	// heartbeat is WithHeartbeat's writer, nil without one; Close stops it.
 	heartbeat *heartbeat
 
-	alive    atomic.Bool
-	closed   atomic.Bool
-	closeCtx context.Context // done when Close starts, to interrupt a waiting Next
-	closeFn  context.CancelFunc
+	alive  atomic.Bool
+	closed atomic.Bool
+	// calling is set while a Next or TryNext runs, and callEnded (Unix
+	// nanoseconds) is when the last one returned, for Health: atomics, so
+	// that every call does not take stateMu twice more.
+	calling   atomic.Bool
+	callEnded atomic.Int64
+	closeCtx  context.Context // done when Close starts, to interrupt a waiting Next
+	closeFn   context.CancelFunc
 }
 
 // WatchCollection opens a change stream on coll. pipeline holds the stages

@@ -95,8 +95,13 @@ func (cs *ChangeStream) Health(th HealthThresholds) Health {
 	th = th.withDefaults()
 	now := time.Now()
 	behind := cs.Behind()
+	calling := cs.calling.Load()
+	var callEnded time.Time
+	if ns := cs.callEnded.Load(); ns != 0 {
+		callEnded = time.Unix(0, ns)
+	}
 	cs.stateMu.Lock()
-	err, calling, callEnded := cs.err, cs.calling, cs.callEnded
+	err := cs.err
 	progress := latest(cs.lastReply, cs.stats.LastEvent, cs.openedAt)
 	cs.stateMu.Unlock()
 	h := Health{Behind: behind, SinceProgress: now.Sub(progress)}

@@ -21,9 +21,9 @@ import (
 // shard with HeadroomOf it is known, the least of the shards.
 func TestHeadroom(t *testing.T) {
 	t.Parallel()
-	ctx := ctxTimeout(t, 30*time.Second)
 	t.Run("replica set", func(t *testing.T) {
 		t.Parallel()
+		ctx := ctxTimeout(t, 30*time.Second)
 		e := newEnv(t, mongosimOplogMax(20))
 		if e.sim == nil {
 			t.Skip("a replica set's oplog; the sharded case is below")
@@ -48,6 +48,7 @@ func TestHeadroom(t *testing.T) {
 	})
 	t.Run("sharded", func(t *testing.T) {
 		t.Parallel()
+		ctx := ctxTimeout(t, 30*time.Second)
 		sc := mongosim.StartShardedClusterTB(t, 2, 1, 1, []mongosim.Option{mongosim.WithNoopInterval(100 * time.Millisecond)})
 		client, err := mongo.Connect(testclient.Options(sc.URI()))
 		require.NoError(t, err)

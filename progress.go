@@ -169,10 +169,8 @@ func (cs *ChangeStream) reportProgress(at time.Time) {
 
 // noteCall records a Next or TryNext call starting or ending, for Health.
 func (cs *ChangeStream) noteCall(starting bool) {
-	cs.stateMu.Lock()
-	cs.calling = starting
 	if !starting {
-		cs.callEnded = time.Now()
+		cs.callEnded.Store(time.Now().UnixNano())
 	}
-	cs.stateMu.Unlock()
+	cs.calling.Store(starting)
 }

@@ -127,7 +127,7 @@ func (l *leaseReaders) killAtRandom(ctx context.Context, t *testing.T) {
 // leaseResult is what the consumers' effects say.
 type leaseResult struct {
 	effects, lost, repeated, disorder, epochs int
-	sinkLost                                  int // committed by a handler, missing from the sink
+	sinkLost                                  int           // committed by a handler, missing from the sink
 	catchUp                                   time.Duration // from wait's call to the last effect it needed
 	first                                     string        // the first loss or disorder, for the failure message
 }
@@ -200,54 +200,45 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 	// fault of the simulator's transactions, not of checkpoint.Run, which
 	// handed the event over. It is counted apart (sinkLost); lost counts
 	// what no handler was ever given.
+	logs := map[string][]string{}
 	handled := map[int32]bool{}
-	for _, p := range l.procs {
-		for _, line := range strings.Split(p.Logs(), "\n") {
-			var rec struct {
-				Msg string `json:"msg"`
-				N   *int32 `json:"n"`
-			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "soakconsumer: effect" && rec.N != nil {
-				handled[*rec.N] = true
+	for name, p := range l.procs {
+		logs[name] = strings.Split(strings.TrimSpace(p.Logs()), "\n")
+		for _, line := range logs[name] {
+			if n, ok := effectLogged(line); ok {
+				handled[n] = true
 			}
 		}
 	}
 	for n := range int32(acked) {
-		switch {
-		case seen[n]:
-		case handled[n]:
-			r.sinkLost++
-		default:
-			if r.lost == 0 {
-				fmt.Fprintf(&why, "%d lost; ", n)
-			}
-			r.lost++
+		if seen[n] {
+			continue
 		}
-	}
-	for n := range int32(acked) {
-		if !seen[n] {
+		if r.lost+r.sinkLost == 0 {
 			focus = n
-			break
 		}
+		if handled[n] {
+			r.sinkLost++
+			continue
+		}
+		if r.lost == 0 {
+			fmt.Fprintf(&why, "%d lost; ", n)
+		}
+		r.lost++
 	}
 	if r.lost+r.disorder+r.sinkLost > 0 {
 		// The effects around the first loss (or disorder), and what each
 		// consumer said: every line but the effects of other numbers.
-		firstLost := focus
+		near := func(n int32) bool { return n >= focus-3 && n <= focus+3 }
 		for _, e := range effects {
-			if e.N >= firstLost-3 && e.N <= firstLost+3 {
+			if near(e.N) {
 				fmt.Fprintf(&why, "\neffect n=%d epoch=%d seq=%d", e.N, e.Epoch, e.Seq)
 			}
 		}
 		for name, p := range l.procs {
 			fmt.Fprintf(&why, "\n%s exited %d times; its lines near the loss:", name, p.Count("soakconsumer: exiting"))
-			for _, line := range strings.Split(strings.TrimSpace(p.Logs()), "\n") {
-				var rec struct {
-					Msg string `json:"msg"`
-					N   *int32 `json:"n"`
-				}
-				_ = json.Unmarshal([]byte(line), &rec)
-				if rec.Msg == "soakconsumer: effect" && rec.N != nil && (*rec.N < firstLost-3 || *rec.N > firstLost+3) {
+			for _, line := range logs[name] {
+				if n, ok := effectLogged(line); ok && !near(n) {
 					continue
 				}
 				why.WriteString("\n" + line)
@@ -256,4 +247,17 @@ func (l *leaseReaders) wait(t *testing.T, acked int) leaseResult {
 	}
 	r.effects, r.first, r.catchUp = len(effects), why.String(), progress.Sub(began)
 	return r
+}
+
+// effectLogged returns the number of a consumer's "effect" log line (the
+// handler's transaction committed), with -trace.
+func effectLogged(line string) (int32, bool) {
+	var rec struct {
+		Msg string `json:"msg"`
+		N   *int32 `json:"n"`
+	}
+	if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "soakconsumer: effect" || rec.N == nil {
+		return 0, false
+	}
+	return *rec.N, true
 }

@@ -35,6 +35,7 @@ package csprom
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 
 	"github.com/changestream-go/changestream"
@@ -148,14 +149,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	streams := make(map[string]*changestream.ChangeStream, len(m.streams))
-	for k, v := range m.streams {
-		streams[k] = v
-	}
-	runs := make(map[string]*checkpoint.Stats, len(m.runs))
-	for k, v := range m.runs {
-		runs[k] = v
-	}
+	streams, runs := maps.Clone(m.streams), maps.Clone(m.runs)
 	m.mu.Unlock()
 	for name, cs := range streams {
 		s := cs.Stats()
